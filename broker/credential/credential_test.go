@@ -1,0 +1,182 @@
+package credential
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func fixture(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "testdata", "fixtures", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+var year2100 = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func TestInspectFixtures(t *testing.T) {
+	tests := []struct {
+		kind       Kind
+		file       string
+		wantErr    string // "" valid, "broken", "not-logged-in"
+		wantExpiry time.Time
+	}{
+		{Claude, "claude/credentials.valid.json", "", year2100},
+		{Claude, "claude/credentials.expired-refreshable.json", "", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{Claude, "claude/credentials.blanked.json", "broken", time.Time{}},
+		{Claude, "claude/credentials.truncated.json", "broken", time.Time{}},
+		{Codex, "codex/auth.chatgpt.json", "", year2100},
+		{Codex, "codex/auth.apikey.json", "", time.Time{}},
+		{Gemini, "gemini/oauth_creds.json", "", year2100},
+		{Gemini, "gemini/settings.json", "broken", time.Time{}},
+		{Claude, "codex/auth.chatgpt.json", "not-logged-in", time.Time{}},
+		{Opaque, "gemini/settings.json", "", time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.kind.Name()+"/"+tt.file, func(t *testing.T) {
+			info, err := tt.kind.Inspect(fixture(t, tt.file))
+			switch tt.wantErr {
+			case "":
+				if err != nil {
+					t.Fatalf("want a valid login, got %v", err)
+				}
+				if !info.Expiry.Equal(tt.wantExpiry) {
+					t.Errorf("expiry %v, want %v", info.Expiry, tt.wantExpiry)
+				}
+				if !strings.HasPrefix(info.Fingerprint, "sha256:") || len(info.Fingerprint) != len("sha256:")+12 {
+					t.Errorf("fingerprint %q is not sha256:+12 hex", info.Fingerprint)
+				}
+			case "broken":
+				if !IsBroken(err) {
+					t.Fatalf("want broken, got %v", err)
+				}
+			case "not-logged-in":
+				if !errors.Is(err, ErrNotLoggedIn) {
+					t.Fatalf("want not logged in, got %v", err)
+				}
+			}
+			if err != nil && strings.Contains(err.Error(), "FAKE") {
+				t.Errorf("error shows a secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestBrokenShapes(t *testing.T) {
+	tests := []struct {
+		kind Kind
+		data string
+		want string // substring of the reason
+	}{
+		{Claude, "", "empty file"},
+		{Claude, "   \n", "empty file"},
+		{Claude, `{"claudeAiOauth": {"accessToken": "sk-ant-oat01-FAKE`, "ends early"},
+		{Claude, `not json at all`, "not valid JSON"},
+		{Claude, `["sk-ant-oat01-FAKE"]`, "not a JSON object"},
+		{Claude, `{"claudeAiOauth": "sk-ant-oat01-FAKE"}`, "claudeAiOauth is not a JSON object"},
+		{Claude, `{"claudeAiOauth": {"accessToken": 12, "refreshToken": "sk-ant-ort01-FAKE"}}`, "claudeAiOauth.accessToken is not a string"},
+		{Claude, `{"claudeAiOauth": {"accessToken": "sk-ant-oat01-FAKE", "expiresAt": "soon"}}`, "claudeAiOauth.expiresAt is not a whole number"},
+		{Codex, `{"auth_mode": "chatgpt", "OPENAI_API_KEY": null, "tokens": null}`, "no tokens and no OPENAI_API_KEY"},
+		{Codex, `{"auth_mode": "chatgpt", "tokens": {"access_token": "", "refresh_token": ""}}`, "no tokens"},
+		{Gemini, `{"token_type": "Bearer"}`, "no access_token or refresh_token"},
+		{Opaque, "", "empty file"},
+		{Claude, `{"claudeAiOauth": {"accessToken": "` + strings.Repeat("FAKE", MaxSize/4) + `"}}`, "larger than"},
+	}
+	for _, tt := range tests {
+		_, err := tt.kind.Inspect([]byte(tt.data))
+		if !IsBroken(err) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s %.40q: got %v, want broken with %q", tt.kind.Name(), tt.data, err, tt.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "FAKE") {
+			t.Errorf("error shows a secret: %v", err)
+		}
+	}
+}
+
+func TestFreshnessOrdersLogins(t *testing.T) {
+	older, _ := Claude.Inspect(fixture(t, "claude/credentials.expired-refreshable.json"))
+	newer, _ := Claude.Inspect(fixture(t, "claude/credentials.valid.json"))
+	if c, ok := older.Freshness.Compare(newer.Freshness); !ok || c != -1 {
+		t.Errorf("expired login compares %d,%v with a valid one, want -1,true", c, ok)
+	}
+	if _, ok := (Freshness{}).Compare(newer.Freshness); ok {
+		t.Error("unknown freshness must not order")
+	}
+	// Codex: same JWT exp, later last_refresh wins.
+	a := fixture(t, "codex/auth.chatgpt.json")
+	b := bytes.Replace(a, []byte("2026-11-28T08:00:00"), []byte("2026-11-28T09:00:00"), 1)
+	ia, err := Codex.Inspect(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ib, _ := Codex.Inspect(b)
+	if c, ok := ia.Freshness.Compare(ib.Freshness); !ok || c != -1 {
+		t.Errorf("codex last_refresh order: %d,%v, want -1,true", c, ok)
+	}
+	if k, _ := Codex.Inspect(fixture(t, "codex/auth.apikey.json")); k.Freshness.Known {
+		t.Error("an API key has no freshness")
+	}
+}
+
+func TestForCopyDropsMCPOAuthOnly(t *testing.T) {
+	src := fixture(t, "claude/credentials.valid.json")
+	out, err := ForCopy(Claude, src, CopyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(out, []byte("mcpOAuth")) || bytes.Contains(out, []byte("FAKE-MCP")) {
+		t.Fatalf("copy still carries the MCP tokens:\n%s", out)
+	}
+	// Everything else is byte for byte: the copy is a prefix of the source
+	// up to where the removed block began, and ends with the same brace.
+	i := bytes.Index(src, []byte(`,
+  "mcpOAuth"`))
+	if want := append(append([]byte{}, src[:i]...), "\n}\n"...); !bytes.Equal(out, want) {
+		t.Errorf("copy is re-encoded:\n%s\nwant\n%s", out, want)
+	}
+	srcInfo, _ := Claude.Inspect(src)
+	outInfo, _ := Claude.Inspect(out)
+	if srcInfo.Fingerprint != outInfo.Fingerprint {
+		t.Error("the copy's fingerprint differs from the source's; users compare them")
+	}
+	if same, _ := ForCopy(Claude, src, CopyOptions{IncludeMCPOAuth: true}); !bytes.Equal(same, src) {
+		t.Error("include_mcp_oauth must keep the file byte for byte")
+	}
+}
+
+func TestForCopyKeepsUnknownKeysInAnyPosition(t *testing.T) {
+	for _, in := range []string{
+		`{"mcpOAuth":{"a":1},"claudeAiOauth":{"accessToken":"x"},"future":[1,2]}`,
+		`{"claudeAiOauth":{"accessToken":"x"},"mcpOAuth":{"a":1},"future":[1,2]}`,
+		`{"claudeAiOauth":{"accessToken":"x"},"future":[1,2],"mcpOAuth":{"a":1}}`,
+		`{ "mcpOAuth" : {} }`,
+	} {
+		out, err := ForCopy(Claude, []byte(in), CopyOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatalf("%s -> invalid %s", in, out)
+		}
+		if _, has := m["mcpOAuth"]; has {
+			t.Errorf("%s -> %s still has mcpOAuth", in, out)
+		}
+		if strings.Contains(in, "future") && m["future"] == nil {
+			t.Errorf("%s -> %s lost an unknown key", in, out)
+		}
+	}
+	// Other kinds are never changed.
+	in := fixture(t, "codex/auth.chatgpt.json")
+	if out, _ := ForCopy(Codex, in, CopyOptions{}); !bytes.Equal(in, out) {
+		t.Error("codex copy changed")
+	}
+}
