@@ -1,0 +1,313 @@
+package filelock_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mc-broker/mc-broker/broker/filelock"
+)
+
+// helperEnv switches the test binary into a helper process that locks the
+// path it names, prints "locked", and holds the lock until it reads a line
+// (or EOF) on stdin.
+const helperEnv = "MC_BROKER_FILELOCK_HELPER"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(helperEnv); path != "" {
+		os.Exit(holdLock(path))
+	}
+	os.Exit(m.Run())
+}
+
+func holdLock(path string) int {
+	unlock, err := filelock.Lock(context.Background(), path, 10*time.Second)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println("locked")
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	unlock()
+	return 0
+}
+
+// holder is a helper process holding a lock.
+type holder struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+}
+
+// startHolder starts a helper process and returns once it holds the lock on
+// path.
+func startHolder(t *testing.T, path string) *holder {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	// GORACE: a race-enabled helper otherwise sleeps 1s at exit.
+	cmd.Env = append(os.Environ(), helperEnv+"="+path, "GORACE=atexit_sleep_ms=0")
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &holder{cmd: cmd, stdin: stdin}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "locked\n" {
+		t.Fatalf("helper did not take the lock: %q, %v", line, err)
+	}
+	return h
+}
+
+// release tells the helper to unlock and waits for it to exit.
+func (h *holder) release(t *testing.T) {
+	t.Helper()
+	if _, err := io.WriteString(h.stdin, "\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.cmd.Wait(); err != nil {
+		t.Fatalf("helper: %v", err)
+	}
+}
+
+func lockOK(t *testing.T, path string, timeout time.Duration) func() {
+	t.Helper()
+	unlock, err := filelock.Lock(context.Background(), path, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return unlock
+}
+
+func TestCreatesLockFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "auth.lock")
+	unlock := lockOK(t, path, time.Second)
+	defer unlock()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode() != 0o600 {
+		t.Fatalf("mode = %v, want 0600", fi.Mode())
+	}
+	if fi.Size() != 0 {
+		t.Fatalf("size = %d", fi.Size())
+	}
+}
+
+func TestExistingFileUntouched(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "auth.lock")
+	if err := os.WriteFile(path, []byte("pid 42"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unlock := lockOK(t, path, time.Second)
+	unlock()
+	got, _ := os.ReadFile(path)
+	fi, _ := os.Stat(path)
+	if string(got) != "pid 42" || fi.Mode() != 0o644 {
+		t.Fatalf("lock file changed: %q %v", got, fi.Mode())
+	}
+}
+
+// TestExcludesWithinProcess: flock belongs to the open file, so a second
+// Lock in the same process waits too.
+func TestExcludesWithinProcess(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "l")
+	unlock := lockOK(t, path, time.Second)
+	_, err := filelock.Lock(context.Background(), path, 20*time.Millisecond)
+	var te *filelock.TimeoutError
+	if !errors.As(err, &te) {
+		t.Fatalf("err = %v, want *TimeoutError", err)
+	}
+	unlock()
+	unlock() // idempotent
+	lockOK(t, path, 0)()
+}
+
+func TestTimeoutError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "auth.lock")
+	h := startHolder(t, path)
+
+	start := time.Now()
+	_, err := filelock.Lock(context.Background(), path, 100*time.Millisecond)
+	elapsed := time.Since(start)
+	var te *filelock.TimeoutError
+	if !errors.As(err, &te) {
+		t.Fatalf("err = %v, want *TimeoutError", err)
+	}
+	if te.Path != path || te.Waited != 100*time.Millisecond {
+		t.Fatalf("TimeoutError = %+v", te)
+	}
+	if want := path + " is locked by another process (waited 100ms)"; err.Error() != want {
+		t.Fatalf("message = %q, want %q", err, want)
+	}
+	if elapsed < 100*time.Millisecond {
+		t.Fatalf("gave up after %v, before the timeout", elapsed)
+	}
+
+	// A zero timeout tries once.
+	_, err = filelock.Lock(context.Background(), path, 0)
+	if !errors.As(err, &te) {
+		t.Fatalf("err = %v, want *TimeoutError", err)
+	}
+	h.release(t)
+	lockOK(t, path, 0)()
+}
+
+// TestWaitsForRelease: Lock blocks while another process holds the lock and
+// returns once it lets go.
+func TestWaitsForRelease(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "auth.lock")
+	h := startHolder(t, path)
+
+	type result struct {
+		unlock func()
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		u, err := filelock.Lock(context.Background(), path, 30*time.Second)
+		done <- result{u, err}
+	}()
+	select {
+	case r := <-done:
+		t.Fatalf("Lock returned while another process held the lock: %v", r.err)
+	default:
+	}
+	h.release(t)
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		r.unlock()
+	case <-time.After(10 * time.Second):
+		t.Fatal("Lock did not return after the holder released")
+	}
+}
+
+// TestReleasedOnProcessDeath: the kernel drops a dead holder's lock.
+func TestReleasedOnProcessDeath(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "auth.lock")
+	h := startHolder(t, path)
+	if _, err := filelock.Lock(context.Background(), path, 0); err == nil {
+		t.Fatal("locked while the helper holds the lock")
+	}
+	if err := h.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = h.cmd.Wait()
+	lockOK(t, path, 5*time.Second)()
+}
+
+// TestUnlockLetsOtherProcessIn: after unlock, a helper process can lock.
+func TestUnlockLetsOtherProcessIn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "auth.lock")
+	unlock := lockOK(t, path, time.Second)
+	unlock()
+	h := startHolder(t, path) // fails the test if it cannot lock within 10s
+	h.release(t)
+}
+
+func TestContextCanceled(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "auth.lock")
+	h := startHolder(t, path)
+	defer h.release(t)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := filelock.Lock(ctx, path, time.Minute)
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want context.Canceled", err)
+		}
+		var te *filelock.TimeoutError
+		if errors.As(err, &te) {
+			t.Fatal("cancellation reported as a timeout")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Lock ignored the canceled context")
+	}
+
+	// Already done: no attempt at all, not even creating the file.
+	other := filepath.Join(t.TempDir(), "other.lock")
+	if _, err := filelock.Lock(ctx, other, time.Second); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := os.Stat(other); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("lock file created under a canceled context: %v", err)
+	}
+}
+
+func TestRefusesSymlink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(t.TempDir(), "elsewhere")
+	path := filepath.Join(dir, "auth.lock")
+	if err := os.Symlink(target, path); err != nil {
+		t.Fatal(err)
+	}
+	_, err := filelock.Lock(context.Background(), path, time.Second)
+	if err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Fatalf("err = %v, want a symlink refusal", err)
+	}
+	if _, err := os.Lstat(target); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("symlink target was created: %v", err)
+	}
+}
+
+func TestRefusesFIFOAndDirectory(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := filelock.Lock(context.Background(), fifo, time.Second)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("err = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Lock hung on a FIFO")
+	}
+
+	if _, err := filelock.Lock(context.Background(), dir, time.Second); err == nil {
+		t.Fatal("locked a directory")
+	}
+}
+
+func TestMissingParent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "no", "such", "l")
+	_, err := filelock.Lock(context.Background(), path, time.Second)
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("err = %v, want ErrNotExist", err)
+	}
+}
