@@ -1,0 +1,91 @@
+// Package broker is mc-broker's core: it reads each source's login, decides
+// per copy what to do (newest wins, never propagate a broken login), and
+// reports what happened. It knows nothing about Docker, the macOS Keychain or
+// any particular file layout: sources and sinks bring that.
+package broker
+
+import (
+	"context"
+	"time"
+
+	"github.com/mc-broker/mc-broker/broker/credential"
+)
+
+// Source is where the host keeps one login.
+type Source interface {
+	// Name is the source's config name (claude, work-claude, ...).
+	Name() string
+	Kind() credential.Kind
+	// Location says where the login is read, for people (a path, a
+	// Keychain item).
+	Location() string
+	// Read returns the stored bytes. A store with no login returns an error
+	// that matches credential.ErrNotLoggedIn; Read never validates, the
+	// broker does.
+	Read(ctx context.Context) ([]byte, error)
+}
+
+// Decide is called by Sink.Update with the copy's current bytes (exists is
+// false when there is none) and returns what to write, if anything.
+type Decide func(current []byte, exists bool) (next []byte, write bool)
+
+// Sink is one container-ready copy.
+type Sink interface {
+	// Location says where the copy lives, for people.
+	Location() string
+	// Read returns the copy's bytes, or an error matching fs.ErrNotExist
+	// when there is no copy yet.
+	Read(ctx context.Context) ([]byte, error)
+	// Update reads the current copy and writes what decide returns, holding
+	// whatever locks keep concurrent writers (other mc-broker runs, the CLI
+	// itself) from interleaving between the read and the write.
+	Update(ctx context.Context, decide Decide) error
+}
+
+// Copy ties a sink to the source it follows.
+type Copy struct {
+	Source  string
+	Sink    Sink
+	Options credential.CopyOptions
+}
+
+// Broker holds what one pass works on.
+type Broker struct {
+	Sources []Source
+	Copies  []Copy
+	// Now is the clock for expiry checks; time.Now when nil.
+	Now func() time.Time
+	// Parallel caps how many copies are written at once (default 8): each
+	// write ends in an fsync, so a sync with many copies is I/O-bound.
+	Parallel int
+}
+
+func (b *Broker) now() time.Time {
+	if b.Now != nil {
+		return b.Now()
+	}
+	return time.Now()
+}
+
+// Options select and qualify a pass.
+type Options struct {
+	// Only limits the pass to these sources; a named source that is not
+	// logged in is then a failure, not a skip.
+	Only []string
+	// MinTTL flags logins that expire sooner than this.
+	MinTTL time.Duration
+	// DryRun decides and reports but writes nothing.
+	DryRun bool
+}
+
+func (o Options) selects(name string) bool {
+	if len(o.Only) == 0 {
+		return true
+	}
+	for _, n := range o.Only {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,100 @@
+package broker
+
+import "time"
+
+// SourceState is what reading a source found.
+type SourceState string
+
+const (
+	SourceValid       SourceState = "valid"
+	SourceNotLoggedIn SourceState = "not-logged-in"
+	SourceBroken      SourceState = "broken"
+	SourceUnreadable  SourceState = "unreadable"
+)
+
+// Outcome is what a pass did, or (status, dry run) would do, to one copy.
+type Outcome string
+
+const (
+	// Sync outcomes.
+	Created   Outcome = "created"    // there was no copy
+	Updated   Outcome = "updated"    // the copy held an older or different login
+	Repaired  Outcome = "repaired"   // the copy was broken (blanked, truncated, not JSON)
+	Unchanged Outcome = "unchanged"  // already identical: nothing written
+	KeptNewer Outcome = "kept-newer" // the copy is newer than the source: left alone
+	Failed    Outcome = "failed"     // could not be read or written
+	Skipped   Outcome = "skipped"    // the source has no usable login: copy left as it is
+
+	// Status states.
+	InSync  Outcome = "in-sync"
+	Older   Outcome = "older"
+	Newer   Outcome = "newer"
+	Differs Outcome = "differs" // same freshness, other bytes: sync rewrites it
+	Missing Outcome = "missing"
+	Broken  Outcome = "broken"
+	Present Outcome = "present" // the source is unusable, so no comparison
+)
+
+// Writes reports whether the outcome is (or, in a dry run, would be) a write.
+func (o Outcome) Writes() bool { return o == Created || o == Updated || o == Repaired }
+
+// Report is the result of one pass over all selected sources.
+type Report struct {
+	DryRun  bool           `json:"dry_run,omitempty"`
+	Sources []SourceReport `json:"sources"`
+}
+
+// SourceReport describes one source and its copies. It never holds a secret.
+type SourceReport struct {
+	Name             string       `json:"name"`
+	Kind             string       `json:"kind"`
+	Location         string       `json:"location"`
+	State            SourceState  `json:"state"`
+	Fingerprint      string       `json:"fingerprint,omitempty"`
+	ExpiresAt        *time.Time   `json:"expires_at,omitempty"`
+	ExpiresInSeconds int64        `json:"expires_in_seconds,omitempty"`
+	Problem          string       `json:"problem,omitempty"`
+	Hint             string       `json:"hint,omitempty"`
+	Requested        bool         `json:"requested,omitempty"`    // named with --only
+	ExpiresSoon      bool         `json:"expires_soon,omitempty"` // sooner than --min-ttl
+	Copies           []CopyReport `json:"copies"`
+}
+
+// CopyReport describes one copy. Fingerprint and ExpiresAt are the copy's
+// after the pass (before it, for a dry run or status).
+type CopyReport struct {
+	Location    string     `json:"location"`
+	Outcome     Outcome    `json:"outcome"`
+	Fingerprint string     `json:"fingerprint,omitempty"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	Problem     string     `json:"problem,omitempty"`
+}
+
+// Exit codes, documented in the README.
+const (
+	ExitOK         = 0
+	ExitCopyFailed = 1 // a copy (or a source) could not be read or written
+	ExitUsage      = 2 // bad usage or config
+	ExitCredential = 3 // a login is broken, missing when requested, or expires too soon
+)
+
+// ExitCode maps the report to the documented exit codes; a credential
+// problem (3) outranks a failed copy (1).
+func (r *Report) ExitCode() int {
+	code := ExitOK
+	for _, s := range r.Sources {
+		switch {
+		case s.State == SourceBroken, s.ExpiresSoon,
+			s.State == SourceNotLoggedIn && s.Requested:
+			return ExitCredential
+		case s.State == SourceUnreadable:
+			code = ExitCopyFailed
+		}
+		for _, c := range s.Copies {
+			if c.Outcome == Failed {
+				code = ExitCopyFailed
+			}
+		}
+	}
+	return code
+}
