@@ -1,0 +1,328 @@
+// Package dir is the directory sink: a copy of a login kept as one file in a
+// directory that containers bind-mount as the CLI's config directory.
+//
+// Mounting the directory, not the file, lets a running container see each
+// new copy: the sink replaces the file by rename (see broker/atomicfile), and
+// a rename inside the container onto a mounted file would fail.
+package dir
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mc-broker/mc-broker/broker"
+	"github.com/mc-broker/mc-broker/broker/atomicfile"
+	"github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/broker/filelock"
+)
+
+// DefaultLockTimeout is how long Update waits for each lock when
+// Options.LockTimeout is zero.
+const DefaultLockTimeout = 10 * time.Second
+
+// Options describe one copy directory.
+type Options struct {
+	// Dir is the absolute path of the copy directory (what compose mounts as
+	// the CLI's config directory).
+	Dir string
+	// FileName is the login file's name inside Dir: ".credentials.json",
+	// "auth.json", "oauth_creds.json".
+	FileName string
+	// UID and GID, when set, own the file, Dir and the CLI lock files.
+	UID, GID *int
+	// LockFiles are the CLI's own lock files inside Dir, flocked in this
+	// order around every update (Codex: "auth.lock", "auth.json.lock").
+	LockFiles []string
+	// LockDir holds mc-broker's own per-copy lock files (the state dir's
+	// "locks"); created 0700 if missing. Required by Update.
+	LockDir string
+	// LockTimeout bounds the wait for each lock; DefaultLockTimeout when
+	// zero.
+	LockTimeout time.Duration
+}
+
+// Sink is a copy directory. It implements broker.Sink.
+type Sink struct {
+	o Options
+}
+
+var _ broker.Sink = (*Sink)(nil)
+
+// New returns the sink for o. Options are checked when the sink is used.
+func New(o Options) *Sink {
+	o.LockFiles = append([]string(nil), o.LockFiles...)
+	return &Sink{o: o}
+}
+
+// SymlinkError reports a copy directory or copy file that is a symlink: the
+// sink refuses to write through links, which could point anywhere (for
+// example at the host's own login).
+type SymlinkError struct {
+	Path string
+	// File is true when the link is the copy file, false when it is the
+	// directory.
+	File bool
+}
+
+func (e *SymlinkError) Error() string {
+	if e.File {
+		return "refusing to use " + e.Path + ": it is a symlink; remove it and let mc-broker write a real file there"
+	}
+	return "refusing to use " + e.Path + ": it is a symlink; point the config at the real directory"
+}
+
+// Location is the copy file's path.
+func (s *Sink) Location() string { return filepath.Join(s.o.Dir, s.o.FileName) }
+
+// Read returns the copy's bytes, at most credential.MaxSize+1 of them so that
+// an oversized copy is judged broken rather than read whole. A missing
+// directory or file gives an error matching fs.ErrNotExist.
+func (s *Sink) Read(ctx context.Context) ([]byte, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := checkDir(s.o.Dir); err != nil {
+		return nil, err
+	}
+	return s.readFile()
+}
+
+// Update creates the directory if needed, takes mc-broker's lock for this
+// copy and then the CLI's lock files, reads the current copy, and writes what
+// decide returns. When decide declines, the copy file is not touched.
+func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if s.o.LockDir == "" {
+		return fmt.Errorf("cannot update %s: no lock directory configured", s.Location())
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.ensureDir(); err != nil {
+		return err
+	}
+
+	timeout := s.o.LockTimeout
+	if timeout == 0 {
+		timeout = DefaultLockTimeout
+	}
+	if err := mkdir0700(s.o.LockDir); err != nil {
+		return fmt.Errorf("cannot create lock directory: %w", err)
+	}
+	unlock, err := filelock.Lock(ctx, s.lockPath(), timeout)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	for _, name := range s.o.LockFiles {
+		path := filepath.Join(s.o.Dir, name)
+		unlock, err := filelock.Lock(ctx, path, timeout)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		if err := s.own(path); err != nil {
+			return err
+		}
+	}
+
+	current, err := s.readFile()
+	exists := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	next, write := decide(current, exists)
+	if !write {
+		return nil
+	}
+	err = atomicfile.Write(s.o.Dir, s.o.FileName, next, atomicfile.Options{Mode: 0o600, UID: s.o.UID, GID: s.o.GID})
+	var ce *atomicfile.ChownError
+	if errors.As(err, &ce) {
+		return chownHint(ce)
+	}
+	return err
+}
+
+// check validates the options.
+func (s *Sink) check() error {
+	if s.o.Dir == "" || !filepath.IsAbs(s.o.Dir) {
+		return fmt.Errorf("copy directory %q is not an absolute path", s.o.Dir)
+	}
+	if err := checkName(s.o.FileName); err != nil {
+		return fmt.Errorf("copy file name: %w", err)
+	}
+	for _, name := range s.o.LockFiles {
+		if err := checkName(name); err != nil {
+			return fmt.Errorf("lock file name: %w", err)
+		}
+		if name == s.o.FileName {
+			return fmt.Errorf("lock file %q is the copy file itself", name)
+		}
+	}
+	return nil
+}
+
+func checkName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') || strings.ContainsRune(name, filepath.Separator) {
+		return fmt.Errorf("%q is not a plain file name", name)
+	}
+	return nil
+}
+
+// lockPath is mc-broker's own lock file for this copy: one per directory,
+// named by a hash of the cleaned path, outside the directory so containers
+// never see it.
+func (s *Sink) lockPath() string {
+	sum := sha256.Sum256([]byte(filepath.Clean(s.o.Dir)))
+	return filepath.Join(s.o.LockDir, hex.EncodeToString(sum[:])[:16]+".lock")
+}
+
+// checkDir refuses a directory that is a symlink or not a directory.
+func checkDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return &SymlinkError{Path: dir}
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	return nil
+}
+
+// ensureDir creates the copy directory when it is missing and gives it to
+// UID/GID when they are set.
+func (s *Sink) ensureDir() error {
+	dir := s.o.Dir
+	if err := mkdir0700(dir); err != nil {
+		return fmt.Errorf("cannot create copy directory: %w", err)
+	}
+	if err := checkDir(dir); err != nil {
+		return err
+	}
+	return s.own(dir)
+}
+
+// mkdir0700 creates dir and its missing parents. MkdirAll applies the
+// umask; a directory it creates here is made 0700 whatever the umask.
+func mkdir0700(dir string) error {
+	if _, err := os.Lstat(dir); !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o700)
+}
+
+// own gives path (never followed if a symlink) to UID/GID when they are set
+// and it is not theirs already.
+func (s *Sink) own(path string) error {
+	if s.o.UID == nil && s.o.GID == nil {
+		return nil
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	uid, gid := -1, -1
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if s.o.UID != nil && int(st.Uid) != *s.o.UID {
+			uid = *s.o.UID
+		}
+		if s.o.GID != nil && int(st.Gid) != *s.o.GID {
+			gid = *s.o.GID
+		}
+	} else {
+		if s.o.UID != nil {
+			uid = *s.o.UID
+		}
+		if s.o.GID != nil {
+			gid = *s.o.GID
+		}
+	}
+	if uid == -1 && gid == -1 {
+		return nil
+	}
+	if err := os.Lchown(path, uid, gid); err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return chownHint(&atomicfile.ChownError{Path: path, UID: s.o.UID, GID: s.o.GID, Err: err})
+	}
+	return nil
+}
+
+// chownHint adds what to do to a failed chown.
+func chownHint(ce *atomicfile.ChownError) error {
+	hint := "check uid/gid in the config"
+	if errors.Is(ce.Err, fs.ErrPermission) {
+		hint = "run as root, or remove uid/gid from the config"
+	}
+	return fmt.Errorf("%w (%s)", ce, hint)
+}
+
+// readFile reads the copy file without following a symlink or blocking on a
+// FIFO.
+func (s *Sink) readFile() ([]byte, error) {
+	path := s.Location()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRegular(path, fi); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, &SymlinkError{Path: path, File: true}
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return nil, err
+	}
+	if err := checkRegular(path, fi); err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(f, credential.MaxSize+1))
+	if err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+func checkRegular(path string, fi fs.FileInfo) error {
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return &SymlinkError{Path: path, File: true}
+	case fi.IsDir():
+		return fmt.Errorf("%s is a directory, not a file", path)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	return nil
+}

@@ -1,0 +1,57 @@
+// Package file reads a login from a file on the host: the CLI's own
+// credentials file, or any file for the opaque "file" kind.
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+
+	"github.com/mc-broker/mc-broker/broker/credential"
+)
+
+// Source is a login kept in one file.
+type Source struct {
+	name string
+	kind credential.Kind
+	path string
+}
+
+// New returns the source called name that reads path as kind.
+func New(name string, kind credential.Kind, path string) *Source {
+	return &Source{name: name, kind: kind, path: path}
+}
+
+func (s *Source) Name() string          { return s.name }
+func (s *Source) Kind() credential.Kind { return s.kind }
+func (s *Source) Location() string      { return s.path }
+
+// Read returns the file's bytes. It follows symlinks (dotfile managers link
+// ~/.claude and the like) but reads only regular files, and at most one byte
+// more than credential.MaxSize so that an oversized file is judged broken
+// without being read whole.
+func (s *Source) Read(ctx context.Context) ([]byte, error) {
+	f, err := os.Open(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &credential.NotLoggedInError{Reason: "no file here"}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot read: %w", errors.Unwrap(err))
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("cannot read: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("not a regular file (%s): point the config at the credentials file", st.Mode().Type())
+	}
+	data, err := io.ReadAll(io.LimitReader(f, credential.MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("cannot read: %w", err)
+	}
+	return data, nil
+}
