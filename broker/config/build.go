@@ -1,0 +1,62 @@
+package config
+
+import (
+	"path/filepath"
+
+	"github.com/mc-broker/mc-broker/broker"
+	"github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/sinks/dir"
+	"github.com/mc-broker/mc-broker/sources/file"
+)
+
+// cliLockFiles are the lock files a CLI flocks around writing its login in
+// its config directory; mc-broker takes the same ones before writing a copy
+// there (design brief §2: Codex 0.169).
+var cliLockFiles = map[string][]string{
+	"codex": {"auth.lock", "auth.json.lock"},
+}
+
+// Build assembles the broker. It refuses layouts that would lose data: two
+// copies writing one file, or a copy writing over a source.
+func (c *Config) Build(env Env) (*broker.Broker, error) {
+	b := &broker.Broker{}
+	sourcePaths := map[string]string{}
+	for _, s := range c.Sources {
+		kind, _ := credential.ByName(s.Kind)
+		b.Sources = append(b.Sources, file.New(s.Name, kind, s.Path))
+		sourcePaths[s.Path] = s.Name
+	}
+	written := map[string]bool{}
+	for _, sk := range c.Sinks {
+		src, _ := c.Source(sk.Source)
+		kind, _ := credential.ByName(src.Kind)
+		name := sk.FileName
+		if name == "" {
+			name = kind.FileName()
+		}
+		if name == "" {
+			name = filepath.Base(src.Path)
+		}
+		target := filepath.Join(sk.Dir, name)
+		if other, ok := sourcePaths[target]; ok {
+			return nil, &Error{File: c.File, Line: sk.Line, Msg: "a copy of " + sk.Source + " would overwrite the source " + other + " at " + target + ": choose another dir"}
+		}
+		if written[target] {
+			return nil, &Error{File: c.File, Line: sk.Line, Msg: "two copies write " + target + ": give each copy its own dir"}
+		}
+		written[target] = true
+		b.Copies = append(b.Copies, broker.Copy{
+			Source:  sk.Source,
+			Options: credential.CopyOptions{IncludeMCPOAuth: sk.IncludeMCPOAuth},
+			Sink: dir.New(dir.Options{
+				Dir:       sk.Dir,
+				FileName:  name,
+				UID:       sk.UID,
+				GID:       sk.GID,
+				LockFiles: cliLockFiles[kind.Name()],
+				LockDir:   filepath.Join(env.StateDir(), "locks"),
+			}),
+		})
+	}
+	return b, nil
+}

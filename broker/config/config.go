@@ -1,0 +1,148 @@
+// Package config reads mc-broker's YAML config, supplies the built-in
+// defaults used when there is none, and assembles sources and sinks into a
+// broker.
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/sources"
+)
+
+// Env is the part of the process environment that decides paths, passed in
+// so that tests need not change the real one.
+type Env struct {
+	Home   string
+	Getenv func(string) string
+}
+
+// OSEnv reads the running process's environment.
+func OSEnv() (Env, error) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return Env{}, fmt.Errorf("cannot find your home directory: %w (set HOME)", err)
+	}
+	return Env{Home: home, Getenv: os.Getenv}, nil
+}
+
+func (e Env) xdg(variable, fallback string) string {
+	if d := e.Getenv(variable); filepath.IsAbs(d) {
+		return filepath.Join(d, "mc-broker")
+	}
+	return filepath.Join(e.Home, fallback, "mc-broker")
+}
+
+// ConfigFile is where the config is looked for when neither --config nor
+// MC_BROKER_CONFIG names one: $XDG_CONFIG_HOME/mc-broker/config.yaml.
+func (e Env) ConfigFile() string {
+	return filepath.Join(e.xdg("XDG_CONFIG_HOME", ".config"), "config.yaml")
+}
+
+// DataDir holds the default copies: $XDG_DATA_HOME/mc-broker.
+func (e Env) DataDir() string { return e.xdg("XDG_DATA_HOME", ".local/share") }
+
+// StateDir holds locks and, later, backups and watcher state:
+// $XDG_STATE_HOME/mc-broker.
+func (e Env) StateDir() string { return e.xdg("XDG_STATE_HOME", ".local/state") }
+
+// Config is a parsed config, or the built-in defaults.
+type Config struct {
+	// File is the config file read; empty for the built-in defaults.
+	File    string
+	Sources []Source
+	Sinks   []Sink
+}
+
+// Source is one entry under sources:.
+type Source struct {
+	Name  string
+	Kind  string
+	Path  string // absolute; the kind's default location when not configured
+	Store string // auto or file; keychain arrives with macOS support
+	Line  int
+}
+
+// Sink is one entry under sinks:.
+type Sink struct {
+	Source          string
+	Dir             string
+	FileName        string // default: the kind's own file name, or the source file's base name
+	UID, GID        *int
+	IncludeMCPOAuth bool
+	Line            int
+}
+
+// Error is a config problem, with the file and line where it is.
+type Error struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	switch {
+	case e.File == "":
+		return e.Msg
+	case e.Line > 0:
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return e.File + ": " + e.Msg
+}
+
+// DefaultSources are the CLIs looked for when there is no config.
+var DefaultSources = []string{"claude", "codex", "gemini"}
+
+// Default is the config used when there is no config file: each CLI's login
+// where the CLI keeps it, and one copy directory per CLI under DataDir.
+func Default(env Env) *Config {
+	c := &Config{}
+	for _, k := range DefaultSources {
+		c.Sources = append(c.Sources, Source{Name: k, Kind: k, Path: sources.DefaultPath(k, env.Home, env.Getenv), Store: "auto"})
+		c.Sinks = append(c.Sinks, Sink{Source: k, Dir: filepath.Join(env.DataDir(), k)})
+	}
+	return c
+}
+
+// WithDirLayout replaces the copies with the layout a pre-run hook wants:
+// root/<source name>/<the CLI's file name> for every source.
+func (c *Config) WithDirLayout(root string) *Config {
+	out := *c
+	out.Sinks = nil
+	for _, s := range c.Sources {
+		out.Sinks = append(out.Sinks, Sink{Source: s.Name, Dir: filepath.Join(root, s.Name)})
+	}
+	return &out
+}
+
+// Source returns the source called name.
+func (c *Config) Source(name string) (Source, bool) {
+	for _, s := range c.Sources {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Source{}, false
+}
+
+var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+
+// expandPath turns ~/x into an absolute path and refuses relative paths:
+// a config is read from services whose working directory is not yours.
+func expandPath(p string, env Env) (string, error) {
+	switch {
+	case p == "~":
+		return env.Home, nil
+	case strings.HasPrefix(p, "~/"):
+		return filepath.Join(env.Home, p[2:]), nil
+	case filepath.IsAbs(p):
+		return filepath.Clean(p), nil
+	}
+	return "", fmt.Errorf("must be an absolute path or start with ~/, not a relative path")
+}
+
+func kindList() string { return strings.Join(credential.KindNames, ", ") }

@@ -1,0 +1,156 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func testEnv(vars map[string]string) Env {
+	return Env{Home: "/home/dev", Getenv: func(k string) string { return vars[k] }}
+}
+
+func TestParseFullConfig(t *testing.T) {
+	cfg, err := Parse("config.yaml", []byte(`
+sources:
+  claude: {}
+  work-claude: {kind: claude, path: /srv/other/.credentials.json}
+  notes: {kind: file, path: ~/notes/token.txt}
+sinks:
+  - source: claude
+    dir: ~/cooks/shared/.auth/claude
+    uid: 1000
+    gid: 1001
+  - source: work-claude
+    dir: /srv/auth/work
+    include_mcp_oauth: true
+  - source: notes
+    dir: /srv/auth/notes
+    file_name: token
+`), testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Sources) != 3 || len(cfg.Sinks) != 3 {
+		t.Fatalf("got %d sources, %d sinks", len(cfg.Sources), len(cfg.Sinks))
+	}
+	if s := cfg.Sources[0]; s.Kind != "claude" || s.Path != "/home/dev/.claude/.credentials.json" {
+		t.Errorf("claude source defaults: %+v", s)
+	}
+	if s := cfg.Sources[2]; s.Path != "/home/dev/notes/token.txt" {
+		t.Errorf("~ not expanded: %+v", s)
+	}
+	k := cfg.Sinks[0]
+	if k.Dir != "/home/dev/cooks/shared/.auth/claude" || *k.UID != 1000 || *k.GID != 1001 || k.Line != 7 {
+		t.Errorf("sink 0: %+v", k)
+	}
+	if !cfg.Sinks[1].IncludeMCPOAuth || cfg.Sinks[2].FileName != "token" {
+		t.Errorf("sinks 1,2: %+v %+v", cfg.Sinks[1], cfg.Sinks[2])
+	}
+}
+
+func TestParseErrorsNameKeyAndLine(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		line       int
+		want       string
+	}{
+		{"unknown top key", "sources: {}\nsinkz: []\n", 2, `unknown key "sinkz"`},
+		{"unknown source key", "sources:\n  claude:\n    paht: /x\n", 3, `sources.claude: unknown key "paht"`},
+		{"unknown sink key", "sources:\n  claude: {}\nsinks:\n  - source: claude\n    dir: /x\n    mode: 0644\n", 6, `sinks[0]: unknown key "mode"`},
+		{"sink names unknown source", "sources:\n  claude: {}\nsinks:\n  - source: cluade\n    dir: /x\n", 4, `no source called "cluade" (sources: claude)`},
+		{"relative dir", "sources:\n  claude: {}\nsinks:\n  - source: claude\n    dir: auth/claude\n", 5, "sinks[0].dir must be an absolute path"},
+		{"relative source path", "sources:\n  claude: {path: creds.json}\n", 2, "sources.claude.path must be an absolute path"},
+		{"unknown kind", "sources:\n  x: {kind: copilot, path: /x}\n", 2, "sources.x.kind must be one of claude, codex, gemini, file"},
+		{"missing kind", "sources:\n  work: {path: /x}\n", 2, "sources.work: kind is missing"},
+		{"file without path", "sources:\n  notes: {kind: file}\n", 2, "needs a path"},
+		{"keychain not yet", "sources:\n  claude: {store: keychain}\n", 2, "keychain is not supported"},
+		{"bad uid", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x, uid: -1}\n", 4, "uid must be a whole number"},
+		{"missing dir", "sources:\n  claude: {}\nsinks:\n  - source: claude\n", 4, "dir is missing"},
+		{"mcp on codex", "sources:\n  codex: {}\nsinks:\n  - {source: codex, dir: /x, include_mcp_oauth: true}\n", 4, "applies to claude sources only"},
+		{"bad name", "sources:\n  Work Claude: {kind: claude}\n", 2, "a source name uses lower-case"},
+		{"sinks not a list", "sources:\n  claude: {}\nsinks:\n  source: claude\n", 4, "sinks must be a list"},
+		{"bad yaml", "sources:\n  claude: {\n", 0, "not valid YAML"},
+		{"empty", "", 0, "is empty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("cfg.yaml", []byte(tt.yaml), testEnv(nil))
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("want *config.Error, got %v", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not say %q", err, tt.want)
+			}
+			if tt.line > 0 && !strings.HasPrefix(err.Error(), "cfg.yaml:"+strconv.Itoa(tt.line)+": ") {
+				t.Errorf("error %q does not point at line %d", err, tt.line)
+			}
+		})
+	}
+}
+
+func TestDefaultsFollowXDGAndCLIVariables(t *testing.T) {
+	env := testEnv(map[string]string{
+		"XDG_DATA_HOME":     "/data",
+		"CLAUDE_CONFIG_DIR": "/cc",
+		"CODEX_HOME":        "/cx",
+		"GEMINI_CLI_HOME":   "/gm",
+	})
+	cfg := Default(env)
+	want := map[string]string{"claude": "/cc/.credentials.json", "codex": "/cx/auth.json", "gemini": "/gm/.gemini/oauth_creds.json"}
+	for _, s := range cfg.Sources {
+		if s.Path != want[s.Name] {
+			t.Errorf("%s reads %s, want %s", s.Name, s.Path, want[s.Name])
+		}
+	}
+	for _, k := range cfg.Sinks {
+		if k.Dir != "/data/mc-broker/"+k.Source {
+			t.Errorf("%s copy in %s", k.Source, k.Dir)
+		}
+	}
+	plain := testEnv(nil)
+	if got := plain.DataDir(); got != "/home/dev/.local/share/mc-broker" {
+		t.Errorf("DataDir %s", got)
+	}
+	if got := plain.ConfigFile(); got != "/home/dev/.config/mc-broker/config.yaml" {
+		t.Errorf("ConfigFile %s", got)
+	}
+	if got := plain.StateDir(); got != "/home/dev/.local/state/mc-broker" {
+		t.Errorf("StateDir %s", got)
+	}
+	layout := cfg.WithDirLayout("/hook/.auth")
+	if layout.Sinks[1].Dir != "/hook/.auth/codex" || len(layout.Sinks) != 3 {
+		t.Errorf("--dir layout: %+v", layout.Sinks)
+	}
+}
+
+func TestBuildRefusesLayoutsThatLoseData(t *testing.T) {
+	for name, yaml := range map[string]string{
+		"copy over its source": "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: ~/.claude}\n",
+		"two copies one file":  "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x}\n  - {source: claude, dir: /x}\n",
+	} {
+		cfg, err := Parse("cfg.yaml", []byte(yaml), testEnv(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cfg.Build(testEnv(nil)); err == nil {
+			t.Errorf("%s: Build accepted it", name)
+		}
+	}
+}
+
+func TestLoadMissingAndOversized(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Load(filepath.Join(dir, "nope.yaml"), testEnv(nil)); err == nil || !strings.Contains(err.Error(), "no such config file") {
+		t.Errorf("missing file: %v", err)
+	}
+	big := filepath.Join(dir, "big.yaml")
+	os.WriteFile(big, make([]byte, maxConfigSize+1), 0o600)
+	if _, err := Load(big, testEnv(nil)); err == nil || !strings.Contains(err.Error(), "not a config file") {
+		t.Errorf("oversized file: %v", err)
+	}
+}

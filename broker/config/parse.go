@@ -1,0 +1,278 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/sources"
+	"go.yaml.in/yaml/v3"
+)
+
+// maxConfigSize keeps a mistaken --config (a log, a binary) from being read
+// whole.
+const maxConfigSize = 1 << 20
+
+// Load reads and checks the config file at path.
+func Load(path string, env Env) (*Config, error) {
+	st, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &Error{File: path, Msg: "no such config file (run without --config to use the built-in defaults)"}
+	}
+	if err != nil {
+		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read: %v", errors.Unwrap(err))}
+	}
+	if !st.Mode().IsRegular() || st.Size() > maxConfigSize {
+		return nil, &Error{File: path, Msg: "not a config file (expected a YAML file under 1 MiB)"}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read: %v", errors.Unwrap(err))}
+	}
+	return Parse(path, data, env)
+}
+
+// Parse checks a config's text; file names it in errors.
+func Parse(file string, data []byte, env Env) (*Config, error) {
+	p := parser{file: file, env: env}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		// yaml's messages name lines and tokens, never whole values.
+		return nil, &Error{File: file, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	if len(doc.Content) == 0 {
+		return nil, &Error{File: file, Msg: "is empty: add sources and sinks (see the README), or remove it to use the built-in defaults"}
+	}
+	cfg, err := p.top(doc.Content[0])
+	if err != nil {
+		return nil, err
+	}
+	cfg.File = file
+	return cfg, nil
+}
+
+type parser struct {
+	file string
+	env  Env
+}
+
+func (p *parser) errorf(n *yaml.Node, format string, args ...any) error {
+	return &Error{File: p.file, Line: n.Line, Msg: fmt.Sprintf(format, args...)}
+}
+
+// fields walks a mapping node, refusing keys not in known.
+func (p *parser) fields(n *yaml.Node, where string, known []string, visit func(key string, k, v *yaml.Node) error) error {
+	if n.Kind != yaml.MappingNode {
+		return p.errorf(n, "%s must be a mapping of keys to values", where)
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !contains(known, k.Value) {
+			return p.errorf(k, "%s: unknown key %q (known keys: %s)", where, k.Value, strings.Join(known, ", "))
+		}
+		if seen[k.Value] {
+			return p.errorf(k, "%s: key %q given twice", where, k.Value)
+		}
+		seen[k.Value] = true
+		if err := visit(k.Value, k, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *parser) top(n *yaml.Node) (*Config, error) {
+	cfg := &Config{}
+	var sinksNode *yaml.Node
+	err := p.fields(n, "config", []string{"sources", "sinks"}, func(key string, _, v *yaml.Node) error {
+		switch key {
+		case "sources":
+			return p.sources(v, cfg)
+		case "sinks":
+			sinksNode = v
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Sinks name sources, so read them once all sources are known.
+	if sinksNode != nil {
+		if err := p.sinks(sinksNode, cfg); err != nil {
+			return nil, err
+		}
+	}
+	return cfg, nil
+}
+
+func (p *parser) sources(n *yaml.Node, cfg *Config) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return p.errorf(n, "sources must be a mapping from a source name to its settings, e.g. `claude: {}`")
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		name := k.Value
+		where := "sources." + name
+		if !validName.MatchString(name) {
+			return p.errorf(k, "%s: a source name uses lower-case letters, digits, '.', '_' and '-' (it names a directory in the --dir layout)", where)
+		}
+		if _, dup := cfg.Source(name); dup {
+			return p.errorf(k, "%s: source given twice", where)
+		}
+		src := Source{Name: name, Store: "auto", Line: k.Line}
+		if !(v.Kind == yaml.ScalarNode && v.Tag == "!!null") {
+			err := p.fields(v, where, []string{"kind", "path", "store"}, func(key string, _, v *yaml.Node) error {
+				s, err := p.scalar(v, where+"."+key)
+				switch key {
+				case "kind":
+					src.Kind = s
+				case "path":
+					src.Path, err = p.path(v, s, where+".path")
+				case "store":
+					src.Store = s
+				}
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		}
+		if src.Kind == "" {
+			if _, known := credential.ByName(name); !known {
+				return p.errorf(k, "%s: kind is missing (one of %s)", where, kindList())
+			}
+			src.Kind = name
+		}
+		if _, known := credential.ByName(src.Kind); !known {
+			return p.errorf(v, "%s.kind must be one of %s", where, kindList())
+		}
+		switch src.Store {
+		case "auto", "file":
+		case "keychain":
+			return p.errorf(v, "%s.store: keychain is not supported by this version of mc-broker yet; use auto or file", where)
+		default:
+			return p.errorf(v, "%s.store must be auto, file or keychain", where)
+		}
+		if src.Path == "" {
+			src.Path = sources.DefaultPath(src.Kind, p.env.Home, p.env.Getenv)
+			if src.Path == "" {
+				return p.errorf(k, "%s: a source of kind file needs a path", where)
+			}
+		}
+		cfg.Sources = append(cfg.Sources, src)
+	}
+	return nil
+}
+
+var sinkKeys = []string{"source", "dir", "file_name", "uid", "gid", "include_mcp_oauth"}
+
+func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return p.errorf(n, "sinks must be a list of copies, each starting with `- source: NAME`")
+	}
+	for i, v := range n.Content {
+		where := "sinks[" + strconv.Itoa(i) + "]"
+		sink := Sink{Line: v.Line}
+		err := p.fields(v, where, sinkKeys, func(key string, _, v *yaml.Node) error {
+			s, err := p.scalar(v, where+"."+key)
+			if err != nil {
+				return err
+			}
+			switch key {
+			case "source":
+				sink.Source = s
+			case "dir":
+				sink.Dir, err = p.path(v, s, where+".dir")
+			case "file_name":
+				if s == "" || s != filepath.Base(s) || s == "." || s == ".." {
+					err = p.errorf(v, "%s.file_name must be a plain file name, without slashes", where)
+				}
+				sink.FileName = s
+			case "uid", "gid":
+				id, convErr := strconv.Atoi(s)
+				if convErr != nil || id < 0 {
+					return p.errorf(v, "%s.%s must be a whole number >= 0", where, key)
+				}
+				if key == "uid" {
+					sink.UID = &id
+				} else {
+					sink.GID = &id
+				}
+			case "include_mcp_oauth":
+				b, convErr := strconv.ParseBool(s)
+				if convErr != nil || v.Tag != "!!bool" {
+					return p.errorf(v, "%s.include_mcp_oauth must be true or false", where)
+				}
+				sink.IncludeMCPOAuth = b
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if sink.Source == "" {
+			return p.errorf(v, "%s: source is missing (the name of the source this copy follows)", where)
+		}
+		src, ok := cfg.Source(sink.Source)
+		if !ok {
+			return p.errorf(v, "%s.source: no source called %q (sources: %s)", where, sink.Source, sourceNames(cfg))
+		}
+		if sink.Dir == "" {
+			return p.errorf(v, "%s: dir is missing (the directory a container mounts as the CLI's config directory)", where)
+		}
+		if sink.IncludeMCPOAuth && src.Kind != "claude" {
+			return p.errorf(v, "%s.include_mcp_oauth applies to claude sources only", where)
+		}
+		cfg.Sinks = append(cfg.Sinks, sink)
+	}
+	return nil
+}
+
+func sourceNames(cfg *Config) string {
+	var names []string
+	for _, s := range cfg.Sources {
+		names = append(names, s.Name)
+	}
+	sort.Strings(names)
+	if len(names) == 0 {
+		return "none defined"
+	}
+	return strings.Join(names, ", ")
+}
+
+func (p *parser) scalar(n *yaml.Node, where string) (string, error) {
+	if n.Kind != yaml.ScalarNode {
+		return "", p.errorf(n, "%s must be a single value", where)
+	}
+	return n.Value, nil
+}
+
+func (p *parser) path(n *yaml.Node, s, where string) (string, error) {
+	out, err := expandPath(s, p.env)
+	if err != nil {
+		return "", p.errorf(n, "%s %v", where, err)
+	}
+	return out, nil
+}
