@@ -1,0 +1,127 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/mc-broker/mc-broker/broker"
+)
+
+// printReport writes a pass's report for people or, with asJSON, scripts.
+// Reports carry fingerprints and expiry times only, so nothing here can
+// print a secret.
+func printReport(f *Factory, r *broker.Report, asJSON, status bool) error {
+	if asJSON {
+		enc := json.NewEncoder(f.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			*broker.Report
+			ExitCode int `json:"exit_code"`
+		}{r, r.ExitCode()})
+	}
+	w := f.Stdout
+	if len(r.Sources) == 0 {
+		fmt.Fprintln(w, "no sources configured")
+	}
+	counts := map[broker.Outcome]int{}
+	for _, s := range r.Sources {
+		printSource(w, s, f.Now())
+		for _, c := range s.Copies {
+			counts[c.Outcome]++
+			printCopy(w, c, r.DryRun)
+		}
+		if s.Hint != "" {
+			fmt.Fprintf(w, "  hint: %s\n", s.Hint)
+		}
+	}
+	if !status {
+		fmt.Fprintln(w, summary(counts, r.DryRun))
+	}
+	return nil
+}
+
+func printSource(w io.Writer, s broker.SourceReport, now time.Time) {
+	switch s.State {
+	case broker.SourceValid:
+		line := fmt.Sprintf("%s: logged in, %s", s.Name, s.Fingerprint)
+		if s.ExpiresAt != nil {
+			line += ", " + expiry(*s.ExpiresAt, now)
+		}
+		if s.ExpiresSoon {
+			line += " — " + s.Problem
+		}
+		fmt.Fprintln(w, line)
+	case broker.SourceNotLoggedIn:
+		fmt.Fprintf(w, "%s: not logged in (%s)\n", s.Name, s.Problem)
+	case broker.SourceBroken:
+		fmt.Fprintf(w, "%s: BROKEN login, not copied: %s\n", s.Name, s.Problem)
+	case broker.SourceUnreadable:
+		fmt.Fprintf(w, "%s: cannot read the login: %s\n", s.Name, s.Problem)
+	}
+	fmt.Fprintf(w, "  from %s\n", s.Location)
+}
+
+func printCopy(w io.Writer, c broker.CopyReport, dryRun bool) {
+	label := string(c.Outcome)
+	if dryRun && c.Outcome.Writes() {
+		label = map[broker.Outcome]string{broker.Created: "would create", broker.Updated: "would update", broker.Repaired: "would repair"}[c.Outcome]
+	}
+	line := fmt.Sprintf("  %-12s %s", label, c.Location)
+	var details []string
+	if c.Fingerprint != "" {
+		details = append(details, c.Fingerprint)
+	}
+	if c.ExpiresAt != nil {
+		details = append(details, "expires "+c.ExpiresAt.UTC().Format("2006-01-02 15:04 MST"))
+	}
+	if c.Problem != "" {
+		details = append(details, c.Problem)
+	}
+	if len(details) > 0 {
+		line += " (" + strings.Join(details, ", ") + ")"
+	}
+	fmt.Fprintln(w, line)
+}
+
+func expiry(at, now time.Time) string {
+	left := at.Sub(now)
+	when := at.UTC().Format("2006-01-02 15:04 MST")
+	if left < 0 {
+		return "access token expired " + when + " (" + humanDuration(-left) + " ago; the CLI refreshes it on next use)"
+	}
+	return "expires " + when + " (in " + humanDuration(left) + ")"
+}
+
+func summary(counts map[broker.Outcome]int, dryRun bool) string {
+	order := []broker.Outcome{broker.Created, broker.Updated, broker.Repaired, broker.Unchanged, broker.KeptNewer, broker.Skipped, broker.Failed}
+	var parts []string
+	for _, o := range order {
+		if n := counts[o]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, o))
+		}
+	}
+	if len(parts) == 0 {
+		return "no copies"
+	}
+	prefix := ""
+	if dryRun {
+		prefix = "dry run, nothing written: "
+	}
+	return prefix + strings.Join(parts, ", ")
+}
+
+// humanDuration renders a positive duration as "3d4h", "7h59m", "12m", "40s".
+func humanDuration(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
+	case d >= time.Hour:
+		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
+	case d >= time.Minute:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	}
+	return fmt.Sprintf("%ds", int(d.Seconds()))
+}

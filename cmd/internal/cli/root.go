@@ -1,0 +1,73 @@
+// Package cli is mc-broker's command line: one file per command, each with
+// an Options struct, NewCmdX(f, runF) and xRun(opts), so that every command's
+// logic runs in tests without a terminal (the gh layout).
+package cli
+
+import (
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mc-broker/mc-broker/broker/config"
+)
+
+// Factory carries what commands take from the outside world.
+type Factory struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+	Env            func() (config.Env, error)
+	Now            func() time.Time
+}
+
+// OSFactory wires the real process.
+func OSFactory() *Factory {
+	return &Factory{
+		Stdout: os.Stdout,
+		Stderr: os.Stderr,
+		Getenv: os.Getenv,
+		Env:    config.OSEnv,
+		Now:    time.Now,
+	}
+}
+
+// Main runs the command line and returns the exit code.
+func Main(args []string, f *Factory) int {
+	root := NewCmdRoot(f)
+	root.SetArgs(args)
+	return exitCode(root.Execute(), f.Stderr)
+}
+
+// NewCmdRoot builds the command tree.
+func NewCmdRoot(f *Factory) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "mc-broker",
+		Short: "Keep container copies of your Claude Code, Codex and Gemini CLI logins in step",
+		Long: `mc-broker reads the logins that Claude Code, Codex and Gemini CLI keep on this
+host and writes container-ready copies of them: directories that compose
+bind-mounts as each CLI's config directory. A copy is never overwritten with
+an older login, and a broken login (blanked, truncated) is never copied.
+
+With no config file, mc-broker finds the CLIs logged in on this host and keeps
+one copy per CLI under $XDG_DATA_HOME/mc-broker/<cli>/ (default
+~/.local/share/mc-broker/<cli>/).
+
+Nothing mc-broker prints contains a token: logins are shown by fingerprint
+(sha256: and 12 hex digits) and expiry time.
+
+Exit codes: 0 all good; 1 a copy or source could not be read or written;
+2 bad usage or config; 3 a login is broken, missing when asked for with
+--only, or expires sooner than --min-ttl.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.SetOut(f.Stdout)
+	root.SetErr(f.Stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return usageError("%v", err)
+	})
+	root.AddCommand(NewCmdSync(f, nil), NewCmdStatus(f, nil), NewCmdVersion(f, nil))
+	root.CompletionOptions.HiddenDefaultCmd = true
+	return root
+}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// run runs the built binary with HOME=home and a clean environment.
+func run(t *testing.T, home string, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "mc-broker"), args...)
+	cmd.Env = append([]string{"HOME=" + home, "PATH=" + os.Getenv("PATH")}, env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func putFixture(t *testing.T, name, dest string) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(fixturesDir(t), name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dest, data)
+}
+
+func writeFile(t *testing.T, dest string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(dest), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dest, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// secrets are substrings of every token, refresh token and API key in the
+// fixtures (all contain FAKE), and the start of every JWT.
+var secrets = []string{"FAKE", "eyJ", "sk-ant-", "ya29.", "rt_"}
+
+func assertNoSecret(t *testing.T, what, out string) {
+	t.Helper()
+	for _, s := range secrets {
+		if strings.Contains(out, s) {
+			t.Errorf("%s shows a secret (%q):\n%s", what, s, out)
+		}
+	}
+}
+
+// TestNoSecretInAnyOutput runs every command, in text and JSON, over valid,
+// broken, newer and failing copies, and searches everything printed.
+func TestNoSecretInAnyOutput(t *testing.T) {
+	home := t.TempDir()
+	putFixture(t, "claude/credentials.valid.json", filepath.Join(home, ".claude/.credentials.json"))
+	putFixture(t, "codex/auth.chatgpt.json", filepath.Join(home, ".codex/auth.json"))
+	putFixture(t, "gemini/oauth_creds.json", filepath.Join(home, ".gemini/oauth_creds.json"))
+	auth := filepath.Join(home, "auth")
+	// A newer copy, a broken copy and a truncated source in the mix.
+	putFixture(t, "claude/credentials.truncated.json", filepath.Join(auth, "claude/.credentials.json"))
+	putFixture(t, "codex/auth.apikey.json", filepath.Join(auth, "codex/auth.json"))
+	badConfig := filepath.Join(home, "bad.yaml")
+	writeFile(t, badConfig, []byte("sources:\n  claude: {kind: sk-ant-oat01-FAKE-IN-CONFIG}\n"))
+
+	commands := [][]string{
+		{"sync"}, {"sync", "--json"}, {"sync", "--dry-run"}, {"sync", "--dir", auth},
+		{"sync", "--dir", auth, "--json", "--min-ttl", "1000000h"},
+		{"status"}, {"status", "--json"}, {"status", "--dir", auth}, {"status", "--dir", auth, "--json"},
+		{"sync", "--config", badConfig}, {"sync", "--config", filepath.Join(home, ".claude/.credentials.json")},
+		{"version"}, {"--help"},
+	}
+	check := func(label string) {
+		for _, args := range commands {
+			out, errOut, _ := run(t, home, nil, args...)
+			assertNoSecret(t, label+" "+strings.Join(args, " ")+" stdout", out)
+			assertNoSecret(t, label+" "+strings.Join(args, " ")+" stderr", errOut)
+		}
+	}
+	check("valid sources:")
+	putFixture(t, "claude/credentials.truncated.json", filepath.Join(home, ".claude/.credentials.json"))
+	putFixture(t, "claude/credentials.blanked.json", filepath.Join(home, "auth/claude/.credentials.json"))
+	writeFile(t, filepath.Join(home, ".gemini/oauth_creds.json"), []byte(`{"access_token": "ya29.FAKE`))
+	check("broken sources:")
+}
+
+// TestConcurrentSyncsNeverInterleave starts five syncs at once, as five
+// pre-run hooks would, each from a host with a different login age, all into
+// one --dir. Every copy must end with the newest login, and each copy is
+// created exactly once.
+func TestConcurrentSyncsNeverInterleave(t *testing.T) {
+	root := t.TempDir()
+	valid, err := os.ReadFile(filepath.Join(fixturesDir(t), "claude/credentials.valid.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const runs = 5
+	homes := make([]string, runs)
+	for i := range homes {
+		homes[i] = filepath.Join(root, fmt.Sprintf("home%d", i))
+		// expiresAt grows with i: home4 holds the newest login.
+		login := bytes.Replace(valid, []byte("4102444800000"), []byte(fmt.Sprintf("41024448%05d", i)), 1)
+		writeFile(t, filepath.Join(homes[i], ".claude/.credentials.json"), login)
+		putFixture(t, "codex/auth.chatgpt.json", filepath.Join(homes[i], ".codex/auth.json"))
+	}
+	dir := filepath.Join(root, "auth")
+	state := "XDG_STATE_HOME=" + filepath.Join(root, "state") // one lock dir, as for one user
+	var wg sync.WaitGroup
+	outs := make([]string, runs)
+	codes := make([]int, runs)
+	for i := range homes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var errOut string
+			outs[i], errOut, codes[i] = run(t, homes[i], []string{state}, "sync", "--dir", dir, "--json")
+			assertNoSecret(t, "concurrent sync", errOut)
+		}()
+	}
+	wg.Wait()
+	codexCreated := 0
+	for i, out := range outs {
+		if codes[i] != 0 {
+			t.Fatalf("run %d exited %d:\n%s", i, codes[i], out)
+		}
+		var r struct {
+			Sources []struct {
+				Name   string
+				Copies []struct{ Outcome string }
+			}
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("run %d: %v\n%s", i, err, out)
+		}
+		for _, s := range r.Sources {
+			for _, c := range s.Copies {
+				if s.Name == "codex" && c.Outcome == "created" {
+					codexCreated++
+				}
+			}
+		}
+	}
+	if codexCreated != 1 {
+		t.Errorf("the codex copy was created %d times, want exactly once", codexCreated)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "claude/.credentials.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(got, []byte(`"expiresAt": 4102444800004`)) {
+		t.Errorf("the claude copy does not hold the newest login:\n%s", got)
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "claude"))
+	for _, e := range entries {
+		if e.Name() != ".credentials.json" {
+			t.Errorf("left behind in the copy directory: %s", e.Name())
+		}
+	}
+}
+
+// TestRealCLIsAcceptCopies points the real claude and codex CLIs (installed
+// by scripts/test-env.sh) at copies mc-broker wrote, and asks them, offline,
+// whether they are logged in.
+func TestRealCLIsAcceptCopies(t *testing.T) {
+	claude, errClaude := exec.LookPath("claude")
+	codex, errCodex := exec.LookPath("codex")
+	if errClaude != nil || errCodex != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("the real CLIs are not installed (run scripts/test-env.sh): %v %v", errClaude, errCodex)
+		}
+		t.Skip("claude or codex not on PATH; make test installs them")
+	}
+	home := t.TempDir()
+	putFixture(t, "claude/credentials.valid.json", filepath.Join(home, ".claude/.credentials.json"))
+	putFixture(t, "codex/auth.chatgpt.json", filepath.Join(home, ".codex/auth.json"))
+	auth := filepath.Join(t.TempDir(), "auth")
+	if out, errOut, code := run(t, home, nil, "sync", "--dir", auth); code != 0 {
+		t.Fatalf("sync exited %d:\n%s%s", code, out, errOut)
+	}
+
+	// A container's view: an empty home, the CLI's config dir is the copy.
+	containerHome := t.TempDir()
+	cmd := exec.Command(claude, "auth", "status")
+	cmd.Env = []string{"HOME=" + containerHome, "PATH=" + os.Getenv("PATH"), "CLAUDE_CONFIG_DIR=" + filepath.Join(auth, "claude"), "DISABLE_AUTOUPDATER=1"}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("claude auth status: %v\n%s", err, out)
+	}
+	var st struct {
+		LoggedIn   bool   `json:"loggedIn"`
+		AuthMethod string `json:"authMethod"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil || !st.LoggedIn || st.AuthMethod != "claude.ai" {
+		t.Errorf("claude does not find itself logged in from the copy: %v\n%s", err, out)
+	}
+
+	cmd = exec.Command(codex, "login", "status")
+	cmd.Env = []string{"HOME=" + containerHome, "PATH=" + os.Getenv("PATH"), "CODEX_HOME=" + filepath.Join(auth, "codex")}
+	out, err = cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Logged in using ChatGPT") {
+		t.Errorf("codex does not find itself logged in from the copy: %v\n%s", err, out)
+	}
+}

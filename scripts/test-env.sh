@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what mc-broker's tests need and that Go does not fetch by itself.
+# Used by `make test` (the README's test command) and so by .ci/run.
+# Idempotent: a second run finds everything in place and does nothing.
+#
+# - The real claude and codex CLIs from the npm registry, into .cache/clis:
+#   the end-to-end tests point them at copies mc-broker wrote and ask
+#   `claude auth status` / `codex login status`, which judge a login offline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CLAUDE_VERSION=2.1.332
+CODEX_VERSION=0.171.0
+clis=.cache/clis
+
+have() { [ -x "$clis/node_modules/.bin/$1" ] && grep -q "\"version\": \"$2\"" "$clis/node_modules/$3/package.json" 2>/dev/null; }
+
+if have claude "$CLAUDE_VERSION" @anthropic-ai/claude-code && have codex "$CODEX_VERSION" @openai/codex; then
+  exit 0
+fi
+if ! command -v npm >/dev/null; then
+  echo "test-env: npm not found; the real-CLI tests will be skipped (they fail under CI=true)" >&2
+  exit 0
+fi
+mkdir -p "$clis"
+echo "test-env: installing @anthropic-ai/claude-code@$CLAUDE_VERSION and @openai/codex@$CODEX_VERSION into $clis" >&2
+# --ignore-scripts: the CLIs' postinstall fetches nothing the offline status
+# checks need.
+npm install --prefix "$clis" --no-audit --no-fund --loglevel=error --ignore-scripts \
+  "@anthropic-ai/claude-code@$CLAUDE_VERSION" "@openai/codex@$CODEX_VERSION" >&2
