@@ -1,0 +1,83 @@
+package cli
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mc-broker/mc-broker/broker/config"
+)
+
+func testFactory(t *testing.T, vars map[string]string) (*Factory, *bytes.Buffer, *bytes.Buffer) {
+	home := t.TempDir()
+	var out, errb bytes.Buffer
+	getenv := func(k string) string { return vars[k] }
+	return &Factory{
+		Stdout: &out,
+		Stderr: &errb,
+		Getenv: getenv,
+		Env:    func() (config.Env, error) { return config.Env{Home: home, Getenv: getenv}, nil },
+		Now:    func() time.Time { return time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC) },
+	}, &out, &errb
+}
+
+func TestSyncFlagsReachOptions(t *testing.T) {
+	f, _, _ := testFactory(t, nil)
+	var got *SyncOptions
+	cmd := NewCmdSync(f, func(o *SyncOptions) error { got = o; return nil })
+	cmd.SetArgs([]string{"--only", "claude,codex", "--min-ttl", "30m", "--dir", "x", "--dry-run", "--json", "--config", "c.yaml"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got.Only, "+") != "claude+codex" || got.MinTTL != 30*time.Minute || got.Dir != "x" ||
+		!got.DryRun || !got.JSON || got.ConfigFile != "c.yaml" {
+		t.Errorf("options %+v", got)
+	}
+}
+
+func TestExitCodesAndMessages(t *testing.T) {
+	tests := []struct {
+		args    []string
+		code    int
+		stderr  string
+		vars    map[string]string
+		prepare func(home string)
+	}{
+		{args: []string{"sync", "--bogus"}, code: 2, stderr: "mc-broker: error: unknown flag: --bogus\nmc-broker: hint: see mc-broker --help\n"},
+		{args: []string{"sync", "--only", "nope"}, code: 2, stderr: `no source called "nope"`},
+		{args: []string{"sync"}, code: 2, stderr: "no such config file", vars: map[string]string{"MC_BROKER_CONFIG": "/nonexistent/c.yaml"}},
+		{args: []string{"sync"}, code: 0},
+		{args: []string{"sync", "--only", "claude"}, code: 3},
+		{args: []string{"status"}, code: 0},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			f, _, errb := testFactory(t, tt.vars)
+			if code := Main(tt.args, f); code != tt.code {
+				t.Errorf("exit %d, want %d (stderr %q)", code, tt.code, errb)
+			}
+			if !strings.Contains(errb.String(), tt.stderr) {
+				t.Errorf("stderr %q does not contain %q", errb, tt.stderr)
+			}
+		})
+	}
+}
+
+func TestSyncWithNothingLoggedInSaysSo(t *testing.T) {
+	f, out, _ := testFactory(t, nil)
+	if code := Main([]string{"sync"}, f); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"claude: not logged in (no file here)", "hint: run claude and /login", "hint: run codex login", "3 skipped"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	env, _ := f.Env()
+	if _, err := os.Stat(filepath.Join(env.DataDir())); !os.IsNotExist(err) {
+		t.Error("sync with nothing to copy created the data directory")
+	}
+}

@@ -1,0 +1,42 @@
+package file
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/mc-broker/mc-broker/broker/credential"
+)
+
+func TestRead(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "auth.json")
+	s := New("codex", credential.Codex, path)
+
+	if _, err := s.Read(context.Background()); !errors.Is(err, credential.ErrNotLoggedIn) {
+		t.Errorf("missing file: %v, want not logged in", err)
+	}
+
+	os.WriteFile(path, []byte(`{"OPENAI_API_KEY":"sk-FAKE"}`), 0o600)
+	link := filepath.Join(dir, "link.json")
+	os.Symlink(path, link)
+	// Sources follow symlinks: dotfile managers link the CLIs' directories.
+	if data, err := New("codex", credential.Codex, link).Read(context.Background()); err != nil || len(data) == 0 {
+		t.Errorf("through a symlink: %q, %v", data, err)
+	}
+
+	big := make([]byte, credential.MaxSize+100)
+	os.WriteFile(path, big, 0o600)
+	data, err := s.Read(context.Background())
+	if err != nil || len(data) != credential.MaxSize+1 {
+		t.Errorf("oversized file: read %d bytes, %v; want MaxSize+1 so it is judged broken", len(data), err)
+	}
+
+	os.Remove(path)
+	os.Mkdir(path, 0o700)
+	if _, err := s.Read(context.Background()); err == nil || errors.Is(err, credential.ErrNotLoggedIn) {
+		t.Errorf("a directory where the file belongs: %v, want an unreadable error", err)
+	}
+}
