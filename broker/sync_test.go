@@ -63,8 +63,10 @@ func newWorld(t *testing.T, copies ...string) *world {
 	return w
 }
 
-func (w *world) copyDir(name string) string  { return filepath.Join(w.root, "copies", name) }
-func (w *world) copyFile(name string) string { return filepath.Join(w.copyDir(name), ".credentials.json") }
+func (w *world) copyDir(name string) string { return filepath.Join(w.root, "copies", name) }
+func (w *world) copyFile(name string) string {
+	return filepath.Join(w.copyDir(name), ".credentials.json")
+}
 
 func outcomes(r *broker.Report) map[string]broker.Outcome {
 	m := map[string]broker.Outcome{}
