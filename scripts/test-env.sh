@@ -24,7 +24,7 @@ if ! command -v npm >/dev/null; then
 fi
 mkdir -p "$clis"
 echo "test-env: installing @anthropic-ai/claude-code@$CLAUDE_VERSION and @openai/codex@$CODEX_VERSION into $clis" >&2
-# --ignore-scripts: the CLIs' postinstall fetches nothing the offline status
-# checks need.
-npm install --prefix "$clis" --no-audit --no-fund --loglevel=error --ignore-scripts \
+# Claude's postinstall moves the native binary for this platform (from the
+# optional dependency npm just installed) into place; it fetches nothing else.
+npm install --prefix "$clis" --no-audit --no-fund --loglevel=error \
   "@anthropic-ai/claude-code@$CLAUDE_VERSION" "@openai/codex@$CODEX_VERSION" >&2
