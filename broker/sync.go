@@ -26,6 +26,7 @@ func (b *Broker) pass(ctx context.Context, opts Options, statusOnly bool) *Repor
 	type job struct {
 		src  int
 		cp   int
+		kind credential.Kind
 		copy Copy
 	}
 	var jobs []job
@@ -41,11 +42,19 @@ func (b *Broker) pass(ctx context.Context, opts Options, statusOnly bool) *Repor
 		}
 		for _, c := range b.Copies {
 			if c.Source == s.Name() {
-				jobs = append(jobs, job{src: i, cp: len(sr.Copies), copy: c})
+				jobs = append(jobs, job{src: i, cp: len(sr.Copies), kind: s.Kind(), copy: c})
 				sr.Copies = append(sr.Copies, CopyReport{Location: c.Sink.Location()})
 			}
 		}
 		report.Sources = append(report.Sources, sr)
+	}
+
+	// What a copy should hold depends only on the login and the copy's
+	// options: work it out once per pair, not once per copy.
+	for _, j := range jobs {
+		if l := logins[j.src]; l != nil {
+			l.prepare(j.copy.Options)
+		}
 	}
 
 	parallel := b.Parallel
@@ -59,7 +68,7 @@ func (b *Broker) pass(ctx context.Context, opts Options, statusOnly bool) *Repor
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			kind := b.sourceKind(report.Sources[j.src].Name)
+			kind := j.kind
 			out := &report.Sources[j.src].Copies[j.cp]
 			l := logins[j.src]
 			switch {
@@ -81,15 +90,22 @@ func (b *Broker) pass(ctx context.Context, opts Options, statusOnly bool) *Repor
 type login struct {
 	data []byte
 	info credential.Info
+	kind credential.Kind
+	// forCopy holds what copies with the given options should contain;
+	// filled before copies are written in parallel, read-only after.
+	forCopy map[credential.CopyOptions]prepared
 }
 
-func (b *Broker) sourceKind(name string) credential.Kind {
-	for _, s := range b.Sources {
-		if s.Name() == name {
-			return s.Kind()
-		}
+type prepared struct {
+	data []byte
+	err  error
+}
+
+func (l *login) prepare(o credential.CopyOptions) {
+	if _, done := l.forCopy[o]; !done {
+		data, err := credential.ForCopy(l.kind, l.data, o)
+		l.forCopy[o] = prepared{data, err}
 	}
-	return credential.Opaque
 }
 
 func (b *Broker) readSource(ctx context.Context, s Source, opts Options) (SourceReport, *login) {
@@ -135,7 +151,7 @@ func (b *Broker) readSource(ctx context.Context, s Source, opts Options) (Source
 			sr.Hint = "let " + kind.Name() + " refresh its login (run it once), or lower --min-ttl"
 		}
 	}
-	return sr, &login{data: data, info: info}
+	return sr, &login{data: data, info: info, kind: kind, forCopy: map[credential.CopyOptions]prepared{}}
 }
 
 // judge compares a copy with the login it should hold. It returns what a
@@ -162,7 +178,7 @@ func judge(kind credential.Kind, want []byte, src credential.Info, current []byt
 }
 
 func (b *Broker) updateCopy(ctx context.Context, kind credential.Kind, l *login, c Copy, out *CopyReport) {
-	want, err := credential.ForCopy(kind, l.data, c.Options)
+	want, err := l.forCopy[c.Options].data, l.forCopy[c.Options].err
 	if err != nil {
 		out.Outcome, out.Problem = Failed, err.Error()
 		return
@@ -210,7 +226,7 @@ func (b *Broker) inspectCopy(ctx context.Context, kind credential.Kind, l *login
 		}
 		return
 	}
-	want, err := credential.ForCopy(kind, l.data, c.Options)
+	want, err := l.forCopy[c.Options].data, l.forCopy[c.Options].err
 	if err != nil {
 		out.Outcome, out.Problem = Failed, err.Error()
 		return
