@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/mc-broker/mc-broker/broker/atomicfile"
+	"github.com/mc-broker/mc-broker/broker/testenv"
 )
 
 const secret = "sk-ant-ort01-SECRET-DO-NOT-LEAK"
@@ -245,7 +246,7 @@ func TestChown(t *testing.T) {
 }
 
 func TestChownFailure(t *testing.T) {
-	if rerunAsNobody(t, "TestChownFailure") {
+	if testenv.RerunAsNobody(t, "TestChownFailure") {
 		return
 	}
 	dir := t.TempDir()

@@ -23,6 +23,7 @@ import (
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/credential"
 	"github.com/mc-broker/mc-broker/broker/filelock"
+	"github.com/mc-broker/mc-broker/broker/testenv"
 	"github.com/mc-broker/mc-broker/sinks/dir"
 )
 
@@ -416,7 +417,7 @@ func TestOwnerApplied(t *testing.T) {
 // TestChownFailure runs as an unprivileged user (re-executed as nobody when
 // the suite runs as root).
 func TestChownFailure(t *testing.T) {
-	if rerunAsNobody(t, "TestChownFailure") {
+	if testenv.RerunAsNobody(t, "TestChownFailure") {
 		return
 	}
 	d, locks := setup(t)

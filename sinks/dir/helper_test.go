@@ -9,10 +9,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -222,55 +220,4 @@ func holdLock(t *testing.T, path string) (release func()) {
 		h.send(t, "")
 		h.wait(t)
 	}
-}
-
-// rerunAsNobody runs the named test again in a copy of this test binary as
-// uid/gid 65534, so tests needing an unprivileged user also run when the
-// suite runs as root. It reports whether it did (false: not root, the caller
-// runs the test body itself).
-func rerunAsNobody(t *testing.T, name string) bool {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		return false
-	}
-	tmp, err := os.MkdirTemp("", "mc-broker-nobody-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(tmp) })
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(tmp, "test.bin")
-	src, err := os.Open(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	dst, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		t.Fatal(err)
-	}
-	if err := dst.Close(); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-test.run=^"+name+"$", "-test.v", "-test.count=1")
-	cmd.Dir = tmp
-	cmd.Env = []string{"TMPDIR=" + os.TempDir(), "PATH=" + os.Getenv("PATH"), "GORACE=atexit_sleep_ms=0"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		if errors.Is(err, syscall.EPERM) {
-			t.Skipf("cannot switch to uid 65534: %v", err)
-		}
-		t.Fatalf("%s as nobody: %v\n%s", name, err, out)
-	}
-	if !strings.Contains(string(out), "--- PASS: "+name) {
-		t.Fatalf("%s as nobody did not pass:\n%s", name, out)
-	}
-	t.Logf("ran as uid 65534:\n%s", out)
-	return true
 }

@@ -1,4 +1,5 @@
-package atomicfile_test
+// Package testenv holds helpers shared by the tests of several packages.
+package testenv
 
 import (
 	"errors"
@@ -11,11 +12,11 @@ import (
 	"testing"
 )
 
-// rerunAsNobody runs the named test again in a copy of this test binary as
+// RerunAsNobody runs the named test again in a copy of this test binary as
 // uid/gid 65534, so that tests needing an unprivileged user also run when the
 // suite runs as root. It reports whether it ran (false: the caller should run
 // the test body itself).
-func rerunAsNobody(t *testing.T, name string) bool {
+func RerunAsNobody(t *testing.T, name string) bool {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		return false
