@@ -6,9 +6,21 @@ package sources
 import "path/filepath"
 
 // DefaultPath returns where the CLI of kind keeps its login file on this
-// host, honouring the CLI's own environment variables. It returns "" for
-// kinds with no default (opaque files).
+// host, honouring the CLI's own environment variables, as an absolute path
+// (a relative CLAUDE_CONFIG_DIR is taken from the working directory, as the
+// CLI would). It returns "" for kinds with no default (opaque files).
 func DefaultPath(kind, home string, getenv func(string) string) string {
+	p := defaultPath(kind, home, getenv)
+	if p == "" {
+		return ""
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
+}
+
+func defaultPath(kind, home string, getenv func(string) string) string {
 	switch kind {
 	case "claude":
 		if d := getenv("CLAUDE_CONFIG_DIR"); d != "" {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"syscall"
 
 	"github.com/mc-broker/mc-broker/broker/credential"
 )
@@ -34,7 +35,9 @@ func (s *Source) Location() string      { return s.path }
 // more than credential.MaxSize so that an oversized file is judged broken
 // without being read whole.
 func (s *Source) Read(ctx context.Context) ([]byte, error) {
-	f, err := os.Open(s.path)
+	// O_NONBLOCK: a FIFO where the file belongs must not hang sync; it is
+	// refused below as not a regular file.
+	f, err := os.OpenFile(s.path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, &credential.NotLoggedInError{Reason: "no file here"}
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/mc-broker/mc-broker/broker/credential"
@@ -38,5 +40,16 @@ func TestRead(t *testing.T) {
 	os.Mkdir(path, 0o700)
 	if _, err := s.Read(context.Background()); err == nil || errors.Is(err, credential.ErrNotLoggedIn) {
 		t.Errorf("a directory where the file belongs: %v, want an unreadable error", err)
+	}
+}
+
+func TestReadRefusesAFIFOWithoutHanging(t *testing.T) {
+	path := filepath.Join(t.TempDir(), ".credentials.json")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skip("mkfifo:", err)
+	}
+	_, err := New("claude", credential.Claude, path).Read(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("FIFO: %v, want not a regular file", err)
 	}
 }
