@@ -20,11 +20,13 @@ var cliLockFiles = map[string][]string{
 // copies writing one file, or a copy writing over a source.
 func (c *Config) Build(env Env) (*broker.Broker, error) {
 	b := &broker.Broker{}
-	sourcePaths := map[string]string{}
+	sourcePaths := map[string]string{} // resolved path -> source name
+	var protect []string
 	for _, s := range c.Sources {
 		kind, _ := credential.ByName(s.Kind)
 		b.Sources = append(b.Sources, file.New(s.Name, kind, s.Path))
-		sourcePaths[s.Path] = s.Name
+		sourcePaths[resolve(s.Path)] = s.Name
+		protect = append(protect, s.Path)
 	}
 	written := map[string]bool{}
 	for _, sk := range c.Sinks {
@@ -38,13 +40,13 @@ func (c *Config) Build(env Env) (*broker.Broker, error) {
 			name = filepath.Base(src.Path)
 		}
 		target := filepath.Join(sk.Dir, name)
-		if other, ok := sourcePaths[target]; ok {
+		if other, ok := sourcePaths[resolve(target)]; ok {
 			return nil, &Error{File: c.File, Line: sk.Line, Msg: "a copy of " + sk.Source + " would overwrite the source " + other + " at " + target + ": choose another dir"}
 		}
-		if written[target] {
+		if written[resolve(target)] {
 			return nil, &Error{File: c.File, Line: sk.Line, Msg: "two copies write " + target + ": give each copy its own dir"}
 		}
-		written[target] = true
+		written[resolve(target)] = true
 		b.Copies = append(b.Copies, broker.Copy{
 			Source:  sk.Source,
 			Options: credential.CopyOptions{IncludeMCPOAuth: sk.IncludeMCPOAuth},
@@ -55,8 +57,25 @@ func (c *Config) Build(env Env) (*broker.Broker, error) {
 				GID:       sk.GID,
 				LockFiles: cliLockFiles[kind.Name()],
 				LockDir:   filepath.Join(env.StateDir(), "locks"),
+				Protect:   protect,
 			}),
 		})
 	}
 	return b, nil
+}
+
+// resolve follows the symlinks in path's longest existing prefix, so that a
+// symlinked config directory and its target compare equal before either
+// file exists. The copy sink checks file identity again before each write.
+func resolve(path string) string {
+	rest := ""
+	for p := filepath.Clean(path); ; p = filepath.Dir(p) {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			return filepath.Join(real, rest)
+		}
+		if p == filepath.Dir(p) {
+			return filepath.Clean(path)
+		}
+		rest = filepath.Join(filepath.Base(p), rest)
+	}
 }

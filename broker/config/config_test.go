@@ -154,3 +154,21 @@ func TestLoadMissingAndOversized(t *testing.T) {
 		t.Errorf("oversized file: %v", err)
 	}
 }
+
+// A symlinked ~/.claude that points at the default copy directory would make
+// the default copy the host's own file: refused before anything is written.
+func TestBuildSeesThroughSymlinks(t *testing.T) {
+	home := t.TempDir()
+	env := Env{Home: home, Getenv: func(string) string { return "" }}
+	copyDir := filepath.Join(env.DataDir(), "claude")
+	if err := os.MkdirAll(copyDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(copyDir, filepath.Join(home, ".claude")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Default(env).Build(env)
+	if err == nil || !strings.Contains(err.Error(), "would overwrite the source claude") {
+		t.Errorf("Build = %v, want a refusal", err)
+	}
+}

@@ -49,6 +49,10 @@ type Options struct {
 	// LockTimeout bounds the wait for each lock; DefaultLockTimeout when
 	// zero.
 	LockTimeout time.Duration
+	// Protect lists files this copy must never replace: the host's own
+	// login files. Checked by identity (device and inode), so a symlinked
+	// config directory or a relative path cannot slip past.
+	Protect []string
 }
 
 // Sink is a copy directory. It implements broker.Sink.
@@ -113,10 +117,9 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := s.ensureDir(); err != nil {
-		return err
-	}
 
+	// mc-broker's own lock first, so that a failure to take it leaves the
+	// copy directory as it was (not even created).
 	timeout := s.o.LockTimeout
 	if timeout == 0 {
 		timeout = DefaultLockTimeout
@@ -129,6 +132,9 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 		return err
 	}
 	defer unlock()
+	if err := s.ensureDir(); err != nil {
+		return err
+	}
 	for _, name := range s.o.LockFiles {
 		path := filepath.Join(s.o.Dir, name)
 		unlock, err := filelock.Lock(ctx, path, timeout)
@@ -141,6 +147,9 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 		}
 	}
 
+	if err := s.refuseProtected(); err != nil {
+		return err
+	}
 	current, err := s.readFile()
 	exists := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -151,6 +160,9 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 	}
 	next, write := decide(current, exists)
 	if !write {
+		if exists {
+			return s.tighten()
+		}
 		return nil
 	}
 	err = atomicfile.Write(s.o.Dir, s.o.FileName, next, atomicfile.Options{Mode: 0o600, UID: s.o.UID, GID: s.o.GID})
@@ -159,6 +171,39 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 		return chownHint(ce)
 	}
 	return err
+}
+
+// refuseProtected stops a copy from replacing one of the host's own login
+// files, however the two paths came to name the same file.
+func (s *Sink) refuseProtected() error {
+	target, err := os.Lstat(s.Location())
+	if err != nil {
+		return nil // nothing there yet, so it is not a host file
+	}
+	for _, p := range s.o.Protect {
+		if pi, err := os.Stat(p); err == nil && os.SameFile(target, pi) {
+			return fmt.Errorf("refusing to write %s: it is the host's own login file %s; choose a copy directory outside the CLI's config directory", s.Location(), p)
+		}
+	}
+	return nil
+}
+
+// tighten gives a copy that is left as it is the mode and owner it would
+// have been written with: a login file readable by others is not kept so
+// just because its content is current. Only metadata changes (no new inode,
+// no new mtime), and only when it is wrong.
+func (s *Sink) tighten() error {
+	path := s.Location()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm() != 0o600 {
+		if err := os.Chmod(path, 0o600); err != nil {
+			return fmt.Errorf("cannot make %s private (mode 0600): %w", path, err)
+		}
+	}
+	return s.own(path)
 }
 
 // check validates the options.

@@ -911,3 +911,51 @@ func TestCanceledContext(t *testing.T) {
 		t.Fatal("canceled Update created the dir")
 	}
 }
+
+// A copy directory reached through a symlinked parent that is in fact the
+// host's own config directory must not replace the host's login.
+func TestProtectedFileNeverReplaced(t *testing.T) {
+	root := t.TempDir()
+	host := filepath.Join(root, "home", ".claude")
+	hostFile := filepath.Join(host, ".credentials.json")
+	if err := os.MkdirAll(host, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hostFile, []byte(`{"host":true}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(root, "home"), filepath.Join(root, "alias")); err != nil {
+		t.Fatal(err)
+	}
+	s := dir.New(dir.Options{
+		Dir: filepath.Join(root, "alias", ".claude"), FileName: ".credentials.json",
+		LockDir: filepath.Join(root, "locks"), Protect: []string{hostFile},
+	})
+	err := s.Update(ctx, write([]byte(`{"copy":true}`)))
+	if err == nil || !strings.Contains(err.Error(), "host's own login file") {
+		t.Fatalf("Update = %v, want a refusal naming the host's login file", err)
+	}
+	if got, _ := os.ReadFile(hostFile); string(got) != `{"host":true}` {
+		t.Errorf("the host's login was replaced (%d bytes now)", len(got))
+	}
+}
+
+// A copy left as it is still gets the mode it would have been written with.
+func TestUnchangedCopyMadePrivate(t *testing.T) {
+	d, locks := setup(t)
+	s := dir.New(dir.Options{Dir: d, FileName: "auth.json", LockDir: locks})
+	update(t, s, write([]byte(`{"a":1}`)))
+	path := filepath.Join(d, "auth.json")
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(path)
+	update(t, s, func([]byte, bool) ([]byte, bool) { return nil, false })
+	after, _ := os.Stat(path)
+	if after.Mode().Perm() != 0o600 {
+		t.Errorf("mode %o, want 0600", after.Mode().Perm())
+	}
+	if !os.SameFile(before, after) || !before.ModTime().Equal(after.ModTime()) {
+		t.Error("fixing the mode rewrote the file")
+	}
+}
