@@ -104,7 +104,7 @@ func TestSyncDecidesPerCopy(t *testing.T) {
 	}
 	for _, name := range []string{"missing", "older", "broken", "same"} {
 		if got := read(t, w.copyFile(name)); !bytes.Equal(got, want) {
-			t.Errorf("%s copy holds\n%s", name, got)
+			t.Errorf("%s copy holds %s, want %s", name, credential.Fingerprint(got), credential.Fingerprint(want))
 		}
 	}
 	if got := read(t, w.copyFile("newer")); !bytes.Equal(got, newer) {

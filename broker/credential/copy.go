@@ -19,7 +19,14 @@ func ForCopy(k Kind, data []byte, o CopyOptions) ([]byte, error) {
 	if _, isClaude := k.(claude); !isClaude || o.IncludeMCPOAuth {
 		return data, nil
 	}
-	return removeMember(data, "mcpOAuth")
+	// JSON allows a key twice; each pass cuts one, until none is left.
+	for {
+		out, err := removeMember(data, "mcpOAuth")
+		if err != nil || len(out) == len(data) {
+			return out, err
+		}
+		data = out
+	}
 }
 
 // removeMember cuts one top-level member out of a JSON object and leaves all
