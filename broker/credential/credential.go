@@ -145,7 +145,9 @@ func ByName(name string) (Kind, bool) {
 var KindNames = []string{"claude", "codex", "gemini", "file"}
 
 // Opaque is the "file" kind: any non-empty content, no freshness, so the
-// source always wins.
+// source always wins. Content shorter than MinFingerprinted bytes gets no
+// fingerprint: 48 bits of a hash of a short PIN or password can be reversed
+// by trying them all.
 var Opaque Kind = opaque{}
 
 type opaque struct{}
@@ -156,5 +158,11 @@ func (opaque) Inspect(data []byte) (Info, error) {
 	if err := checkCommon(data); err != nil {
 		return Info{}, err
 	}
+	if len(bytes.TrimSpace(data)) < MinFingerprinted {
+		return Info{}, nil
+	}
 	return Info{Fingerprint: Fingerprint(data)}, nil
 }
+
+// MinFingerprinted is the shortest opaque content that is fingerprinted.
+const MinFingerprinted = 20

@@ -181,3 +181,14 @@ func TestForCopyKeepsUnknownKeysInAnyPosition(t *testing.T) {
 		t.Error("codex copy changed")
 	}
 }
+
+// Short opaque content is not fingerprinted: 48 bits of a hash of a PIN can
+// be reversed by trying every PIN.
+func TestShortOpaqueContentHasNoFingerprint(t *testing.T) {
+	if info, err := Opaque.Inspect([]byte("123456\n")); err != nil || info.Fingerprint != "" {
+		t.Errorf("a 6-digit PIN got fingerprint %q (%v)", info.Fingerprint, err)
+	}
+	if info, _ := Opaque.Inspect([]byte("a-long-enough-opaque-token-value")); info.Fingerprint == "" {
+		t.Error("a long token got no fingerprint")
+	}
+}

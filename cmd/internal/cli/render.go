@@ -46,7 +46,13 @@ func printReport(f *Factory, r *broker.Report, asJSON, status bool) error {
 func printSource(w io.Writer, s broker.SourceReport, now time.Time) {
 	switch s.State {
 	case broker.SourceValid:
-		line := fmt.Sprintf("%s: logged in, %s", s.Name, s.Fingerprint)
+		line := s.Name + ": logged in"
+		if s.Kind == "file" {
+			line = s.Name + ": present"
+		}
+		if s.Fingerprint != "" {
+			line += ", " + s.Fingerprint
+		}
 		if s.ExpiresAt != nil {
 			line += ", " + expiry(*s.ExpiresAt, now)
 		}
