@@ -212,3 +212,57 @@ func TestRealCLIsAcceptCopies(t *testing.T) {
 		t.Errorf("codex does not find itself logged in from the copy: %v\n%s", err, out)
 	}
 }
+
+// TestExitCodes pins the documented exit codes of the real binary.
+func TestExitCodes(t *testing.T) {
+	tests := []struct {
+		name    string
+		prepare func(t *testing.T, home string)
+		args    []string
+		code    int
+	}{
+		{"all good", nil, []string{"sync", "--dir", "auth"}, 0},
+		{"not logged in, not asked for", nil, []string{"sync", "--dir", "auth", "--only", "claude"}, 0},
+		{"bad flag", nil, []string{"sync", "--bogus"}, 2},
+		{"unknown command", nil, []string{"frobnicate"}, 2},
+		{"bad config", func(t *testing.T, home string) {
+			writeFile(t, filepath.Join(home, ".config/mc-broker/config.yaml"), []byte("sources:\n  claude: {paht: /x}\n"))
+		}, []string{"status"}, 2},
+		{"asked for, not logged in", nil, []string{"sync", "--dir", "auth", "--only", "codex"}, 3},
+		{"broken source", func(t *testing.T, home string) {
+			putFixture(t, "claude/credentials.blanked.json", filepath.Join(home, ".claude/.credentials.json"))
+		}, []string{"sync", "--dir", "auth"}, 3},
+		{"expires too soon", nil, []string{"sync", "--dir", "auth", "--min-ttl", "1000000h"}, 3},
+		{"copy cannot be written", func(t *testing.T, home string) {
+			writeFile(t, filepath.Join(home, "auth/claude"), []byte("a file where the copy directory belongs"))
+		}, []string{"sync", "--dir", "auth"}, 1},
+		{"source cannot be read", func(t *testing.T, home string) {
+			os.Remove(filepath.Join(home, ".claude/.credentials.json"))
+			os.Mkdir(filepath.Join(home, ".claude/.credentials.json"), 0o700)
+		}, []string{"sync", "--dir", "auth"}, 1},
+		{"broken source and failed copy: 3 wins", func(t *testing.T, home string) {
+			putFixture(t, "claude/credentials.blanked.json", filepath.Join(home, ".claude/.credentials.json"))
+			putFixture(t, "gemini/oauth_creds.json", filepath.Join(home, ".gemini/oauth_creds.json"))
+			writeFile(t, filepath.Join(home, "auth/gemini"), []byte("a file where the copy directory belongs"))
+		}, []string{"sync", "--dir", "auth"}, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			home := t.TempDir()
+			putFixture(t, "claude/credentials.valid.json", filepath.Join(home, ".claude/.credentials.json"))
+			if tt.prepare != nil {
+				tt.prepare(t, home)
+			}
+			args := append([]string(nil), tt.args...)
+			for i, a := range args {
+				if a == "auth" {
+					args[i] = filepath.Join(home, "auth")
+				}
+			}
+			out, errOut, code := run(t, home, nil, args...)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tt.code, out, errOut)
+			}
+		})
+	}
+}
