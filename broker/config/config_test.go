@@ -74,6 +74,9 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"bad name", "sources:\n  Work Claude: {kind: claude}\n", 2, "a source name uses lower-case"},
 		{"sinks not a list", "sources:\n  claude: {}\nsinks:\n  source: claude\n", 4, "sinks must be a list"},
 		{"bad yaml", "sources:\n  claude: {\n", 0, "not valid YAML"},
+		{"two documents", "sources:\n  claude: {}\n---\nsinks: []\n", 3, "more than one YAML document"},
+		{"blank file name", "sources:\n  notes: {kind: file, path: /n}\nsinks:\n  - {source: notes, dir: /x, file_name: ' '}\n", 4, "plain file name"},
+		{"file name is a lock", "sources:\n  codex: {}\nsinks:\n  - {source: codex, dir: /x, file_name: auth.lock}\n", 4, "is a lock file of codex"},
 		{"empty", "", 0, "is empty"},
 	}
 	for _, tt := range tests {

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -42,9 +44,14 @@ func Load(path string, env Env) (*Config, error) {
 func Parse(file string, data []byte, env Env) (*Config, error) {
 	p := parser{file: file, env: env}
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		// yaml's messages name lines and tokens, never whole values.
 		return nil, &Error{File: file, Msg: "not valid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	var second yaml.Node
+	if err := dec.Decode(&second); !errors.Is(err, io.EOF) {
+		return nil, &Error{File: file, Line: second.Line, Msg: "holds more than one YAML document (a second ---): keep one"}
 	}
 	if len(doc.Content) == 0 {
 		return nil, &Error{File: file, Msg: "is empty: add sources and sinks (see the README), or remove it to use the built-in defaults"}
@@ -206,8 +213,8 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 			case "dir":
 				sink.Dir, err = p.path(v, s, where+".dir")
 			case "file_name":
-				if s == "" || s != filepath.Base(s) || s == "." || s == ".." {
-					err = p.errorf(v, "%s.file_name must be a plain file name, without slashes", where)
+				if s == "" || s != filepath.Base(s) || s == "." || s == ".." || strings.TrimSpace(s) != s {
+					err = p.errorf(v, "%s.file_name must be a plain file name: no slashes, no leading or trailing spaces", where)
 				}
 				sink.FileName = s
 			case "uid", "gid":
@@ -241,6 +248,9 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 		}
 		if sink.Dir == "" {
 			return p.errorf(v, "%s: dir is missing (the directory a container mounts as the CLI's config directory)", where)
+		}
+		if contains(cliLockFiles[src.Kind], sink.FileName) {
+			return p.errorf(v, "%s.file_name %q is a lock file of %s; choose another name", where, sink.FileName, src.Kind)
 		}
 		if sink.IncludeMCPOAuth && src.Kind != "claude" {
 			return p.errorf(v, "%s.include_mcp_oauth applies to claude sources only", where)

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,5 +80,22 @@ func TestSyncWithNothingLoggedInSaysSo(t *testing.T) {
 	env, _ := f.Env()
 	if _, err := os.Stat(filepath.Join(env.DataDir())); !os.IsNotExist(err) {
 		t.Error("sync with nothing to copy created the data directory")
+	}
+}
+
+func TestJSONErrorsAreJSONToo(t *testing.T) {
+	f, out, errb := testFactory(t, map[string]string{"MC_BROKER_CONFIG": "/nonexistent/c.yaml"})
+	if code := Main([]string{"sync", "--json"}, f); code != 2 {
+		t.Fatalf("exit %d", code)
+	}
+	var doc struct {
+		Error    string `json:"error"`
+		ExitCode int    `json:"exit_code"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil || doc.ExitCode != 2 || !strings.Contains(doc.Error, "no such config file") {
+		t.Errorf("stdout %q is not the error as JSON (%v)", out, err)
+	}
+	if !strings.Contains(errb.String(), "mc-broker: error:") {
+		t.Errorf("stderr lost the text error: %q", errb)
 	}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,37 @@ func (e *ExitError) Error() string {
 
 func (e *ExitError) Unwrap() error { return e.Err }
 
+// classify maps any error to the ExitError it ends the program with.
+func classify(err error) *ExitError {
+	var exit *ExitError
+	var cfgErr *config.Error
+	switch {
+	case errors.As(err, &exit):
+		return exit
+	case errors.As(err, &cfgErr):
+		return &ExitError{Code: broker.ExitUsage, Err: err, Hint: "fix the config, or see the config reference in the README"}
+	}
+	return &ExitError{Code: broker.ExitUsage, Err: err, Hint: "see mc-broker --help"}
+}
+
+// reportError also prints err as JSON on stdout when the user asked for
+// --json, so that a script reading stdout gets a document either way. The
+// text still goes to stderr.
+func reportError(f *Factory, asJSON bool, err error) error {
+	if asJSON {
+		exit := classify(err)
+		out := struct {
+			Error    string `json:"error"`
+			Hint     string `json:"hint,omitempty"`
+			ExitCode int    `json:"exit_code"`
+		}{err.Error(), exit.Hint, exit.Code}
+		enc := json.NewEncoder(f.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(out)
+	}
+	return err
+}
+
 // usageError is a bad flag or argument: exit 2 with a pointer to --help.
 func usageError(format string, args ...any) error {
 	return &ExitError{Code: broker.ExitUsage, Err: fmt.Errorf(format, args...), Hint: "see mc-broker --help"}
@@ -37,15 +69,7 @@ func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return broker.ExitOK
 	}
-	var exit *ExitError
-	var cfgErr *config.Error
-	switch {
-	case errors.As(err, &exit):
-	case errors.As(err, &cfgErr):
-		exit = &ExitError{Code: broker.ExitUsage, Err: err, Hint: "fix the config, or see the config reference in the README"}
-	default:
-		exit = &ExitError{Code: broker.ExitUsage, Err: err, Hint: "see mc-broker --help"}
-	}
+	exit := classify(err)
 	if exit.Err != nil {
 		fmt.Fprintf(stderr, "mc-broker: error: %v\n", exit.Err)
 	}

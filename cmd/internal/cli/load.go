@@ -54,6 +54,9 @@ func (s *selection) load(f *Factory) (*broker.Broker, *config.Config, error) {
 		cfg = cfg.WithDirLayout(abs)
 	}
 	b, err := cfg.Build(env)
+	if err != nil && s.Dir != "" {
+		return nil, nil, &ExitError{Code: broker.ExitUsage, Err: err, Hint: "choose another --dir"}
+	}
 	if err != nil {
 		return nil, nil, err
 	}

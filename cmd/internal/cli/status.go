@@ -51,7 +51,7 @@ func statusRun(ctx context.Context, opts *StatusOptions) error {
 	}
 	b, cfg, err := opts.load(opts.f)
 	if err != nil {
-		return err
+		return reportError(opts.f, opts.JSON, err)
 	}
 	report := b.Status(ctx, broker.Options{Only: opts.Only})
 	if !opts.JSON {

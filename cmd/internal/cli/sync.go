@@ -67,7 +67,7 @@ func syncRun(ctx context.Context, opts *SyncOptions) error {
 	}
 	b, _, err := opts.load(opts.f)
 	if err != nil {
-		return err
+		return reportError(opts.f, opts.JSON, err)
 	}
 	report := b.Sync(ctx, broker.Options{Only: opts.Only, MinTTL: opts.MinTTL, DryRun: opts.DryRun})
 	if err := printReport(opts.f, report, opts.JSON, false); err != nil {

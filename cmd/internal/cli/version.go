@@ -49,7 +49,10 @@ func NewCmdVersion(f *Factory, runF func() error) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print mc-broker's version",
-		Args:  cobra.NoArgs,
+		Long: `Print mc-broker's version, the Go version it was built with, and the
+platform. A build from a git checkout shows the commit (and -dirty when it
+had uncommitted changes); make build stamps the output of git describe.`,
+		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			if runF != nil {
 				return runF()
