@@ -133,11 +133,16 @@ func TestStatusAndDryRunWriteNothing(t *testing.T) {
 	put(t, w.copyFile("broken"), fixture(t, "claude/credentials.truncated.json"))
 	put(t, w.copyFile("newer"), bytes.Replace(want, []byte("4102444800000"), []byte("4102444900000"), 1))
 	put(t, w.copyFile("same"), bytes.Replace(want, []byte("\n"), []byte("\r\n"), 1)) // same login, other bytes
+	// Every path under the world, directories and lock files included.
 	snapshot := func() map[string]string {
 		m := map[string]string{}
 		filepath.Walk(w.root, func(p string, info os.FileInfo, err error) error {
-			if err == nil && info.Mode().IsRegular() {
+			switch {
+			case err != nil:
+			case info.Mode().IsRegular():
 				m[p] = string(read(t, p)) + info.ModTime().String()
+			default:
+				m[p] = info.Mode().String()
 			}
 			return nil
 		})

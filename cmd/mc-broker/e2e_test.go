@@ -79,6 +79,8 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		{"sync", "--dir", auth, "--json", "--min-ttl", "1000000h"},
 		{"status"}, {"status", "--json"}, {"status", "--dir", auth}, {"status", "--dir", auth, "--json"},
 		{"sync", "--config", badConfig}, {"sync", "--config", filepath.Join(home, ".claude/.credentials.json")},
+		{"sync", "--only", "claude,gemini"}, {"sync", "--dry-run", "--json"}, {"sync", "--dir", auth, "--dry-run"},
+		{"status", "--only", "claude", "--json"}, {"status", "--only", "codex"},
 		{"version"}, {"--help"},
 	}
 	check := func(label string) {
