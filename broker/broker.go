@@ -58,7 +58,14 @@ type Broker struct {
 	// Parallel caps how many copies are written at once (default 8): each
 	// write ends in an fsync, so a sync with many copies is I/O-bound.
 	Parallel int
+	// SettleDelay is how long to wait before reading again a source that
+	// looks like a write caught halfway (default 100ms, three more tries):
+	// Gemini CLI writes its file in place, so a reader can see it truncated.
+	SettleDelay time.Duration
 }
+
+// settleTries is how many times a partial-looking source is read again.
+const settleTries = 3
 
 func (b *Broker) now() time.Time {
 	if b.Now != nil {

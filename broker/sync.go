@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io/fs"
 	"sync"
+	"time"
 
 	"github.com/mc-broker/mc-broker/broker/credential"
 )
@@ -117,11 +118,7 @@ func (b *Broker) readSource(ctx context.Context, s Source, opts Options) (Source
 		Requested: len(opts.Only) > 0,
 		Copies:    []CopyReport{},
 	}
-	data, err := s.Read(ctx)
-	var info credential.Info
-	if err == nil {
-		info, err = kind.Inspect(data)
-	}
+	data, info, err := b.readSettled(ctx, s)
 	switch {
 	case errors.Is(err, credential.ErrNotLoggedIn):
 		sr.State = SourceNotLoggedIn
@@ -152,6 +149,30 @@ func (b *Broker) readSource(ctx context.Context, s Source, opts Options) (Source
 		}
 	}
 	return sr, &login{data: data, info: info, kind: kind, forCopy: map[credential.CopyOptions]prepared{}}
+}
+
+// readSettled reads and inspects a source, reading again after a short
+// wait while the content looks like a write caught halfway.
+func (b *Broker) readSettled(ctx context.Context, s Source) ([]byte, credential.Info, error) {
+	delay := b.SettleDelay
+	if delay <= 0 {
+		delay = 100 * time.Millisecond
+	}
+	for try := 0; ; try++ {
+		data, err := s.Read(ctx)
+		var info credential.Info
+		if err == nil {
+			info, err = s.Kind().Inspect(data)
+		}
+		if !credential.IsPartial(err) || try == settleTries {
+			return data, info, err
+		}
+		select {
+		case <-ctx.Done():
+			return data, info, err
+		case <-time.After(delay):
+		}
+	}
 }
 
 // judge compares a copy with the login it should hold. It returns what a

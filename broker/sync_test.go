@@ -54,7 +54,7 @@ type world struct {
 func newWorld(t *testing.T, copies ...string) *world {
 	w := &world{t: t, root: t.TempDir()}
 	w.source = filepath.Join(w.root, "host", ".credentials.json")
-	w.b = &broker.Broker{Sources: []broker.Source{file.New("claude", credential.Claude, w.source)}}
+	w.b = &broker.Broker{Sources: []broker.Source{file.New("claude", credential.Claude, w.source)}, SettleDelay: time.Millisecond}
 	for _, name := range copies {
 		w.b.Copies = append(w.b.Copies, broker.Copy{Source: "claude", Sink: dir.New(dir.Options{
 			Dir: w.copyDir(name), FileName: ".credentials.json", LockDir: filepath.Join(w.root, "locks"),

@@ -87,12 +87,23 @@ func (e *NotLoggedInError) Is(target error) bool { return target == ErrNotLogged
 // the content.
 type BrokenError struct {
 	Reason string
+	// Partial is true when the content may be a write caught halfway (empty,
+	// or JSON that ends early or does not parse): worth reading again after
+	// a moment. Gemini CLI writes its file in place.
+	Partial bool
 }
 
 func (e *BrokenError) Error() string { return e.Reason }
 
 func broken(format string, args ...any) error {
 	return &BrokenError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// IsPartial reports whether err marks content that may be a write caught
+// halfway.
+func IsPartial(err error) bool {
+	var b *BrokenError
+	return errors.As(err, &b) && b.Partial
 }
 
 // IsBroken reports whether err marks content as broken.
@@ -121,7 +132,7 @@ func checkCommon(data []byte) error {
 		return broken("larger than %d bytes: not a login file", MaxSize)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return broken("empty file (blanked, or caught mid-write)")
+		return &BrokenError{Reason: "empty file (blanked, or caught mid-write)", Partial: true}
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 )
 
@@ -23,14 +24,18 @@ func parseTop(data []byte) (object, error) {
 		var se *json.SyntaxError
 		err := json.Unmarshal(data, new(any))
 		if errors.As(err, &se) && se.Offset >= int64(len(bytes.TrimRight(data, " \t\r\n"))) {
-			return object{}, broken("not valid JSON: ends early at byte %d (truncated, or caught mid-write)", se.Offset)
+			return object{}, partial("not valid JSON: ends early at byte %d (truncated, or caught mid-write)", se.Offset)
 		}
 		if errors.As(err, &se) {
-			return object{}, broken("not valid JSON (syntax error at byte %d)", se.Offset)
+			return object{}, partial("not valid JSON (syntax error at byte %d)", se.Offset)
 		}
-		return object{}, broken("not valid JSON")
+		return object{}, partial("not valid JSON")
 	}
 	return asObject("", data, "the file")
+}
+
+func partial(format string, args ...any) error {
+	return &BrokenError{Reason: fmt.Sprintf(format, args...), Partial: true}
 }
 
 func asObject(path string, raw json.RawMessage, what string) (object, error) {
