@@ -668,23 +668,7 @@ func TestNoLostUpdates(t *testing.T) {
 			defer wg.Done()
 			<-start
 			for range each {
-				var derr error
-				err := s.Update(ctx, func(cur []byte, exists bool) ([]byte, bool) {
-					if inDecide.Add(1) != 1 {
-						derr = errors.New("two decides ran at once")
-					}
-					defer inDecide.Add(-1)
-					v, err := counterValue(cur, exists)
-					if err != nil {
-						derr = err
-						return nil, false
-					}
-					return counter(v + 1), true
-				})
-				if err == nil {
-					err = derr
-				}
-				if err != nil {
+				if err := increment(s, &inDecide); err != nil {
 					errs <- err
 				}
 			}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,6 +92,30 @@ func helperRead(path string) error {
 	}
 }
 
+// increment adds one to the counter in s's copy. With inDecide set it also
+// checks that no two decisions run at once.
+func increment(s *dir.Sink, inDecide *atomic.Int32) error {
+	var derr error
+	err := s.Update(context.Background(), func(cur []byte, exists bool) ([]byte, bool) {
+		if inDecide != nil {
+			if inDecide.Add(1) != 1 {
+				derr = errors.New("two decides ran at once")
+			}
+			defer inDecide.Add(-1)
+		}
+		v, err := counterValue(cur, exists)
+		if err != nil {
+			derr = err
+			return nil, false
+		}
+		return counter(v + 1), true
+	})
+	if err == nil {
+		err = derr
+	}
+	return err
+}
+
 // helperIncrement waits for a line on stdin, then adds one to the counter in
 // dir n times through the sink.
 func helperIncrement(d, lockDir string, n int) error {
@@ -98,19 +123,7 @@ func helperIncrement(d, lockDir string, n int) error {
 	fmt.Println("ready")
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 	for range n {
-		var derr error
-		err := s.Update(context.Background(), func(cur []byte, exists bool) ([]byte, bool) {
-			v, err := counterValue(cur, exists)
-			if err != nil {
-				derr = err
-				return nil, false
-			}
-			return counter(v + 1), true
-		})
-		if err == nil {
-			err = derr
-		}
-		if err != nil {
+		if err := increment(s, nil); err != nil {
 			return err
 		}
 	}
