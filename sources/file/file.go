@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"runtime"
 	"syscall"
 
 	"github.com/mc-broker/mc-broker/broker/credential"
@@ -30,6 +31,16 @@ func (s *Source) Name() string          { return s.name }
 func (s *Source) Kind() credential.Kind { return s.kind }
 func (s *Source) Location() string      { return s.path }
 
+// missingReason says why a missing file means "not logged in". On macOS
+// Claude Code keeps its login in the Keychain and removes the file, so a
+// missing file there says little about whether the user is logged in.
+func missingReason(kind credential.Kind, goos string) string {
+	if goos == "darwin" && kind.Name() == "claude" {
+		return "no file here; on macOS Claude Code keeps its login in the Keychain, which this version of mc-broker does not read yet"
+	}
+	return "no file here"
+}
+
 // Read returns the file's bytes. It follows symlinks (dotfile managers link
 // ~/.claude and the like) but reads only regular files, and at most one byte
 // more than credential.MaxSize so that an oversized file is judged broken
@@ -39,7 +50,7 @@ func (s *Source) Read(ctx context.Context) ([]byte, error) {
 	// refused below as not a regular file.
 	f, err := os.OpenFile(s.path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, &credential.NotLoggedInError{Reason: "no file here"}
+		return nil, &credential.NotLoggedInError{Reason: missingReason(s.kind, runtime.GOOS)}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot read: %w", errors.Unwrap(err))

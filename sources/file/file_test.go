@@ -53,3 +53,15 @@ func TestReadRefusesAFIFOWithoutHanging(t *testing.T) {
 		t.Errorf("FIFO: %v, want not a regular file", err)
 	}
 }
+
+func TestMissingClaudeFileOnMacOSPointsAtTheKeychain(t *testing.T) {
+	if got := missingReason(credential.Claude, "darwin"); !strings.Contains(got, "Keychain") {
+		t.Errorf("macOS: %q does not mention the Keychain", got)
+	}
+	if got := missingReason(credential.Claude, "linux"); got != "no file here" {
+		t.Errorf("linux: %q", got)
+	}
+	if got := missingReason(credential.Codex, "darwin"); got != "no file here" {
+		t.Errorf("codex on macOS: %q", got)
+	}
+}
