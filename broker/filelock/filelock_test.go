@@ -1,13 +1,9 @@
 package filelock_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -15,78 +11,12 @@ import (
 	"time"
 
 	"github.com/mc-broker/mc-broker/broker/filelock"
+	"github.com/mc-broker/mc-broker/broker/testenv"
 )
 
-// helperEnv switches the test binary into a helper process that locks the
-// path it names, prints "locked", and holds the lock until it reads a line
-// (or EOF) on stdin.
-const helperEnv = "MC_BROKER_FILELOCK_HELPER"
-
 func TestMain(m *testing.M) {
-	if path := os.Getenv(helperEnv); path != "" {
-		os.Exit(holdLock(path))
-	}
+	testenv.RunHelperIfAsked(nil)
 	os.Exit(m.Run())
-}
-
-func holdLock(path string) int {
-	unlock, err := filelock.Lock(context.Background(), path, 10*time.Second)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	fmt.Println("locked")
-	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
-	unlock()
-	return 0
-}
-
-// holder is a helper process holding a lock.
-type holder struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-}
-
-// startHolder starts a helper process and returns once it holds the lock on
-// path.
-func startHolder(t *testing.T, path string) *holder {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	// GORACE: a race-enabled helper otherwise sleeps 1s at exit.
-	cmd.Env = append(os.Environ(), helperEnv+"="+path, "GORACE=atexit_sleep_ms=0")
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	h := &holder{cmd: cmd, stdin: stdin}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || line != "locked\n" {
-		t.Fatalf("helper did not take the lock: %q, %v", line, err)
-	}
-	return h
-}
-
-// release tells the helper to unlock and waits for it to exit.
-func (h *holder) release(t *testing.T) {
-	t.Helper()
-	if _, err := io.WriteString(h.stdin, "\n"); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.cmd.Wait(); err != nil {
-		t.Fatalf("helper: %v", err)
-	}
 }
 
 func lockOK(t *testing.T, path string, timeout time.Duration) func() {
@@ -145,7 +75,7 @@ func TestExcludesWithinProcess(t *testing.T) {
 
 func TestTimeoutError(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "auth.lock")
-	h := startHolder(t, path)
+	h := testenv.HoldLock(t, path)
 
 	start := time.Now()
 	_, err := filelock.Lock(context.Background(), path, 100*time.Millisecond)
@@ -169,7 +99,7 @@ func TestTimeoutError(t *testing.T) {
 	if !errors.As(err, &te) {
 		t.Fatalf("err = %v, want *TimeoutError", err)
 	}
-	h.release(t)
+	h.Release(t)
 	lockOK(t, path, 0)()
 }
 
@@ -177,7 +107,7 @@ func TestTimeoutError(t *testing.T) {
 // returns once it lets go.
 func TestWaitsForRelease(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "auth.lock")
-	h := startHolder(t, path)
+	h := testenv.HoldLock(t, path)
 
 	type result struct {
 		unlock func()
@@ -193,7 +123,7 @@ func TestWaitsForRelease(t *testing.T) {
 		t.Fatalf("Lock returned while another process held the lock: %v", r.err)
 	default:
 	}
-	h.release(t)
+	h.Release(t)
 	select {
 	case r := <-done:
 		if r.err != nil {
@@ -208,14 +138,14 @@ func TestWaitsForRelease(t *testing.T) {
 // TestReleasedOnProcessDeath: the kernel drops a dead holder's lock.
 func TestReleasedOnProcessDeath(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "auth.lock")
-	h := startHolder(t, path)
+	h := testenv.HoldLock(t, path)
 	if _, err := filelock.Lock(context.Background(), path, 0); err == nil {
 		t.Fatal("locked while the helper holds the lock")
 	}
-	if err := h.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := h.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	_ = h.cmd.Wait()
+	_ = h.Cmd.Wait()
 	lockOK(t, path, 5*time.Second)()
 }
 
@@ -224,14 +154,14 @@ func TestUnlockLetsOtherProcessIn(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "auth.lock")
 	unlock := lockOK(t, path, time.Second)
 	unlock()
-	h := startHolder(t, path) // fails the test if it cannot lock within 10s
-	h.release(t)
+	h := testenv.HoldLock(t, path) // fails the test if it cannot lock within 10s
+	h.Release(t)
 }
 
 func TestContextCanceled(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "auth.lock")
-	h := startHolder(t, path)
-	defer h.release(t)
+	h := testenv.HoldLock(t, path)
+	defer h.Release(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

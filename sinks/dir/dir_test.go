@@ -445,8 +445,8 @@ func TestConcurrentReaders(t *testing.T) {
 	s := dir.New(dir.Options{Dir: d, FileName: "oauth_creds.json", LockDir: locks})
 	update(t, s, write(payload(0)))
 
-	reader := startHelper(t, "read", "HELPER_PATH="+s.Location())
-	reader.expect(t, "ready")
+	reader := testenv.StartHelper(t, "read", "HELPER_PATH="+s.Location())
+	reader.Expect(t, "ready")
 
 	stop := make(chan struct{})
 	var goReads, goBad atomic.Int64
@@ -474,14 +474,9 @@ func TestConcurrentReaders(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	if err := reader.stdin.Close(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := reader.stdout.ReadString('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	reader.wait(t)
+	reader.CloseStdin(t)
+	line := reader.ReadLine(t)
+	reader.Wait(t)
 	var pReads, pBad int
 	if _, err := fmt.Sscanf(line, "reads=%d bad=%d", &pReads, &pBad); err != nil {
 		t.Fatalf("reader said %q", line)
@@ -513,7 +508,7 @@ func TestWaitsForCLILock(t *testing.T) {
 		t.Fatal(err)
 	}
 	cliLock := filepath.Join(d, "auth.lock")
-	release := holdLock(t, cliLock)
+	cliHolder := testenv.HoldLock(t, cliLock)
 
 	s := dir.New(dir.Options{Dir: d, FileName: "auth.json", LockDir: locks, LockFiles: []string{"auth.lock", "auth.json.lock"}, LockTimeout: time.Minute})
 	var mu sync.Mutex
@@ -553,7 +548,7 @@ func TestWaitsForCLILock(t *testing.T) {
 		t.Fatalf("second lock taken before the first: %v", err)
 	}
 	event("released")
-	release()
+	cliHolder.Release(t)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -568,8 +563,8 @@ func TestWaitsForCLILock(t *testing.T) {
 	}
 
 	// Timeout: the second CLI lock is held this time.
-	release = holdLock(t, filepath.Join(d, "auth.json.lock"))
-	defer release()
+	jsonHolder := testenv.HoldLock(t, filepath.Join(d, "auth.json.lock"))
+	defer jsonHolder.Release(t)
 	s = dir.New(dir.Options{Dir: d, FileName: "auth.json", LockDir: locks, LockFiles: []string{"auth.lock", "auth.json.lock"}, LockTimeout: 50 * time.Millisecond})
 	called := false
 	err := s.Update(ctx, func([]byte, bool) ([]byte, bool) { called = true; return []byte(`{"v":2}`), true })
@@ -651,10 +646,10 @@ func TestNoLostUpdates(t *testing.T) {
 		goroutines = 8
 		each       = 25
 	)
-	var helpers []*helper
+	var helpers []*testenv.Helper
 	for range procs {
-		h := startHelper(t, "increment", "HELPER_DIR="+d, "HELPER_LOCKDIR="+locks, fmt.Sprintf("HELPER_COUNT=%d", each))
-		h.expect(t, "ready")
+		h := testenv.StartHelper(t, "increment", "HELPER_DIR="+d, "HELPER_LOCKDIR="+locks, fmt.Sprintf("HELPER_COUNT=%d", each))
+		h.Expect(t, "ready")
 		helpers = append(helpers, h)
 	}
 	s := counterSink(d, locks)
@@ -675,12 +670,12 @@ func TestNoLostUpdates(t *testing.T) {
 		}()
 	}
 	for _, h := range helpers {
-		h.send(t, "go")
+		h.Send(t, "go")
 	}
 	close(start)
 	wg.Wait()
 	for _, h := range helpers {
-		h.wait(t)
+		h.Wait(t)
 	}
 	close(errs)
 	for err := range errs {

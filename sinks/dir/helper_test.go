@@ -8,60 +8,24 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/mc-broker/mc-broker/broker/filelock"
+	"github.com/mc-broker/mc-broker/broker/testenv"
 	"github.com/mc-broker/mc-broker/sinks/dir"
 )
 
-// The test binary doubles as a helper process (the TestMain re-exec
-// pattern): with helperEnv set it does one job and exits instead of running
-// tests. Arguments come in the HELPER_* variables.
-const helperEnv = "MC_BROKER_DIR_HELPER"
-
 func TestMain(m *testing.M) {
-	if mode := os.Getenv(helperEnv); mode != "" {
-		os.Exit(runHelper(mode))
-	}
+	testenv.RunHelperIfAsked(testenv.Modes{
+		"read": func() error { return helperRead(os.Getenv("HELPER_PATH")) },
+		"increment": func() error {
+			n, _ := strconv.Atoi(os.Getenv("HELPER_COUNT"))
+			return helperIncrement(os.Getenv("HELPER_DIR"), os.Getenv("HELPER_LOCKDIR"), n)
+		},
+	})
 	os.Exit(m.Run())
-}
-
-func runHelper(mode string) int {
-	var err error
-	switch mode {
-	case "hold":
-		err = helperHold(os.Getenv("HELPER_PATH"))
-	case "read":
-		err = helperRead(os.Getenv("HELPER_PATH"))
-	case "increment":
-		n, _ := strconv.Atoi(os.Getenv("HELPER_COUNT"))
-		err = helperIncrement(os.Getenv("HELPER_DIR"), os.Getenv("HELPER_LOCKDIR"), n)
-	default:
-		err = fmt.Errorf("unknown helper mode %q", mode)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "helper:", err)
-		return 1
-	}
-	return 0
-}
-
-// helperHold flocks path, says "locked", and holds the lock until it reads a
-// line (or EOF) on stdin.
-func helperHold(path string) error {
-	unlock, err := filelock.Lock(context.Background(), path, 10*time.Second)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	fmt.Println("locked")
-	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
-	return nil
 }
 
 // helperRead reads path in a tight loop until stdin closes, checking every
@@ -168,69 +132,4 @@ func counterValue(cur []byte, exists bool) (int, error) {
 		return 0, errors.New("copy is not a counter (torn or lost write?)")
 	}
 	return *v.Counter, nil
-}
-
-// helper is a running helper process.
-type helper struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	stdout *bufio.Reader
-}
-
-func startHelper(t *testing.T, mode string, env ...string) *helper {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	// GORACE: a race-enabled helper otherwise sleeps 1s at exit.
-	cmd.Env = append(os.Environ(), append([]string{helperEnv + "=" + mode, "GORACE=atexit_sleep_ms=0"}, env...)...)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	return &helper{cmd: cmd, stdin: stdin, stdout: bufio.NewReader(stdout)}
-}
-
-// expect reads the helper's next line and fails unless it is want.
-func (h *helper) expect(t *testing.T, want string) {
-	t.Helper()
-	line, err := h.stdout.ReadString('\n')
-	if err != nil || strings.TrimSpace(line) != want {
-		t.Fatalf("helper said %q (%v), want %q", line, err, want)
-	}
-}
-
-func (h *helper) send(t *testing.T, line string) {
-	t.Helper()
-	if _, err := io.WriteString(h.stdin, line+"\n"); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (h *helper) wait(t *testing.T) {
-	t.Helper()
-	if err := h.cmd.Wait(); err != nil {
-		t.Fatalf("helper: %v", err)
-	}
-}
-
-// holdLock starts a helper that holds a flock on path until release.
-func holdLock(t *testing.T, path string) (release func()) {
-	t.Helper()
-	h := startHelper(t, "hold", "HELPER_PATH="+path)
-	h.expect(t, "locked")
-	return func() {
-		h.send(t, "")
-		h.wait(t)
-	}
 }
