@@ -77,7 +77,6 @@ func (b *Broker) pass(ctx context.Context, opts Options, statusOnly bool) *Repor
 				b.inspectCopy(ctx, kind, l, j.copy, out, statusOnly)
 			case l == nil:
 				out.Outcome = Skipped
-				describeCopy(nil, out)
 			default:
 				b.updateCopy(ctx, kind, l, j.copy, out)
 			}
@@ -107,6 +106,12 @@ func (l *login) prepare(o credential.CopyOptions) {
 		data, err := credential.ForCopy(l.kind, l.data, o)
 		l.forCopy[o] = prepared{data, err}
 	}
+}
+
+// want returns what a copy with options o holds; prepare(o) ran before.
+func (l *login) want(o credential.CopyOptions) ([]byte, error) {
+	p := l.forCopy[o]
+	return p.data, p.err
 }
 
 func (b *Broker) readSource(ctx context.Context, s Source, opts Options) (SourceReport, *login) {
@@ -181,10 +186,12 @@ func judge(kind credential.Kind, want []byte, src credential.Info, current []byt
 	if !exists {
 		return Created, Missing, cur, nil
 	}
-	cur, curErr = kind.Inspect(current)
 	if bytes.Equal(current, want) {
-		return Unchanged, InSync, cur, curErr
+		// The same bytes as the source's login: the same fingerprint and
+		// expiry, no need to parse them again (the common case of a pass).
+		return Unchanged, InSync, src, nil
 	}
+	cur, curErr = kind.Inspect(current)
 	if curErr != nil {
 		return Repaired, Broken, cur, curErr
 	}
@@ -199,7 +206,7 @@ func judge(kind credential.Kind, want []byte, src credential.Info, current []byt
 }
 
 func (b *Broker) updateCopy(ctx context.Context, kind credential.Kind, l *login, c Copy, out *CopyReport) {
-	want, err := l.forCopy[c.Options].data, l.forCopy[c.Options].err
+	want, err := l.want(c.Options)
 	if err != nil {
 		out.Outcome, out.Problem = Failed, err.Error()
 		return
@@ -247,7 +254,7 @@ func (b *Broker) inspectCopy(ctx context.Context, kind credential.Kind, l *login
 		}
 		return
 	}
-	want, err := l.forCopy[c.Options].data, l.forCopy[c.Options].err
+	want, err := l.want(c.Options)
 	if err != nil {
 		out.Outcome, out.Problem = Failed, err.Error()
 		return
