@@ -244,7 +244,7 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 		}
 		src, ok := cfg.Source(sink.Source)
 		if !ok {
-			return p.errorf(v, "%s.source: no source called %q (sources: %s)", where, sink.Source, sourceNames(cfg))
+			return p.errorf(v, "%s.source: no source called %q (sources: %s)", where, sink.Source, cfg.SourceNames())
 		}
 		if sink.Dir == "" {
 			return p.errorf(v, "%s: dir is missing (the directory a container mounts as the CLI's config directory)", where)
@@ -260,7 +260,8 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 	return nil
 }
 
-func sourceNames(cfg *Config) string {
+// SourceNames lists the sources' names for messages, sorted.
+func (cfg *Config) SourceNames() string {
 	var names []string
 	for _, s := range cfg.Sources {
 		names = append(names, s.Name)

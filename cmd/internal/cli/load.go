@@ -5,7 +5,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -39,11 +38,7 @@ func (s *selection) load(f *Factory) (*broker.Broker, *config.Config, error) {
 	}
 	for _, name := range s.Only {
 		if _, ok := cfg.Source(name); !ok {
-			var names []string
-			for _, src := range cfg.Sources {
-				names = append(names, src.Name)
-			}
-			return nil, nil, usageError("--only: no source called %q (sources: %s)", name, strings.Join(names, ", "))
+			return nil, nil, usageError("--only: no source called %q (sources: %s)", name, cfg.SourceNames())
 		}
 	}
 	if s.Dir != "" {
