@@ -11,10 +11,12 @@ build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mc-broker
 
 # Installs what the tests need (scripts/test-env.sh: the real claude and codex
-# CLIs from the npm registry, used offline to judge copies), then runs every
+# CLIs from the npm registry, used offline to judge copies; scripts/docker-env.sh:
+# a Docker engine and the FROM-scratch busybox test image), then runs every
 # test with the race detector.
 test: fmt-check vet
 	./scripts/test-env.sh
+	./scripts/docker-env.sh
 	PATH="$(CURDIR)/.cache/clis/node_modules/.bin:$$PATH" $(GO) test -race -count=1 ./...
 
 install:
