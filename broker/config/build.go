@@ -24,7 +24,7 @@ func (c *Config) Build(env Env) (*broker.Broker, error) {
 	var protect []string
 	for _, s := range c.Sources {
 		kind, _ := credential.ByName(s.Kind)
-		b.Sources = append(b.Sources, file.New(s.Name, kind, s.Path))
+		b.Sources = append(b.Sources, file.New(s.Name, kind, s.Path).WithLockFiles(cliLockFiles[kind.Name()]))
 		sourcePaths[resolve(s.Path)] = s.Name
 		protect = append(protect, s.Path)
 	}

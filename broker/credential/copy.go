@@ -76,3 +76,38 @@ func removeMember(data []byte, key string) ([]byte, error) {
 	}
 	return out, nil
 }
+
+// ForHost returns what the host's store should hold when it adopts a newer
+// login from a copy made with options o: the copy's bytes, with what ForCopy
+// left out of copies taken back from the host's current content. Without
+// that, adopting a container's refresh would drop the tokens of the host's
+// own MCP servers. host may be empty (no current login).
+func ForHost(k Kind, host, fromCopy []byte, o CopyOptions) ([]byte, error) {
+	if _, isClaude := k.(claude); !isClaude || o.IncludeMCPOAuth {
+		return fromCopy, nil
+	}
+	out, err := ForCopy(k, fromCopy, o)
+	if err != nil {
+		return nil, err
+	}
+	var members map[string]json.RawMessage
+	if json.Unmarshal(host, &members) != nil || members["mcpOAuth"] == nil {
+		return out, nil
+	}
+	end := bytes.LastIndexByte(out, '}')
+	if end < 0 {
+		return nil, fmt.Errorf("not a JSON object")
+	}
+	sep := ","
+	if open := bytes.IndexByte(out, '{'); len(bytes.TrimSpace(out[open+1:end])) == 0 {
+		sep = ""
+	}
+	merged := append([]byte{}, out[:end]...)
+	merged = append(merged, sep+`"mcpOAuth":`...)
+	merged = append(merged, members["mcpOAuth"]...)
+	merged = append(merged, out[end:]...)
+	if !json.Valid(merged) {
+		return nil, fmt.Errorf("adding back mcpOAuth left invalid JSON")
+	}
+	return merged, nil
+}

@@ -192,3 +192,32 @@ func TestShortOpaqueContentHasNoFingerprint(t *testing.T) {
 		t.Error("a long token got no fingerprint")
 	}
 }
+
+func TestForHostKeepsTheHostsMCPTokens(t *testing.T) {
+	host := []byte(`{"claudeAiOauth":{"accessToken":"old"},"mcpOAuth":{"srv":{"accessToken":"mcp-host"}}}`)
+	fromCopy := []byte(`{"claudeAiOauth":{"accessToken":"new"}}`)
+	got, err := ForHost(Claude, host, fromCopy, CopyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"claudeAiOauth":{"accessToken":"new"},"mcpOAuth":{"srv":{"accessToken":"mcp-host"}}}`
+	if string(got) != want {
+		t.Fatalf("adopted login = %s, want %s", got, want)
+	}
+	// A copy that carries MCP tokens of its own does not replace the host's.
+	withOwn := []byte(`{"mcpOAuth":{"c":1},"claudeAiOauth":{"accessToken":"new"}}`)
+	got, err = ForHost(Claude, host, withOwn, CopyOptions{})
+	if err != nil || string(got) != want {
+		t.Fatalf("adopted login = %s, %v; want %s", got, err, want)
+	}
+	// Copies made with the MCP tokens are adopted as they are.
+	got, _ = ForHost(Claude, host, withOwn, CopyOptions{IncludeMCPOAuth: true})
+	if string(got) != string(withOwn) {
+		t.Fatalf("adopted login = %s, want the copy verbatim", got)
+	}
+	// Codex copies are the host's file, byte for byte.
+	got, _ = ForHost(Codex, host, fromCopy, CopyOptions{})
+	if string(got) != string(fromCopy) {
+		t.Fatalf("codex adopted = %s", got)
+	}
+}

@@ -85,6 +85,10 @@ func (e *SymlinkError) Error() string {
 	return "refusing to use " + e.Path + ": it is a symlink; point the config at the real directory"
 }
 
+// WatchedFiles is the copy file, for the watcher: a container's CLI that
+// refreshes its login writes it there.
+func (s *Sink) WatchedFiles() []string { return []string{s.Location()} }
+
 // Location is the copy file's path.
 func (s *Sink) Location() string { return filepath.Join(s.o.Dir, s.o.FileName) }
 

@@ -17,9 +17,10 @@ import (
 
 // Source is a login kept in one file.
 type Source struct {
-	name string
-	kind credential.Kind
-	path string
+	name      string
+	kind      credential.Kind
+	path      string
+	lockFiles []string
 }
 
 // New returns the source called name that reads path as kind.
@@ -68,4 +69,9 @@ func (s *Source) Read(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("cannot read: %w", err)
 	}
 	return data, nil
+}
+
+func isNotLoggedIn(err error) bool {
+	var nl *credential.NotLoggedInError
+	return errors.As(err, &nl)
 }

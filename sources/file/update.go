@@ -1,0 +1,69 @@
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/mc-broker/mc-broker/broker"
+	"github.com/mc-broker/mc-broker/broker/atomicfile"
+	"github.com/mc-broker/mc-broker/broker/filelock"
+)
+
+var _ broker.WritableSource = (*Source)(nil)
+
+// lockTimeout bounds the wait for each of the CLI's lock files: a CLI holds
+// them for the few milliseconds of a write.
+const lockTimeout = 10 * time.Second
+
+// WithLockFiles names the lock files the CLI flocks, in order, in the login
+// file's directory around writing it (Codex: auth.lock, auth.json.lock).
+// Update takes the same ones, so a write-back never interleaves with the
+// CLI's own write.
+func (s *Source) WithLockFiles(names []string) *Source {
+	s.lockFiles = append([]string(nil), names...)
+	return s
+}
+
+// WatchedFiles is the login file, for the watcher.
+func (s *Source) WatchedFiles() []string { return []string{s.path} }
+
+// Update writes a newer login back into the host's file (watch adopts a
+// container's refresh this way). It takes the CLI's lock files, reads the
+// current content, and replaces the file atomically with what decide
+// returns, keeping its permission bits. A symlinked login file (a dotfile
+// manager's) is replaced at the link's target, so the link survives.
+func (s *Source) Update(ctx context.Context, decide broker.Decide) error {
+	target, err := filepath.EvalSymlinks(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		target = s.path
+	} else if err != nil {
+		return fmt.Errorf("cannot resolve %s: %w", s.path, errors.Unwrap(err))
+	}
+	dir := filepath.Dir(target)
+	for _, name := range s.lockFiles {
+		unlock, err := filelock.Lock(ctx, filepath.Join(dir, name), lockTimeout)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+	}
+	current, err := s.Read(ctx)
+	exists := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !isNotLoggedIn(err) {
+		return err
+	}
+	next, write := decide(current, exists)
+	if !write {
+		return nil
+	}
+	mode := os.FileMode(0o600)
+	if fi, err := os.Stat(target); err == nil {
+		mode = fi.Mode().Perm() &^ 0o077 // never wider than the owner's
+	}
+	return atomicfile.Write(dir, filepath.Base(target), next, atomicfile.Options{Mode: mode})
+}

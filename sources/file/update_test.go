@@ -1,0 +1,69 @@
+package file
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/broker/filelock"
+)
+
+func TestUpdateReplacesTheLinkTargetAndKeepsTheLink(t *testing.T) {
+	real := filepath.Join(t.TempDir(), "auth.json")
+	os.WriteFile(real, []byte(`{"old":1}`), 0o600)
+	link := filepath.Join(t.TempDir(), "auth.json")
+	os.Symlink(real, link)
+	s := New("codex", credential.Codex, link)
+	var seen string
+	err := s.Update(context.Background(), func(cur []byte, exists bool) ([]byte, bool) {
+		seen = string(cur)
+		return []byte(`{"new":1}`), true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen != `{"old":1}` {
+		t.Errorf("decide saw %q, want the current login", seen)
+	}
+	if fi, _ := os.Lstat(link); fi.Mode()&os.ModeSymlink == 0 {
+		t.Error("the user's symlink was replaced by a file")
+	}
+	got, _ := os.ReadFile(real)
+	fi, _ := os.Stat(real)
+	if string(got) != `{"new":1}` || fi.Mode().Perm() != 0o600 {
+		t.Errorf("host file = %q mode %v, want the new login, 0600", got, fi.Mode().Perm())
+	}
+}
+
+func TestUpdateWaitsForTheCLIsLock(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "auth.json")
+	os.WriteFile(path, []byte(`{"old":1}`), 0o600)
+	unlock, err := filelock.Lock(context.Background(), filepath.Join(dir, "auth.json.lock"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New("codex", credential.Codex, path).WithLockFiles([]string{"auth.lock", "auth.json.lock"})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Update(context.Background(), func([]byte, bool) ([]byte, bool) { return []byte(`{"new":1}`), true })
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("write-back finished (%v) while codex held auth.json.lock", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if got, _ := os.ReadFile(path); string(got) != `{"old":1}` {
+		t.Fatalf("host file changed under codex's lock: %q", got)
+	}
+	unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != `{"new":1}` {
+		t.Fatalf("after the lock was released: %q", got)
+	}
+}
