@@ -15,6 +15,7 @@ import (
 
 // Factory carries what commands take from the outside world.
 type Factory struct {
+	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
 	Env            func() (config.Env, error)
@@ -24,6 +25,7 @@ type Factory struct {
 // OSFactory wires the real process.
 func OSFactory() *Factory {
 	return &Factory{
+		Stdin:  os.Stdin,
 		Stdout: os.Stdout,
 		Stderr: os.Stderr,
 		Getenv: os.Getenv,
@@ -68,6 +70,7 @@ Exit codes: 0 all good; 1 a copy or source could not be read or written;
 		return usageError("%v", err)
 	})
 	root.AddCommand(NewCmdSync(f, nil), NewCmdStatus(f, nil), NewCmdVersion(f, nil))
+	root.AddCommand(NewCmdWatch(f, nil), NewCmdRun(f, nil))
 	root.CompletionOptions.HiddenDefaultCmd = true
 	return root
 }

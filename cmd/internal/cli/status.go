@@ -2,10 +2,15 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mc-broker/mc-broker/broker"
+	"github.com/mc-broker/mc-broker/broker/watch"
 )
 
 // StatusOptions are the inputs of `mc-broker status`.
@@ -31,7 +36,10 @@ fingerprint and when it expires; and for each copy whether it is:
   broken    blanked, truncated or not a login (sync repairs it)
   present   the host has no usable login to compare with
   failed    could not be read
-Nothing is written. Exit codes as for sync.`,
+Nothing is written. Exit codes as for sync.
+
+It also says whether a watcher ('mc-broker watch', or the background
+service) is running, since when, and which copies it could not write.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if runF != nil {
@@ -54,18 +62,82 @@ func statusRun(ctx context.Context, opts *StatusOptions) error {
 		return reportError(opts.f, opts.JSON, err)
 	}
 	report := b.Status(ctx, broker.Options{Only: opts.Only})
-	if !opts.JSON {
+	env, err := opts.f.Env()
+	if err != nil {
+		return err
+	}
+	ws := readWatcherStatus(env.StateDir())
+	if opts.JSON {
+		enc := json.NewEncoder(opts.f.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(struct {
+			*broker.Report
+			Watcher  *watcherStatus `json:"watcher"`
+			ExitCode int            `json:"exit_code"`
+		}{report, ws, report.ExitCode()}); err != nil {
+			return err
+		}
+	} else {
 		where := "built-in defaults (no config file)"
 		if cfg.File != "" {
 			where = cfg.File
 		}
-		opts.f.Stdout.Write([]byte("config: " + where + "\n"))
-	}
-	if err := printReport(opts.f, report, opts.JSON, true); err != nil {
-		return err
+		fmt.Fprintln(opts.f.Stdout, "config: "+where)
+		printWatcher(opts.f.Stdout, ws, opts.f.Now())
+		if err := printReport(opts.f, report, false, true); err != nil {
+			return err
+		}
 	}
 	if code := report.ExitCode(); code != broker.ExitOK {
 		return &ExitError{Code: code}
 	}
 	return nil
+}
+
+// watcherStatus is what status shows of the watcher.
+type watcherStatus struct {
+	Running bool `json:"running"`
+	*watch.State
+	Problem string `json:"problem,omitempty"`
+}
+
+func readWatcherStatus(stateDir string) *watcherStatus {
+	st, err := watch.ReadState(stateDir)
+	ws := &watcherStatus{Running: watch.Running(stateDir), State: st}
+	if err != nil {
+		ws.Problem = err.Error()
+	}
+	return ws
+}
+
+func printWatcher(w io.Writer, ws *watcherStatus, now time.Time) {
+	st := ws.State
+	switch {
+	case ws.Running && st != nil:
+		fmt.Fprintf(w, "watcher: running since %s (pid %d, %s ago), last pass %s\n",
+			st.StartedAt.UTC().Format("2006-01-02 15:04:05 MST"), st.PID, humanDuration(now.Sub(st.StartedAt)), st.UpdatedAt.UTC().Format("15:04:05 MST"))
+	case ws.Running:
+		fmt.Fprintln(w, "watcher: running")
+	case st != nil:
+		fmt.Fprintf(w, "watcher: not running (last one stopped %s)\n", st.UpdatedAt.UTC().Format("2006-01-02 15:04:05 MST"))
+	default:
+		fmt.Fprintln(w, "watcher: not running (start one with mc-broker watch, or mc-broker launch install)")
+	}
+	if ws.Problem != "" {
+		fmt.Fprintf(w, "  %s\n", ws.Problem)
+	}
+	if st == nil || !ws.Running {
+		return
+	}
+	if st.LastAdoption != nil {
+		a := st.LastAdoption
+		fmt.Fprintf(w, "  took %d newer login(s) back from copies; last: %s from %s at %s\n", st.Adoptions, a.Fingerprint, a.From, a.At.UTC().Format("2006-01-02 15:04:05 MST"))
+	}
+	for _, s := range st.Sources {
+		for _, c := range s.Copies {
+			if c.FailingSince != nil {
+				fmt.Fprintf(w, "  failing since %s: %s: %s\n", c.FailingSince.UTC().Format("15:04:05 MST"), c.Location, c.Problem)
+			}
+		}
+	}
 }

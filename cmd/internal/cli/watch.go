@@ -1,0 +1,199 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mc-broker/mc-broker/broker"
+	"github.com/mc-broker/mc-broker/broker/watch"
+)
+
+// WatchOptions are the inputs of `mc-broker watch`.
+type WatchOptions struct {
+	f            *Factory
+	ConfigFile   string
+	Quiet        time.Duration
+	PollInterval time.Duration
+	LogLevel     string
+	LogFormat    string
+	// Ready is closed once the first sync is done (tests).
+	Ready chan<- struct{}
+}
+
+// NewCmdWatch builds `mc-broker watch`; runF replaces the run in tests.
+func NewCmdWatch(f *Factory, runF func(*WatchOptions) error) *cobra.Command {
+	opts := &WatchOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "watch",
+		Short: "Keep every copy and the host's login in step until stopped",
+		Long: `Sync once, then keep syncing on every change until SIGINT or SIGTERM, so
+that the host and every copy act as one store:
+
+- a login refreshed on the host reaches every copy within milliseconds;
+- a newer login written into a copy (a container's CLI refreshed it) is
+  written back into the host's store, after keeping the host's previous
+  login as a backup (0600, $XDG_STATE_HOME/mc-broker/backups/), and then
+  reaches every other copy;
+- an older, blanked or broken login in a copy is never taken back; the copy
+  is repaired.
+
+Files are watched with inotify/kqueue, not polled. Stores that cannot be
+watched as files on this host (Docker volumes, Keychain items) are checked
+every --poll-interval. A copy that cannot be written (read-only directory,
+engine down) is retried with backoff; the others go on.
+
+Signals: SIGHUP reloads the config (an invalid one is reported and the
+running one kept); SIGINT or SIGTERM finish in-flight writes and exit 0.
+
+Logs go to stderr: text on a terminal, JSON lines otherwise (a service
+manager's journal). They never contain a token. 'mc-broker status' shows
+whether a watcher runs and its last results.`,
+		Example: `  mc-broker watch
+  mc-broker watch --config ~/.config/mc-broker/config.yaml --log-level debug`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if runF != nil {
+				return runF(opts)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			reload := make(chan os.Signal, 1)
+			signal.Notify(reload, syscall.SIGHUP)
+			defer signal.Stop(reload)
+			return watchRun(ctx, opts, hupChannel(ctx, reload))
+		},
+	}
+	addWatchFlags(cmd, &opts.ConfigFile, &opts.Quiet, &opts.PollInterval, &opts.LogLevel, &opts.LogFormat)
+	return cmd
+}
+
+func addWatchFlags(cmd *cobra.Command, configFile *string, quiet, poll *time.Duration, level, format *string) {
+	cmd.Flags().StringVar(configFile, "config", "", "config `FILE` (default $MC_BROKER_CONFIG, else $XDG_CONFIG_HOME/mc-broker/config.yaml if it exists, else built-in defaults)")
+	cmd.Flags().DurationVar(quiet, "quiet", watch.DefaultQuiet, "how long a file must be still before it is read (CLIs that write in place are seen mid-write)")
+	cmd.Flags().DurationVar(poll, "poll-interval", watch.DefaultPollInterval, "how often Docker volume copies and Keychain items are checked for changes")
+	cmd.Flags().StringVar(level, "log-level", "info", "debug, info, warn or error")
+	cmd.Flags().StringVar(format, "log-format", "auto", "text, json, or auto (text on a terminal, else json)")
+}
+
+// hupChannel turns SIGHUP into reload requests until ctx ends.
+func hupChannel(ctx context.Context, sig <-chan os.Signal) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-sig:
+				select {
+				case out <- struct{}{}:
+				default: // a reload is already pending
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// newLogger builds the slog logger for watch and run.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError("--log-level: %q is not one of debug, info, warn, error", level)
+	}
+	o := &slog.HandlerOptions{Level: lv}
+	switch strings.ToLower(format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	case "auto", "":
+		if isTerminal(w) {
+			return slog.New(slog.NewTextHandler(w, o)), nil
+		}
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	}
+	return nil, usageError("--log-format: %q is not one of text, json, auto", format)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// watchRun runs the watcher until ctx ends; reload asks for a config reload.
+func watchRun(ctx context.Context, opts *WatchOptions, reload <-chan struct{}) error {
+	log, err := newLogger(opts.f.Stderr, opts.LogLevel, opts.LogFormat)
+	if err != nil {
+		return err
+	}
+	wo, err := watchOptions(opts.f, opts.ConfigFile, log)
+	if err != nil {
+		return err
+	}
+	wo.Quiet, wo.PollInterval, wo.Reload, wo.Ready = opts.Quiet, opts.PollInterval, reload, opts.Ready
+	return runWatcher(ctx, wo)
+}
+
+// watchOptions wires a watcher to the config selection: each (re)load
+// resolves and reads the config again.
+func watchOptions(f *Factory, configFile string, log *slog.Logger) (watch.Options, error) {
+	env, err := f.Env()
+	if err != nil {
+		return watch.Options{}, &ExitError{Code: broker.ExitUsage, Err: err}
+	}
+	sel := &selection{ConfigFile: configFile}
+	name := configFile
+	if name == "" {
+		name = f.Getenv("MC_BROKER_CONFIG")
+	}
+	return watch.Options{
+		Load: func() (*broker.Broker, error) {
+			b, _, err := sel.load(f)
+			return b, err
+		},
+		StateDir:   env.StateDir(),
+		ConfigFile: name,
+		Log:        log,
+		Now:        f.Now,
+	}, nil
+}
+
+func runWatcher(ctx context.Context, wo watch.Options) error {
+	err := watch.Run(ctx, wo)
+	var running *watch.AlreadyRunningError
+	switch {
+	case errors.As(err, &running):
+		return &ExitError{Code: broker.ExitUsage, Err: err}
+	case err != nil:
+		var exit *ExitError
+		if errors.As(err, &exit) {
+			return err
+		}
+		return classifyLoad(err)
+	}
+	return nil
+}
+
+// classifyLoad maps a failed start: config problems are usage errors (2),
+// anything else a failure to run (1).
+func classifyLoad(err error) error {
+	exit := classify(err)
+	if exit.Hint == "see mc-broker --help" {
+		return &ExitError{Code: broker.ExitCopyFailed, Err: fmt.Errorf("watch stopped: %w", err)}
+	}
+	return exit
+}
