@@ -47,6 +47,17 @@ type Copy struct {
 	Source  string
 	Sink    Sink
 	Options credential.CopyOptions
+	// Companions are non-secret files (by name) the CLI in a container needs
+	// beside its login; written only when absent, by sinks that implement
+	// CompanionWriter.
+	Companions map[string][]byte
+}
+
+// CompanionWriter is implemented by sinks that can hold companion files
+// next to the login. WriteIfAbsent never replaces an existing file: the
+// container's CLI owns it once it is there.
+type CompanionWriter interface {
+	WriteIfAbsent(ctx context.Context, name string, data []byte) (written bool, err error)
 }
 
 // Broker holds what one pass works on.

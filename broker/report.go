@@ -68,6 +68,8 @@ type CopyReport struct {
 	Fingerprint string     `json:"fingerprint,omitempty"`
 	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
 	Problem     string     `json:"problem,omitempty"`
+	// Companions lists the companion files this pass created.
+	Companions []string `json:"companions_created,omitempty"`
 }
 
 // Exit codes, documented in the README.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"sort"
 	"sync"
 	"time"
 
@@ -227,6 +228,31 @@ func (b *Broker) updateCopy(ctx context.Context, kind credential.Kind, l *login,
 	if err != nil {
 		out.Outcome, out.Problem = Failed, err.Error()
 		out.Fingerprint, out.ExpiresAt = "", nil
+		return
+	}
+	b.writeCompanions(ctx, c, out)
+}
+
+// writeCompanions adds the copy's missing companion files, in name order.
+func (b *Broker) writeCompanions(ctx context.Context, c Copy, out *CopyReport) {
+	cw, ok := c.Sink.(CompanionWriter)
+	if !ok || len(c.Companions) == 0 {
+		return
+	}
+	names := make([]string, 0, len(c.Companions))
+	for name := range c.Companions {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		written, err := cw.WriteIfAbsent(ctx, name, c.Companions[name])
+		if err != nil {
+			out.Outcome, out.Problem = Failed, "companion file "+name+": "+err.Error()
+			return
+		}
+		if written {
+			out.Companions = append(out.Companions, name)
+		}
 	}
 }
 

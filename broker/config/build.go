@@ -47,9 +47,14 @@ func (c *Config) Build(env Env) (*broker.Broker, error) {
 			return nil, &Error{File: c.File, Line: sk.Line, Msg: "two copies write " + target + ": give each copy its own dir"}
 		}
 		written[resolve(target)] = true
+		var companions map[string][]byte
+		if sk.Companions {
+			companions = credential.Companions(kind)
+		}
 		b.Copies = append(b.Copies, broker.Copy{
-			Source:  sk.Source,
-			Options: credential.CopyOptions{IncludeMCPOAuth: sk.IncludeMCPOAuth},
+			Source:     sk.Source,
+			Options:    credential.CopyOptions{IncludeMCPOAuth: sk.IncludeMCPOAuth},
+			Companions: companions,
 			Sink: dir.New(dir.Options{
 				Dir:       sk.Dir,
 				FileName:  name,

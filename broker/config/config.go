@@ -74,7 +74,10 @@ type Sink struct {
 	FileName        string // default: the kind's own file name, or the source file's base name
 	UID, GID        *int
 	IncludeMCPOAuth bool
-	Line            int
+	// Companions adds the non-secret files a CLI in a fresh container needs
+	// (credential.Companions), when absent. On for the built-in defaults.
+	Companions bool
+	Line       int
 }
 
 // Error is a config problem, with the file and line where it is.
@@ -103,7 +106,7 @@ func Default(env Env) *Config {
 	c := &Config{}
 	for _, k := range DefaultSources {
 		c.Sources = append(c.Sources, Source{Name: k, Kind: k, Path: sources.DefaultPath(k, env.Home, env.Getenv), Store: "auto"})
-		c.Sinks = append(c.Sinks, Sink{Source: k, Dir: filepath.Join(env.DataDir(), k)})
+		c.Sinks = append(c.Sinks, Sink{Source: k, Dir: filepath.Join(env.DataDir(), k), Companions: true})
 	}
 	return c
 }
@@ -114,7 +117,7 @@ func (c *Config) WithDirLayout(root string) *Config {
 	out := *c
 	out.Sinks = nil
 	for _, s := range c.Sources {
-		out.Sinks = append(out.Sinks, Sink{Source: s.Name, Dir: filepath.Join(root, s.Name)})
+		out.Sinks = append(out.Sinks, Sink{Source: s.Name, Dir: filepath.Join(root, s.Name), Companions: true})
 	}
 	return &out
 }

@@ -190,7 +190,7 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 	return nil
 }
 
-var sinkKeys = []string{"source", "dir", "file_name", "uid", "gid", "include_mcp_oauth"}
+var sinkKeys = []string{"source", "dir", "file_name", "uid", "gid", "include_mcp_oauth", "companions"}
 
 func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
@@ -233,6 +233,12 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 					return p.errorf(v, "%s.include_mcp_oauth must be true or false", where)
 				}
 				sink.IncludeMCPOAuth = b
+			case "companions":
+				b, convErr := strconv.ParseBool(s)
+				if convErr != nil || v.Tag != "!!bool" {
+					return p.errorf(v, "%s.companions must be true or false", where)
+				}
+				sink.Companions = b
 			}
 			return err
 		})

@@ -938,3 +938,34 @@ func TestUnchangedCopyMadePrivate(t *testing.T) {
 		t.Error("fixing the mode rewrote the file")
 	}
 }
+
+func TestWriteIfAbsentNeverReplacesTheContainersFile(t *testing.T) {
+	d := filepath.Join(t.TempDir(), "claude")
+	s := dir.New(dir.Options{Dir: d, FileName: ".credentials.json", LockDir: t.TempDir()})
+	os.MkdirAll(d, 0o700)
+	ctx := context.Background()
+	wrote, err := s.WriteIfAbsent(ctx, ".claude.json", []byte(`{"hasCompletedOnboarding":true}`))
+	if err != nil || !wrote {
+		t.Fatalf("first write: %v, %v", wrote, err)
+	}
+	fi, _ := os.Stat(filepath.Join(d, ".claude.json"))
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("companion mode %v, want 0600", fi.Mode().Perm())
+	}
+	// The container's CLI rewrites its config: mc-broker leaves it alone.
+	os.WriteFile(filepath.Join(d, ".claude.json"), []byte(`{"theme":"dark"}`), 0o600)
+	wrote, err = s.WriteIfAbsent(ctx, ".claude.json", []byte(`{"hasCompletedOnboarding":true}`))
+	if err != nil || wrote {
+		t.Fatalf("second write: %v, %v; want nothing written", wrote, err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(d, ".claude.json")); string(got) != `{"theme":"dark"}` {
+		t.Fatalf("container's file became %q", got)
+	}
+	if _, err := s.WriteIfAbsent(ctx, ".credentials.json", []byte(`{}`)); err == nil {
+		t.Fatal("a companion may not be the login file")
+	}
+	entries, _ := os.ReadDir(d)
+	if len(entries) != 1 {
+		t.Fatalf("left behind %d entries, want only .claude.json", len(entries))
+	}
+}

@@ -86,6 +86,9 @@ func printCopy(w io.Writer, c broker.CopyReport, dryRun bool) {
 	if c.Problem != "" {
 		details = append(details, c.Problem)
 	}
+	if len(c.Companions) > 0 {
+		details = append(details, "added "+strings.Join(c.Companions, ", "))
+	}
 	if len(details) > 0 {
 		line += " (" + strings.Join(details, ", ") + ")"
 	}
