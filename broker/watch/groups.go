@@ -42,6 +42,12 @@ type group struct {
 	// noWriteBack is set once it was logged that the source cannot take a
 	// newer login back.
 	noWriteBack bool
+	// lastValid is the freshness of the last valid login seen at the
+	// source. A broken host login (a failed refresh blanks it) is only
+	// replaced by a copy's login that is newer than this: the copies still
+	// holding the old login would only bring back a dead refresh token.
+	lastValid    credential.Freshness
+	hasLastValid bool
 }
 
 // fileRef says which group a watched file belongs to.
@@ -208,7 +214,10 @@ func (w *watcher) reconcile(name string) {
 	} else {
 		g.partialSince = time.Time{}
 	}
-	if err == nil || (credential.IsBroken(err) && !credential.IsPartial(err)) {
+	if err == nil {
+		g.lastValid, g.hasLastValid = info.Freshness, true
+	}
+	if err == nil || (credential.IsBroken(err) && !credential.IsPartial(err) && g.hasLastValid) {
 		w.adopt(g, data, info, err)
 	}
 	rep := w.b.Sync(w.work, broker.Options{Only: []string{name}})
@@ -223,9 +232,10 @@ type candidate struct {
 }
 
 // adopt writes the newest valid login found in a copy back into the host's
-// store when it is newer than the host's, or when the host's is broken (a
-// failed refresh blanks it) and a copy holds a valid one. A broken, blanked
-// or older copy is never adopted; the fan-out repairs it.
+// store when it is newer than the host's, or, when the host's is broken (a
+// failed refresh blanks it), newer than the last valid login the host had:
+// a container refreshed, and its login rescues the host's. A broken,
+// blanked or older copy is never adopted; the fan-out repairs it.
 func (w *watcher) adopt(g *group, srcData []byte, srcInfo credential.Info, srcErr error) {
 	kind := g.src.Kind()
 	var best *candidate
@@ -243,10 +253,12 @@ func (w *watcher) adopt(g *group, srcData []byte, srcInfo credential.Info, srcEr
 		if err != nil {
 			continue
 		}
-		if srcErr == nil {
-			if cmp, ok := info.Freshness.Compare(srcInfo.Freshness); !ok || cmp <= 0 {
-				continue
-			}
+		than := srcInfo.Freshness
+		if srcErr != nil {
+			than = g.lastValid
+		}
+		if cmp, ok := info.Freshness.Compare(than); !ok || cmp <= 0 {
+			continue
 		}
 		if best != nil {
 			if cmp, ok := info.Freshness.Compare(best.info.Freshness); !ok || cmp <= 0 {
@@ -285,6 +297,11 @@ func (w *watcher) adopt(g *group, srcData []byte, srcInfo credential.Info, srcEr
 		case !credential.IsBroken(curErr):
 			declined = curErr.Error()
 			return nil, false
+		default:
+			if cmp, ok := best.info.Freshness.Compare(g.lastValid); !g.hasLastValid || !ok || cmp <= 0 {
+				declined = "the host's login is broken and no copy holds a newer one than it last had"
+				return nil, false
+			}
 		}
 		next, err := credential.ForHost(kind, cur, best.data, best.copy.Options)
 		if err == nil {
