@@ -1,0 +1,99 @@
+package doctor
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mc-broker/mc-broker/broker"
+)
+
+func find(t *testing.T, r *Result, area, name string) Check {
+	t.Helper()
+	for _, c := range r.Checks {
+		if c.Area == area && strings.Contains(c.Name, name) {
+			return c
+		}
+	}
+	t.Fatalf("no %s check for %q in %+v", area, name, r.Checks)
+	return Check{}
+}
+
+func TestABrokenSetUpNamesEachProblemAndItsFix(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	loose := filepath.Join(t.TempDir(), "auth.json")
+	os.WriteFile(loose, []byte("{}"), 0o644)
+	in := Inputs{
+		Now: now,
+		Status: &broker.Report{Sources: []broker.SourceReport{
+			{Name: "claude", State: broker.SourceBroken, Location: "/h/.claude/.credentials.json", Problem: "blanked: expiresAt is 0", Hint: "run claude and /login",
+				Copies: []broker.CopyReport{{Location: "/c/claude/.credentials.json", Outcome: broker.Present}}},
+			{Name: "codex", State: broker.SourceValid, Location: "/h/.codex/auth.json", Fingerprint: "sha256:0123456789ab",
+				Copies: []broker.CopyReport{{Location: loose, Outcome: broker.InSync, Fingerprint: "sha256:0123456789ab"}}},
+		}},
+		VolumeCopies: 1,
+		Engine: func(context.Context) Engine {
+			return Engine{Endpoint: "unix:///var/run/docker.sock", Err: errors.New("docker engine not reachable at unix:///var/run/docker.sock: is Docker Desktop / colima running?")}
+		},
+		Service:      func(context.Context) Service { return Service{} },
+		ComposeFiles: []string{"compose.yaml"},
+		Compose: func([]string) ([]Finding, error) {
+			return []Finding{{Where: "compose.yaml:7", Service: "dev", Problem: "the login file is bind-mounted on its own", Fix: "mount the directory"}}, nil
+		},
+	}
+	r := Run(context.Background(), in)
+	if !r.NeedsAttention() {
+		t.Fatal("a broken set-up passed")
+	}
+	for _, want := range []struct {
+		area, name string
+		status     Status
+		fix        string
+	}{
+		{"source", "claude", Fail, "run claude and /login"},
+		{"copy", loose, Warn, "mode 0600"},
+		{"docker", "engine", Fail, "colima"},
+		{"service", "background", Warn, "mc-broker launch install"},
+		{"compose", "compose.yaml:7", Fail, "mount the directory"},
+	} {
+		c := find(t, r, want.area, want.name)
+		if c.Status != want.status || !strings.Contains(c.Fix+c.Detail, want.fix) {
+			t.Errorf("%s %s: %s %q fix %q; want %s mentioning %q", want.area, want.name, c.Status, c.Detail, c.Fix, want.status, want.fix)
+		}
+	}
+}
+
+func TestAllIsWell(t *testing.T) {
+	in := Inputs{
+		Now: time.Now(),
+		Status: &broker.Report{Sources: []broker.SourceReport{
+			{Name: "claude", State: broker.SourceValid, Fingerprint: "sha256:0123456789ab",
+				Copies: []broker.CopyReport{{Location: "volume mc-claude-auth:/.credentials.json", Outcome: broker.InSync}}},
+			{Name: "gemini", State: broker.SourceNotLoggedIn, Copies: []broker.CopyReport{{Location: "/x/gemini/oauth_creds.json", Outcome: broker.Missing}}},
+		}},
+		Engine:  func(context.Context) Engine { return Engine{Endpoint: "unix:///var/run/docker.sock", Version: "20.10.24"} },
+		Service: func(context.Context) Service { return Service{Installed: true, Running: true, Detail: "mc-broker.service"} },
+	}
+	r := Run(context.Background(), in)
+	if r.NeedsAttention() {
+		t.Fatalf("a good set-up needs attention: %+v", r.Checks)
+	}
+}
+
+func TestNoEngineIsOnlyNewsWithoutVolumeCopies(t *testing.T) {
+	in := Inputs{Engine: func(context.Context) Engine { return Engine{Err: errors.New("not reachable")} }}
+	if c := find(t, Run(context.Background(), in), "docker", "engine"); c.Status != Info {
+		t.Fatalf("engine down without volume copies: %s, want info", c.Status)
+	}
+}
+
+func TestAConfigErrorStopsTheChecks(t *testing.T) {
+	r := Run(context.Background(), Inputs{ConfigErr: errors.New("config.yaml:3: sinks[0]: unknown key")})
+	if len(r.Checks) != 1 || r.Checks[0].Status != Fail || !strings.Contains(r.Checks[0].Detail, "config.yaml:3") {
+		t.Fatalf("checks = %+v", r.Checks)
+	}
+}
