@@ -75,8 +75,12 @@ func TestAllIsWell(t *testing.T) {
 				Copies: []broker.CopyReport{{Location: "volume mc-claude-auth:/.credentials.json", Outcome: broker.InSync}}},
 			{Name: "gemini", State: broker.SourceNotLoggedIn, Copies: []broker.CopyReport{{Location: "/x/gemini/oauth_creds.json", Outcome: broker.Missing}}},
 		}},
-		Engine:  func(context.Context) Engine { return Engine{Endpoint: "unix:///var/run/docker.sock", Version: "20.10.24"} },
-		Service: func(context.Context) Service { return Service{Installed: true, Running: true, Detail: "mc-broker.service"} },
+		Engine: func(context.Context) Engine {
+			return Engine{Endpoint: "unix:///var/run/docker.sock", Version: "20.10.24"}
+		},
+		Service: func(context.Context) Service {
+			return Service{Installed: true, Running: true, Detail: "mc-broker.service"}
+		},
 	}
 	r := Run(context.Background(), in)
 	if r.NeedsAttention() {
