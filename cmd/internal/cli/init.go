@@ -1,0 +1,219 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mc-broker/mc-broker/broker"
+	"github.com/mc-broker/mc-broker/broker/atomicfile"
+	"github.com/mc-broker/mc-broker/broker/config"
+)
+
+// InitOptions are the inputs of `mc-broker init`.
+type InitOptions struct {
+	f      *Factory
+	Output string
+	Force  bool
+	// engine probes for a Docker engine; nil means none (tests, and until
+	// one is wired).
+	engine func(context.Context) (endpoint string, err error)
+}
+
+// NewCmdInit builds `mc-broker init`; runF replaces the run in tests.
+func NewCmdInit(f *Factory, runF func(*InitOptions) error) *cobra.Command {
+	opts := &InitOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Write a commented starter config for the CLIs logged in here",
+		Long: `Look at which CLIs are logged in on this host and write a commented
+starter config: the sources found, one copy directory per CLI, a Docker
+named volume per CLI when a Docker engine answers, and the compose snippet
+that mounts them.
+
+The config goes to $XDG_CONFIG_HOME/mc-broker/config.yaml
+(~/.config/mc-broker/config.yaml) unless --output names another file. An
+existing config is never overwritten without --force.
+
+Next steps it prints: mc-broker sync, mc-broker launch install (keep the
+copies current in the background), mc-broker doctor.`,
+		Example: `  mc-broker init
+  mc-broker init --output ./mc-broker.yaml
+  mc-broker init && mc-broker launch install`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if runF != nil {
+				return runF(opts)
+			}
+			if opts.engine == nil {
+				opts.engine = defaultEngineProbe(f)
+			}
+			return initRun(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVarP(&opts.Output, "output", "o", "", "write the config to `FILE` instead of the default config file")
+	cmd.Flags().BoolVar(&opts.Force, "force", false, "replace an existing config (the old one is kept as FILE.bak)")
+	return cmd
+}
+
+func initRun(ctx context.Context, opts *InitOptions) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	f := opts.f
+	env, err := f.Env()
+	if err != nil {
+		return &ExitError{Code: broker.ExitUsage, Err: err}
+	}
+	path := opts.Output
+	if path == "" {
+		path = env.ConfigFile()
+	}
+	path, err = filepath.Abs(path)
+	if err != nil {
+		return usageError("--output: %v", err)
+	}
+	old, err := os.ReadFile(path)
+	switch {
+	case err == nil && !opts.Force:
+		return &ExitError{Code: broker.ExitUsage, Err: fmt.Errorf("%s already exists; not overwriting it", path), Hint: "edit it, or run mc-broker init --force to replace it (the old one is kept as .bak)"}
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return &ExitError{Code: broker.ExitCopyFailed, Err: fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))}
+	}
+
+	defaults := config.Default(env)
+	b, err := defaults.Build(env)
+	if err != nil {
+		return err
+	}
+	b.Now = f.Now
+	report := b.Status(ctx, broker.Options{})
+	endpoint, engineErr := "", errors.New("not probed")
+	if opts.engine != nil {
+		endpoint, engineErr = opts.engine(ctx)
+	}
+	text := starterConfig(env, defaults, report, endpoint, engineErr)
+	// The config must be one mc-broker reads: check before writing.
+	if _, err := config.Parse(path, []byte(text), env); err != nil {
+		return fmt.Errorf("internal error: the starter config does not parse: %w", err)
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return &ExitError{Code: broker.ExitCopyFailed, Err: fmt.Errorf("cannot create %s: %w", dir, errors.Unwrap(err))}
+	}
+	if old != nil {
+		if err := atomicfile.Write(dir, filepath.Base(path)+".bak", old, atomicfile.Options{Mode: 0o600}); err != nil {
+			return &ExitError{Code: broker.ExitCopyFailed, Err: err}
+		}
+	}
+	if err := atomicfile.Write(dir, filepath.Base(path), []byte(text), atomicfile.Options{Mode: 0o644}); err != nil {
+		return &ExitError{Code: broker.ExitCopyFailed, Err: err}
+	}
+	w := f.Stdout
+	fmt.Fprintf(w, "wrote %s\n", path)
+	for _, s := range report.Sources {
+		state := "not logged in"
+		if s.State == broker.SourceValid {
+			state = "logged in (" + s.Fingerprint + ")"
+		} else if s.State != broker.SourceNotLoggedIn {
+			state = string(s.State) + ": " + s.Problem
+		}
+		fmt.Fprintf(w, "  %-7s %s\n", s.Name, state)
+	}
+	fmt.Fprintln(w, "next:")
+	fmt.Fprintln(w, "  mc-broker sync             write the copies now")
+	fmt.Fprintln(w, "  mc-broker launch install   keep them current in the background")
+	fmt.Fprintln(w, "  mc-broker doctor           check the whole set-up")
+	return nil
+}
+
+// starterConfig renders the commented config. It holds paths, fingerprints
+// and expiry times only.
+func starterConfig(env config.Env, defaults *config.Config, report *broker.Report, endpoint string, engineErr error) string {
+	var sb strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&sb, format+"\n", args...) }
+	home := func(path string) string {
+		if rel, err := filepath.Rel(env.Home, path); err == nil && !strings.HasPrefix(rel, "..") {
+			return "~/" + rel
+		}
+		return path
+	}
+	p("# mc-broker config, written by `mc-broker init`. Reference: the Config")
+	p("# section of mc-broker's README. Check it with `mc-broker doctor`.")
+	p("#")
+	p("# Logins found on this host when it was written:")
+	for _, s := range report.Sources {
+		line := "not logged in"
+		switch s.State {
+		case broker.SourceValid:
+			line = "logged in, " + s.Fingerprint
+		case broker.SourceNotLoggedIn:
+			if s.Hint != "" {
+				line += " (" + s.Hint + "; copies follow once you do)"
+			}
+		default:
+			line = string(s.State) + " (" + s.Problem + ")"
+		}
+		p("#   %-7s %s: %s", s.Name, home(s.Location), line)
+	}
+	p("")
+	p("sources:")
+	for _, s := range defaults.Sources {
+		if env.Getenv(cliHomeVariable[s.Kind]) != "" {
+			// Set in this shell, but a background service does not see the
+			// shell's variables: pin the path.
+			p("  %s:", s.Name)
+			p("    path: %s   # from $%s", home(s.Path), cliHomeVariable[s.Kind])
+			continue
+		}
+		p("  %s: {}", s.Name)
+	}
+	p("")
+	p("sinks:")
+	p("  # One copy directory per CLI. Mount each as that CLI's config directory,")
+	p("  # read-write, never as single files (see the compose snippet below).")
+	p("  # companions: also write .claude.json (onboarding done) and Gemini's")
+	p("  # settings.json when absent.")
+	for _, sk := range defaults.Sinks {
+		p("  - source: %s", sk.Source)
+		p("    dir: %s", home(sk.Dir))
+		p("    companions: true")
+	}
+	p("  # For a non-root container user, give the copy to it:")
+	p("  #   uid: 1000")
+	p("  #   gid: 1000")
+	if engineErr == nil {
+		p("  # A Docker engine answered at %s: docker named volumes can hold", endpoint)
+		p("  # copies too (volume copies arrive with the volume sink).")
+	} else {
+		p("  # No Docker engine answered; only directory copies are suggested.")
+	}
+	p("")
+	p("# Compose: mount the copies into a service (or let `mc-broker compose`")
+	p("# write this override for you):")
+	p("#")
+	p("#   services:")
+	p("#     dev:")
+	p("#       environment:")
+	p("#         CLAUDE_CONFIG_DIR: /root/.claude   # so Claude reads .claude.json there")
+	p("#       volumes:")
+	for _, sk := range defaults.Sinks {
+		p("#         - %s:/root/.%s", sk.Dir, sk.Source)
+	}
+	p("#")
+	p("# and run it under mc-broker so refreshes flow both ways:")
+	p("#   mc-broker run -- docker compose up")
+	return sb.String()
+}
+
+// cliHomeVariable is the variable each CLI reads its config directory from.
+var cliHomeVariable = map[string]string{"claude": "CLAUDE_CONFIG_DIR", "codex": "CODEX_HOME", "gemini": "GEMINI_CLI_HOME"}
+
+// defaultEngineProbe is replaced once the Docker engine package is wired.
+func defaultEngineProbe(*Factory) func(context.Context) (string, error) { return nil }
