@@ -118,7 +118,8 @@ func (d *launchd) render(args []string, env []envVar) ([]byte, error) {
 	for _, e := range env {
 		agent.EnvironmentVariables[e.name] = e.value
 	}
-	return plist.MarshalIndent(agent, plist.XMLFormat, "\t")
+	data, err := plist.MarshalIndent(agent, plist.XMLFormat, "\t")
+	return append(data, '\n'), err
 }
 
 func (d *launchd) program(data []byte) ([]string, error) {

@@ -274,8 +274,8 @@ func (s *Service) UninstallPlan() (*Plan, error) {
 // Result is what Install or Uninstall did.
 type Result struct {
 	Plan
-	Ran [][]string `json:"ran"` // the commands run, in order
-	Logs Logs      `json:"logs"`
+	Ran  [][]string `json:"ran"` // the commands run, in order
+	Logs Logs       `json:"logs"`
 }
 
 // Install writes the service file and (re)starts the service, so that
