@@ -260,7 +260,7 @@ func (s *Service) InstallPlan() (*Plan, error) {
 
 // UninstallPlan says what Uninstall would do, running nothing.
 func (s *Service) UninstallPlan() (*Plan, error) {
-	p := &Plan{Manager: s.Manager(), File: s.File(), Change: "remove"}
+	p := &Plan{Manager: s.Manager(), File: s.File(), Change: "remove", Steps: []Step{}}
 	if _, err := os.Lstat(s.File()); errors.Is(err, fs.ErrNotExist) {
 		p.Change = "absent"
 		return p, nil

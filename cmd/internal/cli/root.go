@@ -68,6 +68,7 @@ Exit codes: 0 all good; 1 a copy or source could not be read or written;
 		return usageError("%v", err)
 	})
 	root.AddCommand(NewCmdSync(f, nil), NewCmdStatus(f, nil), NewCmdVersion(f, nil))
-	root.CompletionOptions.HiddenDefaultCmd = true
+	root.AddCommand(NewCmdLaunch(f, nil))
+	addCompletionHelp(root)
 	return root
 }
