@@ -136,22 +136,18 @@ func launchRun(ctx context.Context, opts *LaunchOptions) error {
 	default:
 		return usageError("unknown launch action %q", opts.Action)
 	}
+	plan, apply := svc.InstallPlan, svc.Install
+	if opts.Action == "uninstall" {
+		plan, apply = svc.UninstallPlan, svc.Uninstall
+	}
 	var res *service.Result
-	switch {
-	case opts.DryRun && opts.Action == "install":
-		var plan *service.Plan
-		if plan, err = svc.InstallPlan(); err == nil {
-			res = &service.Result{Plan: *plan, Ran: [][]string{}, Logs: svc.Logs()}
+	if opts.DryRun {
+		var p *service.Plan
+		if p, err = plan(); err == nil {
+			res = &service.Result{Plan: *p, Ran: [][]string{}, Logs: svc.Logs()}
 		}
-	case opts.DryRun:
-		var plan *service.Plan
-		if plan, err = svc.UninstallPlan(); err == nil {
-			res = &service.Result{Plan: *plan, Ran: [][]string{}, Logs: svc.Logs()}
-		}
-	case opts.Action == "install":
-		res, err = svc.Install(ctx)
-	default:
-		res, err = svc.Uninstall(ctx)
+	} else {
+		res, err = apply(ctx)
 	}
 	if err != nil {
 		if !opts.JSON && res != nil {
