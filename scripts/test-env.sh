@@ -6,8 +6,21 @@
 # - The real claude and codex CLIs from the npm registry, into .cache/clis:
 #   the end-to-end tests point them at copies mc-broker wrote and ask
 #   `claude auth status` / `codex login status`, which judge a login offline.
+# - systemd-analyze (Debian's systemd package), when root and missing: the
+#   launch/service tests run `systemd-analyze verify --user` on the unit
+#   file. Nothing is started; a container needs no running systemd for it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if ! command -v systemd-analyze >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test-env: installing Debian's systemd package for systemd-analyze" >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >&2
+  else
+    echo "test-env: systemd-analyze not found and cannot install it; the unit file check will be skipped (it fails under CI=true)" >&2
+  fi
+fi
 
 CLAUDE_VERSION=2.1.332
 CODEX_VERSION=0.171.0

@@ -82,6 +82,8 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		{"sync", "--only", "claude,gemini"}, {"sync", "--dry-run", "--json"}, {"sync", "--dir", auth, "--dry-run"},
 		{"status", "--only", "claude", "--json"}, {"status", "--only", "codex"},
 		{"version"}, {"--help"},
+		{"launch", "install", "--dry-run"}, {"launch", "install", "--dry-run", "--json"},
+		{"launch", "status"}, {"launch", "status", "--json"},
 	}
 	check := func(label string) {
 		for _, args := range commands {

@@ -71,6 +71,7 @@ Exit codes: 0 all good; 1 a copy or source could not be read or written;
 	})
 	root.AddCommand(NewCmdSync(f, nil), NewCmdStatus(f, nil), NewCmdVersion(f, nil))
 	root.AddCommand(NewCmdWatch(f, nil), NewCmdRun(f, nil), NewCmdDoctor(f, nil), NewCmdInit(f, nil))
-	root.CompletionOptions.HiddenDefaultCmd = true
+	root.AddCommand(NewCmdLaunch(f, nil))
+	addCompletionHelp(root)
 	return root
 }
