@@ -58,7 +58,7 @@ Nothing mc-broker prints contains a token: logins are shown by fingerprint
 
 Exit codes: 0 all good; 1 a copy or source could not be read or written;
 2 bad usage or config; 3 a login is broken, missing when asked for with
---only, or expires sooner than --min-ttl.`,
+--only, or expires sooner than --min-ttl; 4 compose check found a problem.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
@@ -68,6 +68,7 @@ Exit codes: 0 all good; 1 a copy or source could not be read or written;
 		return usageError("%v", err)
 	})
 	root.AddCommand(NewCmdSync(f, nil), NewCmdStatus(f, nil), NewCmdVersion(f, nil))
+	root.AddCommand(NewCmdCompose(f, nil))
 	root.CompletionOptions.HiddenDefaultCmd = true
 	return root
 }
