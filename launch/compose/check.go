@@ -108,11 +108,20 @@ func (o CheckOptions) Check(files ...string) ([]Finding, error) {
 			return nil, &LoadError{Files: []string{f}, Err: errors.New("not a regular file")}
 		}
 	}
-	project, err := o.load(files)
+	subst := substituter(false)
+	project, err := o.load(files, subst)
 	if err != nil {
-		return nil, &LoadError{Files: files, Err: err}
+		// An unset variable may have left an empty path (":/root/.claude"):
+		// compose would stop there; the check tries again with every unset
+		// variable as a placeholder path, and reports the first error only
+		// if that fails too.
+		subst = substituter(true)
+		var retryErr error
+		if project, retryErr = o.load(files, subst); retryErr != nil {
+			return nil, &LoadError{Files: files, Err: err}
+		}
 	}
-	lines, err := readLines(files, lookup(project.Environment))
+	lines, err := readLines(files, lookup(project.Environment), subst)
 	if err != nil {
 		return nil, &LoadError{Files: files, Err: err}
 	}
@@ -147,7 +156,7 @@ func (o CheckOptions) Check(files ...string) ([]Finding, error) {
 	return c.findings, nil
 }
 
-func (o CheckOptions) load(files []string) (*types.Project, error) {
+func (o CheckOptions) load(files []string, subst substitute) (*types.Project, error) {
 	env := o.Env
 	if env == nil {
 		env = map[string]string{}
@@ -175,7 +184,7 @@ func (o CheckOptions) load(files []string) (*types.Project, error) {
 				return // the options also pass through file reading
 			}
 			in := *lo.Interpolate
-			in.Substitute = lenientSubstitute
+			in.Substitute = subst
 			lo.Interpolate = &in
 		}),
 	)
@@ -185,27 +194,33 @@ func (o CheckOptions) load(files []string) (*types.Project, error) {
 	return opts.LoadProject(context.Background())
 }
 
-// unsetRequired stands in for a required variable (${VAR:?message}) that
-// is not set: compose would stop there, the check goes on. It is an
+// unsetMarker stands in for an unset variable that compose would stop on:
+// a required one (${VAR:?message}), and on the second try any. It is an
 // absolute path so that a short-syntax mount stays a bind mount, and the
 // missing-source check skips paths that hold it.
-const unsetRequired = "/mc-broker-unset-variable-"
+const unsetMarker = "/mc-broker-unset-variable-"
 
-// lenientSubstitute interpolates like compose, without its warnings:
-// unset variables become empty, unset required ones unsetRequired+NAME.
-func lenientSubstitute(s string, m template.Mapping) (string, error) {
-	out, err := template.SubstituteWithOptions(s, m, template.WithoutLogging)
-	var required *template.MissingRequiredError
-	if !errors.As(err, &required) {
-		return out, err
-	}
-	keep := func(name string) (string, bool) {
-		if v, ok := m(name); ok && v != "" {
-			return v, true
+type substitute = func(string, template.Mapping) (string, error)
+
+// substituter interpolates like compose, without its warnings. Defaults
+// (${VAR:-x}) apply as in compose; an unset required variable becomes
+// unsetMarker+NAME; any other unset variable becomes empty, as in compose,
+// or with all, unsetMarker+NAME.
+func substituter(all bool) substitute {
+	replace := func(sub string, m template.Mapping, cfg *template.Config) (string, error) {
+		v, found, err := template.DefaultReplacementAppliedFunc(sub, m, cfg)
+		var required *template.MissingRequiredError
+		switch {
+		case errors.As(err, &required):
+			return unsetMarker + required.Variable, nil
+		case err == nil && !found && all:
+			return unsetMarker + strings.Trim(sub, "${}"), nil
 		}
-		return unsetRequired + name, true
+		return v, err
 	}
-	return template.SubstituteWithOptions(s, keep, template.WithoutLogging)
+	return func(s string, m template.Mapping) (string, error) {
+		return template.SubstituteWithOptions(s, m, template.WithoutLogging, template.WithReplacementFunction(replace))
+	}
 }
 
 func lookup(env types.Mapping) interp.LookupValue {
@@ -289,7 +304,7 @@ func (c *checker) bind(service string, v types.ServiceVolumeConfig) {
 			fmt.Sprintf("%s's config directory %s is mounted read-only: %s cannot save a refreshed login, and the old refresh token is already spent", cli, v.Target, cli),
 			"remove :ro / read_only: true from this mount")
 	}
-	if !exists && errors.Is(statErr, fs.ErrNotExist) && !strings.Contains(src, unsetRequired) {
+	if !exists && errors.Is(statErr, fs.ErrNotExist) && !strings.Contains(src, unsetMarker) {
 		msg := fmt.Sprintf("%s, mounted at %s for %s, does not exist: ", src, v.Target, cli)
 		if v.Bind != nil && bool(v.Bind.CreateHostPath) {
 			msg += "compose creates it as an empty directory owned by root, and " + cli + " starts logged out"

@@ -145,3 +145,34 @@ func writeFile(t *testing.T, name, content string) {
 		t.Fatal(err)
 	}
 }
+
+func TestCheckInterpolatesLikeComposeWithoutFailing(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "auth", "claude"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, mount, want string
+	}{
+		// compose makes this /codex, and would create it: say so.
+		{"unset becomes empty", "${UNSET_BASE}/codex:/root/.codex", "compose.yaml:5 app missing-source"},
+		{"default applies", "${UNSET_BASE:-./auth}/claude:/root/.claude:ro", "compose.yaml:5 app read-only"},
+		{"set variable", "${SET_BASE}/claude:/root/.claude:ro", "compose.yaml:5 app read-only"},
+		// Compose would stop on these; the check goes on and cannot tell
+		// whether the source exists.
+		{"unset required", "${UNSET_BASE:?set it}/claude:/root/.claude", ""},
+		{"unset whole source", "${UNSET_DIR}:/root/.claude:ro", "compose.yaml:5 app read-only"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			file := filepath.Join(dir, "compose.yaml")
+			writeFile(t, file, "services:\n  app:\n    image: x\n    volumes:\n      - "+tt.mount+"\n")
+			fs, err := CheckOptions{Env: map[string]string{"SET_BASE": "./auth"}}.Check(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := summary(fs); got != tt.want {
+				t.Errorf("findings %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -30,7 +30,7 @@ type pos struct {
 	line int
 }
 
-func readLines(files []string, env interp.LookupValue) (*lineMap, error) {
+func readLines(files []string, env interp.LookupValue, interpolate substitute) (*lineMap, error) {
 	m := &lineMap{
 		first:    files[0],
 		services: map[string]pos{},
@@ -39,7 +39,7 @@ func readLines(files []string, env interp.LookupValue) (*lineMap, error) {
 		top:      map[string]pos{},
 	}
 	subst := func(s string) string {
-		out, err := lenientSubstitute(s, template.Mapping(env))
+		out, err := interpolate(s, template.Mapping(env))
 		if err != nil {
 			return s
 		}

@@ -266,7 +266,7 @@ func NewCmdComposeCheck(f *Factory, runF func(*ComposeCheckOptions) error) *cobr
 		Short: "Find mounts in compose files that lose or break CLI logins",
 		Long: `Read compose files, merged as 'docker compose -f FILE -f FILE' merges them
 (variables from the environment and the project's .env; unset ones become
-empty, and a required ${VAR:?} does not stop the check), and report each
+empty, and where compose would stop on one the check goes on), and report each
 mount that loses or breaks a login, with file, line, service and a fix:
 
   single-file-mount    a login file (.credentials.json, auth.json,
