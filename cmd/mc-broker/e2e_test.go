@@ -74,6 +74,11 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 	badConfig := filepath.Join(home, "bad.yaml")
 	writeFile(t, badConfig, []byte("sources:\n  claude: {kind: sk-ant-oat01-FAKE-IN-CONFIG}\n"))
 
+	// A compose file that mounts the logins badly: check names the files,
+	// never what is in them.
+	composeFile := filepath.Join(home, "compose.yaml")
+	writeFile(t, composeFile, []byte("services:\n  app:\n    image: x\n    volumes:\n      - ./.claude/.credentials.json:/root/.claude/.credentials.json:ro\n      - ./auth/codex:/root/.codex:ro\n"))
+
 	commands := [][]string{
 		{"sync"}, {"sync", "--json"}, {"sync", "--dry-run"}, {"sync", "--dir", auth},
 		{"sync", "--dir", auth, "--json", "--min-ttl", "1000000h"},
@@ -84,6 +89,8 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		{"version"}, {"--help"},
 		{"launch", "install", "--dry-run"}, {"launch", "install", "--dry-run", "--json"},
 		{"launch", "status"}, {"launch", "status", "--json"},
+		{"compose", "--dir", auth, "--service", "app=claude,codex,gemini"}, {"compose", "--config", badConfig, "--service", "app=claude"},
+		{"compose", "check", composeFile}, {"compose", "check", "--json", composeFile},
 	}
 	check := func(label string) {
 		for _, args := range commands {
@@ -250,6 +257,16 @@ func TestExitCodes(t *testing.T) {
 			putFixture(t, "gemini/oauth_creds.json", filepath.Join(home, ".gemini/oauth_creds.json"))
 			writeFile(t, filepath.Join(home, "auth/gemini"), []byte("a file where the copy directory belongs"))
 		}, []string{"sync", "--dir", "auth"}, 3},
+		{"compose check: clean", func(t *testing.T, home string) {
+			writeFile(t, filepath.Join(home, "compose.yaml"), []byte("services:\n  app:\n    image: x\n"))
+		}, []string{"compose", "check", "home/compose.yaml"}, 0},
+		{"compose check: a problem", func(t *testing.T, home string) {
+			writeFile(t, filepath.Join(home, "compose.yaml"), []byte("services:\n  app:\n    image: x\n    volumes: [\"./c:/root/.claude:ro\"]\n"))
+		}, []string{"compose", "check", "home/compose.yaml"}, 4},
+		{"compose check: not compose", func(t *testing.T, home string) {
+			writeFile(t, filepath.Join(home, "compose.yaml"), []byte("services: [\n"))
+		}, []string{"compose", "check", "home/compose.yaml"}, 2},
+		{"compose: unknown CLI", nil, []string{"compose", "--service", "app=aider"}, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -262,6 +279,9 @@ func TestExitCodes(t *testing.T) {
 			for i, a := range args {
 				if a == "auth" {
 					args[i] = filepath.Join(home, "auth")
+				}
+				if rest, ok := strings.CutPrefix(a, "home/"); ok {
+					args[i] = filepath.Join(home, rest)
 				}
 			}
 			out, errOut, code := run(t, home, nil, args...)

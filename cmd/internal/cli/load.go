@@ -20,8 +20,11 @@ type selection struct {
 	Only       []string
 }
 
+// configFlagUsage is --config's help, the same for every command.
+const configFlagUsage = "config `FILE` (default $MC_BROKER_CONFIG, else $XDG_CONFIG_HOME/mc-broker/config.yaml if it exists, else built-in defaults)"
+
 func (s *selection) addFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&s.ConfigFile, "config", "", "config `FILE` (default $MC_BROKER_CONFIG, else $XDG_CONFIG_HOME/mc-broker/config.yaml if it exists, else built-in defaults)")
+	fs.StringVar(&s.ConfigFile, "config", "", configFlagUsage)
 	fs.StringVar(&s.Dir, "dir", "", "use the pre-run hook layout instead of the configured copies: `PATH`/claude/.credentials.json, PATH/codex/auth.json, PATH/gemini/oauth_creds.json")
 	fs.StringSliceVar(&s.Only, "only", nil, "only these sources (comma-separated `NAME`s); a named source that is not logged in is an error (exit 3)")
 }

@@ -60,7 +60,7 @@ Nothing mc-broker prints contains a token: logins are shown by fingerprint
 
 Exit codes: 0 all good; 1 a copy or source could not be read or written;
 2 bad usage or config; 3 a login is broken, missing when asked for with
---only, or expires sooner than --min-ttl.`,
+--only, or expires sooner than --min-ttl; 4 compose check found a problem.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
@@ -73,5 +73,6 @@ Exit codes: 0 all good; 1 a copy or source could not be read or written;
 	root.AddCommand(NewCmdWatch(f, nil), NewCmdRun(f, nil), NewCmdDoctor(f, nil), NewCmdInit(f, nil))
 	root.AddCommand(NewCmdLaunch(f, nil))
 	addCompletionHelp(root)
+	root.AddCommand(NewCmdCompose(f, nil))
 	return root
 }
