@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -60,6 +61,7 @@ func TestScripts(t *testing.T) {
 			"perm":      cmdPerm,
 			"stamp":     cmdStamp,
 			"unstamped": cmdUnstamped,
+			"waitfile":  cmdWaitFile,
 		},
 		Condition: func(cond string) (bool, error) {
 			if cond == "root" {
@@ -128,4 +130,22 @@ func stampVar(path string) string {
 		}
 		return '_'
 	}, path)
+}
+
+// waitfile PATH waits (up to 10 s) until PATH exists: a background command
+// (`exec mc-broker watch &w&`) is ready once it wrote its state file.
+func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: waitfile PATH")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(ts.MkAbs(args[0])); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s did not appear within 10s", args[0])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

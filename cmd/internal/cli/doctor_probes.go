@@ -1,13 +1,55 @@
 package cli
 
 import (
+	"context"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+
 	"github.com/mc-broker/mc-broker/broker/config"
+	"github.com/mc-broker/mc-broker/cmd/internal/doctor"
+	"github.com/mc-broker/mc-broker/launch/compose"
+	"github.com/mc-broker/mc-broker/launch/service"
 )
 
 // realDoctorProbes wires doctor to the Docker engine, the service manager
 // and the compose checker.
 func realDoctorProbes(f *Factory) *doctorProbes {
-	return &doctorProbes{}
+	return &doctorProbes{
+		service: func(ctx context.Context) doctor.Service {
+			opts := &LaunchOptions{
+				f: f, Action: "status",
+				GOOS: runtime.GOOS, UID: os.Getuid(),
+				Executable: os.Executable, LookPath: exec.LookPath, Runner: service.ExecRunner{},
+			}
+			svc, err := opts.service()
+			if err != nil {
+				return doctor.Service{Err: err}
+			}
+			st := svc.Status(ctx)
+			out := doctor.Service{Installed: st.Installed, Running: st.State == service.StateRunning, Detail: st.File, Logs: st.Logs.String()}
+			if st.Installed && st.ManagerErr != nil {
+				out.Err = st.ManagerErr
+			}
+			return out
+		},
+		compose: func(files []string) ([]doctor.Finding, error) {
+			found, err := compose.Check(files...)
+			var out []doctor.Finding
+			for _, fd := range found {
+				out = append(out, doctor.Finding{Where: fd.File + ":" + itoa(fd.Line), Service: fd.Service, Problem: fd.Message, Fix: fd.Fix})
+			}
+			return out, err
+		},
+	}
+}
+
+func itoa(n int) string {
+	if n <= 0 {
+		return "?"
+	}
+	return strconv.Itoa(n)
 }
 
 // volumeCopies counts the configured Docker volume copies.

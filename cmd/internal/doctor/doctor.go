@@ -186,7 +186,7 @@ func checkCopy(s broker.SourceReport, cp broker.CopyReport, in Inputs) Check {
 	default:
 		c.Status, c.Detail, c.Fix = Fail, cp.Problem, "see the message; a symlink must be replaced by a real directory or file"
 	}
-	if c.Status == OK || c.Status == Warn {
+	if c.Status != Fail {
 		if p := permissionProblem(cp.Location, in.Owners[filepath.Dir(cp.Location)]); p != "" {
 			c.Status, c.Detail, c.Fix = Warn, c.Detail+"; "+p, "run mc-broker sync: it sets mode 0600 and the configured owner"
 		}
