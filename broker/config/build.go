@@ -179,8 +179,11 @@ func (c *Config) buildSource(s Source, env Env) (broker.Source, error) {
 		Item:     s.KeychainItem(env),
 		Security: keychain.Security{Bin: keychain.BinFromEnv(env.Getenv), Timeout: s.Timeout},
 	}
-	if s.Kind == "gemini" {
+	switch s.Kind {
+	case "gemini":
 		o.Codec = keychain.GeminiCodec{}
+	case "claude":
+		o.WriteLock = keychain.ClaudeWriteLock(filepath.Dir(s.Path))
 	}
 	if env.goos() == "darwin" {
 		o.Watch = []string{keychain.LoginKeychain(env.Home)}

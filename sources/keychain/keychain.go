@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
+	"time"
 
 	"golang.org/x/text/unicode/norm"
 
@@ -95,6 +96,17 @@ type Options struct {
 	// Watch lists files whose change hints that the item changed (the
 	// login keychain on macOS); returned by WatchedFiles.
 	Watch []string
+	// WriteLock is the CLI's mkdir-style write lock, taken by Update around
+	// its read and write (Claude: ClaudeWriteLock); none when empty.
+	WriteLock string
+	// LockWait bounds the wait for WriteLock; DefaultTimeout when zero.
+	LockWait time.Duration
+}
+
+// ClaudeWriteLock is the lock directory Claude Code takes around writing
+// its secure storage: .storage-write.lock in its config directory.
+func ClaudeWriteLock(configDir string) string {
+	return filepath.Join(configDir, ".storage-write.lock")
 }
 
 // Source is a login in a Keychain item. It implements broker.Source,
@@ -171,8 +183,8 @@ func (s *Source) Changed(ctx context.Context) (bool, error) {
 // WatchedFiles returns Options.Watch.
 func (s *Source) WatchedFiles() []string { return append([]string(nil), s.o.Watch...) }
 
-// Update is write-back: it reads the item (exists is false when there is
-// none), calls decide with the login in the CLI's file shape, and when
+// Update is write-back: holding the CLI's write lock (Options.WriteLock),
+// it reads the item (exists is false when there is none), calls decide with the login in the CLI's file shape, and when
 // decide says so writes the result into the item with `security -i`,
 // keeping its service, account and label, then reads it back and fails
 // with *VerifyError when the item does not hold what was written.
@@ -180,6 +192,17 @@ func (s *Source) WatchedFiles() []string { return append([]string(nil), s.o.Watc
 // Update keeps no backup: the caller keeps the previous login (decide gets
 // it as current) before returning write=true, as the watcher does.
 func (s *Source) Update(ctx context.Context, decide broker.Decide) error {
+	if s.o.WriteLock != "" {
+		wait := s.o.LockWait
+		if wait <= 0 {
+			wait = DefaultTimeout
+		}
+		release, err := mkdirLock(ctx, s.o.WriteLock, wait)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	item := s.o.Item
 	label := item.Service // what Claude Code and gemini-cli give new items
 	exists := true

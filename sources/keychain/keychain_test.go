@@ -409,3 +409,56 @@ func TestDecodePassword(t *testing.T) {
 		}
 	}
 }
+
+func TestUpdateWaitsForClaudesWriteLock(t *testing.T) {
+	f := newFake(t)
+	configDir := t.TempDir()
+	lock := ClaudeWriteLock(configDir)
+	s := f.source(Options{Name: "claude", Kind: credential.Claude, Item: claudeItem, WriteLock: lock, LockWait: 300 * time.Millisecond})
+	login := fixture(t, "claude/credentials.valid.json")
+	write := func(current []byte, exists bool) ([]byte, bool) {
+		if _, err := os.Stat(lock); err != nil {
+			t.Error("decide ran without holding Claude's write lock")
+		}
+		return login, true
+	}
+
+	// Claude is writing: Update waits, then gives up without writing.
+	if err := os.Mkdir(lock, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Update(context.Background(), write)
+	if !errors.As(err, new(*LockBusyError)) {
+		t.Fatalf("lock held: %v, want *LockBusyError", err)
+	}
+	if len(f.calls()) != 0 {
+		t.Error("security ran while Claude held its lock")
+	}
+
+	// Claude finishes while Update waits: Update goes on.
+	s.o.LockWait = 5 * time.Second
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		os.Remove(lock)
+	}()
+	if err := s.Update(context.Background(), write); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(lock); !os.IsNotExist(err) {
+		t.Error("Update left the lock behind")
+	}
+
+	// A lock left by a dead process (mtime older than 15 s) is taken over.
+	os.Mkdir(lock, 0o700)
+	old := time.Now().Add(-time.Minute)
+	os.Chtimes(lock, old, old)
+	if err := s.Update(context.Background(), write); err != nil {
+		t.Errorf("stale lock: %v", err)
+	}
+
+	// No config directory: nobody to exclude.
+	s.o.WriteLock = ClaudeWriteLock(filepath.Join(configDir, "missing"))
+	if err := s.Update(context.Background(), func([]byte, bool) ([]byte, bool) { return login, true }); err != nil {
+		t.Errorf("no config directory: %v", err)
+	}
+}
