@@ -111,7 +111,7 @@ func (e *env) broker(tb testing.TB) *broker.Broker {
 			return e.state
 		}
 		return ""
-	}})
+	}, GOOS: "linux"}) // files, as on Linux, on a Mac too
 	if err != nil {
 		tb.Fatal(err)
 	}

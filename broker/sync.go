@@ -139,6 +139,11 @@ func (b *Broker) readSource(ctx context.Context, s Source, opts Options) (Source
 	case err != nil:
 		sr.State = SourceUnreadable
 		sr.Problem = err.Error()
+		// A source's typed errors may say what to do (Keychain: unlock it).
+		var h interface{ Hint() string }
+		if errors.As(err, &h) {
+			sr.Hint = h.Hint()
+		}
 		return sr, nil
 	}
 	sr.State = SourceValid

@@ -1,6 +1,6 @@
 // Package sources finds where each CLI keeps its login on this host. The
 // backends that read a store live in sub-packages, one per kind of store
-// (file; the macOS Keychain comes later).
+// (sources/file, sources/keychain for the macOS Keychain).
 package sources
 
 import "path/filepath"

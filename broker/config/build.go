@@ -1,12 +1,15 @@
 package config
 
 import (
+	"fmt"
 	"path/filepath"
 
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/credential"
 	"github.com/mc-broker/mc-broker/sinks/dir"
+	"github.com/mc-broker/mc-broker/sources"
 	"github.com/mc-broker/mc-broker/sources/file"
+	"github.com/mc-broker/mc-broker/sources/keychain"
 )
 
 // cliLockFiles are the lock files a CLI flocks around writing its login in
@@ -22,11 +25,27 @@ func (c *Config) Build(env Env) (*broker.Broker, error) {
 	b := &broker.Broker{}
 	sourcePaths := map[string]string{} // resolved path -> source name
 	var protect []string
+	hostClaude := map[string]bool{} // resolved; never written on macOS
 	for _, s := range c.Sources {
-		kind, _ := credential.ByName(s.Kind)
-		b.Sources = append(b.Sources, file.New(s.Name, kind, s.Path).WithLockFiles(cliLockFiles[kind.Name()]))
+		src, err := c.buildSource(s, env)
+		if err != nil {
+			return nil, err
+		}
+		b.Sources = append(b.Sources, src)
+		// A Keychain source's file path is protected too: the CLI may
+		// fall back to it, or the user may switch store later.
 		sourcePaths[resolve(s.Path)] = s.Name
 		protect = append(protect, s.Path)
+		if s.Kind == "claude" && env.goos() == "darwin" {
+			hostClaude[resolve(s.Path)] = true
+		}
+	}
+	if env.goos() == "darwin" {
+		// The host's own Claude file, whatever the config reads: macOS
+		// Claude Code deletes it, or prefers it over the Keychain.
+		own := sources.DefaultPath("claude", env.Home, env.Getenv)
+		hostClaude[resolve(own)] = true
+		protect = append(protect, own)
 	}
 	written := map[string]bool{}
 	for _, sk := range c.Sinks {
@@ -40,6 +59,9 @@ func (c *Config) Build(env Env) (*broker.Broker, error) {
 			name = filepath.Base(src.Path)
 		}
 		target := filepath.Join(sk.Dir, name)
+		if hostClaude[resolve(target)] {
+			return nil, &Error{File: c.File, Line: sk.Line, Msg: "a copy of " + sk.Source + " would write " + target + ", the host's own Claude Code file: on macOS Claude Code deletes that file or prefers it over the Keychain; choose another dir"}
+		}
 		if other, ok := sourcePaths[resolve(target)]; ok {
 			return nil, &Error{File: c.File, Line: sk.Line, Msg: "a copy of " + sk.Source + " would overwrite the source " + other + " at " + target + ": choose another dir"}
 		}
@@ -83,4 +105,93 @@ func resolve(path string) string {
 		}
 		rest = filepath.Join(filepath.Base(p), rest)
 	}
+}
+
+// StoreFor says where source s is read on this host: "file" or
+// "keychain". store: auto picks the Keychain on macOS where the CLI keeps
+// its login there, for a source left at the CLI's default path: Claude
+// Code always; Gemini CLI when GEMINI_FORCE_ENCRYPTED_FILE_STORAGE=true;
+// Codex when auth.json is absent and config.toml selects keyring or auto.
+// store: keychain on Linux works with a security program named by
+// MC_BROKER_SECURITY_BIN (tests).
+func (s Source) StoreFor(env Env) (string, error) {
+	switch s.Store {
+	case "file", "keychain":
+		return s.Store, nil
+	}
+	atDefault := s.Path == sources.DefaultPath(s.Kind, env.Home, env.Getenv)
+	if env.goos() != "darwin" || !atDefault {
+		return "file", nil
+	}
+	switch s.Kind {
+	case "claude":
+		return "keychain", nil
+	case "gemini":
+		if env.Getenv("GEMINI_FORCE_ENCRYPTED_FILE_STORAGE") == "true" {
+			return "keychain", nil
+		}
+	case "codex":
+		keyring, err := keychain.CodexUsesKeyring(filepath.Dir(s.Path), env.goos())
+		if err != nil {
+			return "", fmt.Errorf("cannot read Codex's config.toml to see where it keeps its login: %w", err)
+		}
+		if keyring {
+			return "keychain", nil
+		}
+	}
+	return "file", nil
+}
+
+// KeychainItem is the Keychain item a source of kind claude, codex or
+// gemini reads with store: keychain, honouring the CLI's variables and the
+// config's service and account.
+func (s Source) KeychainItem(env Env) keychain.Item {
+	var item keychain.Item
+	switch s.Kind {
+	case "claude":
+		// Claude hashes CLAUDE_SECURESTORAGE_CONFIG_DIR instead when set.
+		dir := env.Getenv("CLAUDE_SECURESTORAGE_CONFIG_DIR")
+		if dir == "" {
+			dir = env.Getenv("CLAUDE_CONFIG_DIR")
+		}
+		item = keychain.ClaudeItem(dir, env.User)
+	case "gemini":
+		item = keychain.GeminiItem()
+	case "codex":
+		item = keychain.CodexItem(filepath.Dir(s.Path))
+	}
+	if s.Service != "" {
+		item.Service = s.Service
+	}
+	if s.Account != "" {
+		item.Account = s.Account
+	}
+	return item
+}
+
+func (c *Config) buildSource(s Source, env Env) (broker.Source, error) {
+	kind, _ := credential.ByName(s.Kind)
+	store, err := s.StoreFor(env)
+	if err != nil {
+		return nil, &Error{File: c.File, Line: s.Line, Msg: fmt.Sprintf("sources.%s: %v", s.Name, err)}
+	}
+	if store == "file" {
+		return file.New(s.Name, kind, s.Path).WithLockFiles(cliLockFiles[kind.Name()]), nil
+	}
+	o := keychain.Options{
+		Name:     s.Name,
+		Kind:     kind,
+		Item:     s.KeychainItem(env),
+		Security: keychain.Security{Bin: keychain.BinFromEnv(env.Getenv), Timeout: s.Timeout},
+	}
+	switch s.Kind {
+	case "gemini":
+		o.Codec = keychain.GeminiCodec{}
+	case "claude":
+		o.WriteLock = keychain.ClaudeWriteLock(filepath.Dir(s.Path))
+	}
+	if env.goos() == "darwin" {
+		o.Watch = []string{keychain.LoginKeychain(env.Home)}
+	}
+	return keychain.New(o), nil
 }

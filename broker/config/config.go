@@ -6,9 +6,12 @@ package config
 import (
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
+	"time"
 
 	"github.com/mc-broker/mc-broker/broker/credential"
 	"github.com/mc-broker/mc-broker/sources"
@@ -19,6 +22,11 @@ import (
 type Env struct {
 	Home   string
 	Getenv func(string) string
+	// GOOS decides what store: auto means (the Keychain on "darwin");
+	// runtime.GOOS when empty.
+	GOOS string
+	// User is the user name, the account of Claude Code's Keychain item.
+	User string
 }
 
 // OSEnv reads the running process's environment.
@@ -27,7 +35,19 @@ func OSEnv() (Env, error) {
 	if err != nil {
 		return Env{}, fmt.Errorf("cannot find your home directory: %w (set HOME)", err)
 	}
-	return Env{Home: home, Getenv: os.Getenv}, nil
+	// Claude Code takes $USER first, then the account's name.
+	name := os.Getenv("USER")
+	if u, err := user.Current(); name == "" && err == nil {
+		name = u.Username
+	}
+	return Env{Home: home, Getenv: os.Getenv, GOOS: runtime.GOOS, User: name}, nil
+}
+
+func (e Env) goos() string {
+	if e.GOOS == "" {
+		return runtime.GOOS
+	}
+	return e.GOOS
 }
 
 func (e Env) xdg(variable, fallback string) string {
@@ -60,11 +80,17 @@ type Config struct {
 
 // Source is one entry under sources:.
 type Source struct {
-	Name  string
-	Kind  string
-	Path  string // absolute; the kind's default location when not configured
-	Store string // auto or file; keychain arrives with macOS support
-	Line  int
+	Name string
+	Kind string
+	Path string // absolute; the kind's default location when not configured
+	// Store is where the login is read: auto (the Keychain on macOS where
+	// the CLI keeps it there, else the file), file or keychain.
+	Store string
+	// Service and Account override the Keychain item's names.
+	Service, Account string
+	// Timeout bounds each call of security; keychain.DefaultTimeout when 0.
+	Timeout time.Duration
+	Line    int
 }
 
 // Sink is one entry under sinks:.

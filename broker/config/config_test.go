@@ -10,7 +10,7 @@ import (
 )
 
 func testEnv(vars map[string]string) Env {
-	return Env{Home: "/home/dev", Getenv: func(k string) string { return vars[k] }}
+	return Env{Home: "/home/dev", Getenv: func(k string) string { return vars[k] }, GOOS: "linux", User: "dev"}
 }
 
 func TestParseFullConfig(t *testing.T) {
@@ -67,7 +67,11 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"unknown kind", "sources:\n  x: {kind: copilot, path: /x}\n", 2, "sources.x.kind must be one of claude, codex, gemini, file"},
 		{"missing kind", "sources:\n  work: {path: /x}\n", 2, "sources.work: kind is missing"},
 		{"file without path", "sources:\n  notes: {kind: file}\n", 2, "needs a path"},
-		{"keychain not yet", "sources:\n  claude: {store: keychain}\n", 2, "keychain is not supported"},
+		{"bad store", "sources:\n  claude: {store: vault}\n", 2, "store must be auto, file or keychain"},
+		{"keychain for a file kind", "sources:\n  notes: {kind: file, path: /n, store: keychain}\n", 2, "a source of kind file is read from its file"},
+		{"service with store file", "sources:\n  claude:\n    store: file\n    service: x\n", 3, "but store is file"},
+		{"quote in account", "sources:\n  claude: {account: 'a\"b'}\n", 2, "account must be a non-empty name"},
+		{"bad timeout", "sources:\n  claude: {timeout: soon}\n", 2, "timeout must be a duration"},
 		{"bad uid", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x, uid: -1}\n", 4, "uid must be a whole number"},
 		{"missing dir", "sources:\n  claude: {}\nsinks:\n  - source: claude\n", 4, "dir is missing"},
 		{"mcp on codex", "sources:\n  codex: {}\nsinks:\n  - {source: codex, dir: /x, include_mcp_oauth: true}\n", 4, "applies to claude sources only"},
@@ -162,7 +166,7 @@ func TestLoadMissingAndOversized(t *testing.T) {
 // the default copy the host's own file: refused before anything is written.
 func TestBuildSeesThroughSymlinks(t *testing.T) {
 	home := t.TempDir()
-	env := Env{Home: home, Getenv: func(string) string { return "" }}
+	env := Env{Home: home, Getenv: func(string) string { return "" }, GOOS: "linux"}
 	copyDir := filepath.Join(env.DataDir(), "claude")
 	if err := os.MkdirAll(copyDir, 0o700); err != nil {
 		t.Fatal(err)

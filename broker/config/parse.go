@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mc-broker/mc-broker/broker/credential"
 	"github.com/mc-broker/mc-broker/sources"
@@ -147,8 +148,11 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 		}
 		src := Source{Name: name, Store: "auto", Line: k.Line}
 		if !(v.Kind == yaml.ScalarNode && v.Tag == "!!null") {
-			err := p.fields(v, where, []string{"kind", "path", "store"}, func(key string, _, v *yaml.Node) error {
+			err := p.fields(v, where, sourceKeys, func(key string, _, v *yaml.Node) error {
 				s, err := p.scalar(v, where+"."+key)
+				if err != nil {
+					return err
+				}
 				switch key {
 				case "kind":
 					src.Kind = s
@@ -156,6 +160,21 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 					src.Path, err = p.path(v, s, where+".path")
 				case "store":
 					src.Store = s
+				case "service", "account":
+					if strings.TrimSpace(s) == "" || strings.ContainsAny(s, "\"\\\n\r\t") {
+						return p.errorf(v, "%s.%s must be a non-empty name without quotes, backslashes or line breaks", where, key)
+					}
+					if key == "service" {
+						src.Service = s
+					} else {
+						src.Account = s
+					}
+				case "timeout":
+					d, convErr := time.ParseDuration(s)
+					if convErr != nil || d <= 0 {
+						return p.errorf(v, "%s.timeout must be a duration such as 10s or 1m", where)
+					}
+					src.Timeout = d
 				}
 				return err
 			})
@@ -173,11 +192,16 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 			return p.errorf(v, "%s.kind must be one of %s", where, kindList())
 		}
 		switch src.Store {
-		case "auto", "file":
-		case "keychain":
-			return p.errorf(v, "%s.store: keychain is not supported by this version of mc-broker yet; use auto or file", where)
+		case "auto", "file", "keychain":
 		default:
 			return p.errorf(v, "%s.store must be auto, file or keychain", where)
+		}
+		keychainSettings := src.Service != "" || src.Account != "" || src.Timeout != 0
+		switch {
+		case src.Kind == "file" && (src.Store == "keychain" || keychainSettings):
+			return p.errorf(v, "%s: a source of kind file is read from its file; store: keychain, service, account and timeout apply to claude, codex and gemini", where)
+		case src.Store == "file" && keychainSettings:
+			return p.errorf(v, "%s: service, account and timeout name a Keychain item, but store is file; remove them or use store: keychain", where)
 		}
 		if src.Path == "" {
 			src.Path = sources.DefaultPath(src.Kind, p.env.Home, p.env.Getenv)
@@ -189,6 +213,8 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 	}
 	return nil
 }
+
+var sourceKeys = []string{"kind", "path", "store", "service", "account", "timeout"}
 
 var sinkKeys = []string{"source", "dir", "file_name", "uid", "gid", "include_mcp_oauth", "companions"}
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -30,6 +31,14 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building mc-broker:", err)
 		os.Exit(1)
 	}
+	// A fake security for store: keychain on any OS (see
+	// sources/keychain/internal/fakesecurity).
+	build = exec.Command("go", "build", "-o", filepath.Join(dir, "fakesecurity", "security"), "../../sources/keychain/internal/fakesecurity")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the fake security:", err)
+		os.Exit(1)
+	}
 	binDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -54,9 +63,13 @@ func TestScripts(t *testing.T) {
 			env.Setenv("PATH", binDir+string(os.PathListSeparator)+env.Getenv("PATH"))
 			env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
 			env.Setenv("FIXTURES", fixtures)
+			env.Setenv("MC_BROKER_SECURITY_BIN", filepath.Join(binDir, "fakesecurity", "security"))
+			env.Setenv("FAKE_SECURITY_STORE", filepath.Join(env.WorkDir, "keychain.json"))
+			env.Setenv("FAKE_SECURITY_LOG", filepath.Join(env.WorkDir, "security-argv.log"))
 			return os.MkdirAll(filepath.Join(env.WorkDir, "home"), 0o755)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"keychain":  cmdKeychain,
 			"fixture":   cmdFixture,
 			"perm":      cmdPerm,
 			"stamp":     cmdStamp,
@@ -83,6 +96,43 @@ func cmdFixture(ts *testscript.TestScript, neg bool, args []string) {
 	dest := ts.MkAbs(args[1])
 	ts.Check(os.MkdirAll(filepath.Dir(dest), 0o700))
 	ts.Check(os.WriteFile(dest, data, 0o600))
+}
+
+// keychain put SERVICE ACCOUNT FIXTURE stores a fixture as an item in the
+// fake Keychain; keychain simulate MODE makes every security call fail
+// (locked, denied, hang) or succeed again (none).
+func cmdKeychain(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: keychain put SERVICE ACCOUNT FIXTURE | keychain simulate MODE")
+	}
+	type item struct {
+		Service string `json:"service"`
+		Account string `json:"account"`
+		Label   string `json:"label"`
+		Secret  string `json:"secret"`
+		Mdat    string `json:"mdat"`
+	}
+	var st struct {
+		Simulate string `json:"simulate,omitempty"`
+		Items    []item `json:"items"`
+	}
+	path := ts.Getenv("FAKE_SECURITY_STORE")
+	if data, err := os.ReadFile(path); err == nil {
+		ts.Check(json.Unmarshal(data, &st))
+	}
+	switch {
+	case args[0] == "put" && len(args) == 4:
+		data, err := os.ReadFile(filepath.Join(ts.Getenv("FIXTURES"), args[3]))
+		ts.Check(err)
+		st.Items = append(st.Items, item{Service: args[1], Account: args[2], Label: args[1], Secret: string(data), Mdat: "20261129080000Z"})
+	case args[0] == "simulate" && len(args) == 2:
+		st.Simulate = strings.TrimPrefix(args[1], "none")
+	default:
+		ts.Fatalf("usage: keychain put SERVICE ACCOUNT FIXTURE | keychain simulate MODE")
+	}
+	data, err := json.Marshal(st)
+	ts.Check(err)
+	ts.Check(os.WriteFile(path, data, 0o600))
 }
 
 // perm MODE PATH asserts PATH's permission bits (octal).

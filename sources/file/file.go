@@ -34,12 +34,33 @@ func (s *Source) Location() string      { return s.path }
 
 // missingReason says why a missing file means "not logged in". On macOS
 // Claude Code keeps its login in the Keychain and removes the file, so a
-// missing file there says little about whether the user is logged in.
+// missing file there says little about whether the user is logged in: this
+// source reads the file only because the config says store: file, or names
+// a path of its own.
 func missingReason(kind credential.Kind, goos string) string {
 	if goos == "darwin" && kind.Name() == "claude" {
-		return "no file here; on macOS Claude Code keeps its login in the Keychain, which this version of mc-broker does not read yet"
+		return "no file here; on macOS Claude Code keeps its login in the Keychain: remove store: file and path from this source (store: auto reads the Keychain)"
 	}
 	return "no file here"
+}
+
+// HostFileError refuses a write into the host's own Claude Code file on
+// macOS: Claude Code deletes that file when it uses the Keychain, or
+// prefers it over the Keychain when it finds one.
+type HostFileError struct{ Path string }
+
+func (e *HostFileError) Error() string {
+	return "refusing to write " + e.Path + ": on macOS Claude Code keeps its login in the Keychain and deletes or prefers this file"
+}
+
+// CheckWriteBack returns *HostFileError when writing the source back would
+// write a Claude file on macOS (goos "darwin"). Write-back into a file
+// source calls it first.
+func (s *Source) CheckWriteBack(goos string) error {
+	if goos == "darwin" && s.kind.Name() == "claude" {
+		return &HostFileError{Path: s.path}
+	}
+	return nil
 }
 
 // Read returns the file's bytes. It follows symlinks (dotfile managers link

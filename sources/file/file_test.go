@@ -54,9 +54,22 @@ func TestReadRefusesAFIFOWithoutHanging(t *testing.T) {
 	}
 }
 
+func TestClaudeFileOnMacOSIsNeverWrittenBack(t *testing.T) {
+	s := New("claude", credential.Claude, "/Users/dev/.claude/.credentials.json")
+	if err := s.CheckWriteBack("darwin"); !errors.As(err, new(*HostFileError)) {
+		t.Errorf("claude on macOS: %v, want *HostFileError", err)
+	}
+	if err := s.CheckWriteBack("linux"); err != nil {
+		t.Errorf("claude on Linux: %v", err)
+	}
+	if err := New("codex", credential.Codex, "/Users/dev/.codex/auth.json").CheckWriteBack("darwin"); err != nil {
+		t.Errorf("codex on macOS: %v", err)
+	}
+}
+
 func TestMissingClaudeFileOnMacOSPointsAtTheKeychain(t *testing.T) {
-	if got := missingReason(credential.Claude, "darwin"); !strings.Contains(got, "Keychain") {
-		t.Errorf("macOS: %q does not mention the Keychain", got)
+	if got := missingReason(credential.Claude, "darwin"); !strings.Contains(got, "Keychain") || !strings.Contains(got, "store: auto") {
+		t.Errorf("macOS: %q does not point at the Keychain", got)
 	}
 	if got := missingReason(credential.Claude, "linux"); got != "no file here" {
 		t.Errorf("linux: %q", got)

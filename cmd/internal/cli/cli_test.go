@@ -20,7 +20,7 @@ func testFactory(t *testing.T, vars map[string]string) (*Factory, *bytes.Buffer,
 		Stdout: &out,
 		Stderr: &errb,
 		Getenv: getenv,
-		Env:    func() (config.Env, error) { return config.Env{Home: home, Getenv: getenv}, nil },
+		Env:    func() (config.Env, error) { return config.Env{Home: home, Getenv: getenv, GOOS: "linux"}, nil },
 		Now:    func() time.Time { return time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC) },
 	}, &out, &errb
 }

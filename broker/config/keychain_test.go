@@ -1,0 +1,155 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mc-broker/mc-broker/sources/file"
+	"github.com/mc-broker/mc-broker/sources/keychain"
+)
+
+func TestParseKeychainSettings(t *testing.T) {
+	cfg, err := Parse("cfg.yaml", []byte(`
+sources:
+  claude: {store: keychain, service: Claude Code-credentials-1a2b3c4d, account: jane, timeout: 30s}
+  gemini: {store: keychain}
+  codex: {store: file}
+  work: {kind: claude}
+`), testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Sources[0]
+	if c.Store != "keychain" || c.Service != "Claude Code-credentials-1a2b3c4d" || c.Account != "jane" || c.Timeout != 30*time.Second {
+		t.Errorf("claude: %+v", c)
+	}
+	if cfg.Sources[1].Store != "keychain" || cfg.Sources[2].Store != "file" || cfg.Sources[3].Store != "auto" {
+		t.Errorf("stores: %+v", cfg.Sources)
+	}
+}
+
+func TestStoreAutoIsTheKeychainOnMacOS(t *testing.T) {
+	home := t.TempDir()
+	vars := map[string]string{}
+	env := Env{Home: home, Getenv: func(k string) string { return vars[k] }, User: "dev"}
+	store := func(goos, name string) string {
+		t.Helper()
+		env.GOOS = goos
+		s, _ := Default(env).Source(name)
+		got, err := s.StoreFor(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := store("darwin", "claude"); got != "keychain" {
+		t.Errorf("claude on macOS: %s", got)
+	}
+	if got := store("linux", "claude"); got != "file" {
+		t.Errorf("claude on Linux: %s", got)
+	}
+	if got := store("darwin", "gemini"); got != "file" {
+		t.Errorf("gemini on macOS without GEMINI_FORCE_ENCRYPTED_FILE_STORAGE: %s", got)
+	}
+	vars["GEMINI_FORCE_ENCRYPTED_FILE_STORAGE"] = "true"
+	if got := store("darwin", "gemini"); got != "keychain" {
+		t.Errorf("gemini on macOS with encrypted storage: %s", got)
+	}
+	if got := store("darwin", "codex"); got != "file" {
+		t.Errorf("codex without config.toml: %s", got)
+	}
+	os.MkdirAll(filepath.Join(home, ".codex"), 0o700)
+	os.WriteFile(filepath.Join(home, ".codex", "config.toml"), []byte("cli_auth_credentials_store = \"keyring\"\n"), 0o600)
+	if got := store("darwin", "codex"); got != "keychain" {
+		t.Errorf("codex with keyring storage and no auth.json: %s", got)
+	}
+	os.WriteFile(filepath.Join(home, ".codex", "auth.json"), []byte("{}"), 0o600)
+	if got := store("darwin", "codex"); got != "file" {
+		t.Errorf("codex with an auth.json: %s", got)
+	}
+
+	// A claude source at a path of its own is a file, even on macOS.
+	cfg, err := Parse("cfg.yaml", []byte("sources:\n  work: {kind: claude, path: /srv/work/.credentials.json}\n"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.GOOS = "darwin"
+	if got, _ := cfg.Sources[0].StoreFor(env); got != "file" {
+		t.Errorf("claude at a configured path on macOS: %s", got)
+	}
+}
+
+func TestBuildPicksTheSourceAndNamesTheItem(t *testing.T) {
+	vars := map[string]string{"CLAUDE_CONFIG_DIR": "/Users/dev/.claude-work", "MC_BROKER_SECURITY_BIN": "/opt/fake/security"}
+	env := Env{Home: "/Users/dev", Getenv: func(k string) string { return vars[k] }, GOOS: "darwin", User: "dev"}
+	b, err := Default(env).Build(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, ok := b.Sources[0].(*keychain.Source)
+	if !ok {
+		t.Fatalf("claude on macOS is a %T, want *keychain.Source", b.Sources[0])
+	}
+	if want := keychain.ClaudeItem("/Users/dev/.claude-work", "dev"); kc.Item() != want {
+		t.Errorf("item %+v, want %+v", kc.Item(), want)
+	}
+	if got := kc.WatchedFiles(); len(got) != 1 || got[0] != "/Users/dev/Library/Keychains/login.keychain-db" {
+		t.Errorf("watched files: %v", got)
+	}
+	if _, ok := b.Sources[1].(*file.Source); !ok {
+		t.Errorf("codex is a %T, want a file source", b.Sources[1])
+	}
+
+	cfg, err := Parse("cfg.yaml", []byte("sources:\n  claude: {service: Mine, account: other}\n"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err = cfg.Build(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Sources[0].(*keychain.Source).Item(); got != (keychain.Item{Service: "Mine", Account: "other"}) {
+		t.Errorf("overridden item: %+v", got)
+	}
+
+	env.GOOS = "linux"
+	cfg, _ = Parse("cfg.yaml", []byte("sources:\n  claude: {store: keychain}\n"), env)
+	if b, err = cfg.Build(env); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := b.Sources[0].(*keychain.Source); !ok {
+		t.Errorf("store: keychain on Linux is a %T", b.Sources[0])
+	}
+}
+
+func TestBuildNeverWritesTheHostsClaudeFileOnMacOS(t *testing.T) {
+	home := t.TempDir()
+	env := Env{Home: home, Getenv: func(string) string { return "" }, GOOS: "darwin", User: "dev"}
+	for name, yaml := range map[string]string{
+		"keychain source, copy into ~/.claude": "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: ~/.claude}\n",
+		"another claude source":                "sources:\n  work: {kind: claude, path: /srv/w/.credentials.json}\nsinks:\n  - {source: work, dir: ~/.claude}\n",
+	} {
+		cfg, err := Parse("cfg.yaml", []byte(yaml), env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = cfg.Build(env)
+		if err == nil || !strings.Contains(err.Error(), "the host's own Claude Code file") {
+			t.Errorf("%s: Build = %v, want a refusal", name, err)
+		}
+	}
+	// --dir at the home directory's .claude parent: the claude copy would
+	// be ~/.claude/.credentials.json.
+	_, err := Default(env).WithDirLayout(home).Build(env)
+	if err != nil {
+		t.Errorf("--dir ~: %v (claude goes to ~/claude, not ~/.claude)", err)
+	}
+	env.GOOS = "linux"
+	cfg, _ := Parse("cfg.yaml", []byte("sources:\n  work: {kind: claude, path: /srv/w/.credentials.json}\nsinks:\n  - {source: work, dir: ~/.claude}\n"), env)
+	if _, err := cfg.Build(env); err != nil {
+		t.Errorf("on Linux a copy into ~/.claude from another source is allowed: %v", err)
+	}
+}
