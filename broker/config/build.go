@@ -176,7 +176,11 @@ func (c *Config) buildSource(s Source, env Env) (broker.Source, error) {
 		return nil, &Error{File: c.File, Line: s.Line, Msg: fmt.Sprintf("sources.%s: %v", s.Name, err)}
 	}
 	if store == "file" {
-		return file.New(s.Name, kind, s.Path).WithLockFiles(cliLockFiles[kind.Name()]), nil
+		src := file.New(s.Name, kind, s.Path).WithLockFiles(cliLockFiles[kind.Name()])
+		if s.Kind == "claude" {
+			src.WithDirLock(keychain.ClaudeWriteLock(filepath.Dir(s.Path)))
+		}
+		return src, nil
 	}
 	o := keychain.Options{
 		Name:     s.Name,

@@ -21,6 +21,7 @@ type Source struct {
 	kind      credential.Kind
 	path      string
 	lockFiles []string
+	dirLock   string
 }
 
 // New returns the source called name that reads path as kind.

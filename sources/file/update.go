@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/mc-broker/mc-broker/broker"
@@ -19,6 +20,14 @@ var _ broker.WritableSource = (*Source)(nil)
 // lockTimeout bounds the wait for each of the CLI's lock files: a CLI holds
 // them for the few milliseconds of a write.
 const lockTimeout = 10 * time.Second
+
+// WithDirLock names a mkdir-style lock the CLI holds while writing its
+// login (Claude Code: .storage-write.lock in its config directory); Update
+// holds it too.
+func (s *Source) WithDirLock(path string) *Source {
+	s.dirLock = path
+	return s
+}
 
 // WithLockFiles names the lock files the CLI flocks, in order, in the login
 // file's directory around writing it (Codex: auth.lock, auth.json.lock).
@@ -38,6 +47,16 @@ func (s *Source) WatchedFiles() []string { return []string{s.path} }
 // returns, keeping its permission bits. A symlinked login file (a dotfile
 // manager's) is replaced at the link's target, so the link survives.
 func (s *Source) Update(ctx context.Context, decide broker.Decide) error {
+	if err := s.CheckWriteBack(runtime.GOOS); err != nil {
+		return err
+	}
+	if s.dirLock != "" {
+		release, err := filelock.DirLock(ctx, s.dirLock, lockTimeout)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	target, err := filepath.EvalSymlinks(s.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		target = s.path

@@ -67,3 +67,31 @@ func TestUpdateWaitsForTheCLIsLock(t *testing.T) {
 		t.Fatalf("after the lock was released: %q", got)
 	}
 }
+
+func TestUpdateWaitsForClaudesStorageWriteLock(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, ".credentials.json")
+	os.WriteFile(path, []byte(`{"old":1}`), 0o600)
+	lock := filepath.Join(dir, ".storage-write.lock")
+	os.Mkdir(lock, 0o700) // Claude is writing its login
+	s := New("claude", credential.Claude, path).WithDirLock(lock)
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Update(context.Background(), func([]byte, bool) ([]byte, bool) { return []byte(`{"new":1}`), true })
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("write-back finished (%v) while claude held its write lock", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	os.Remove(lock)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != `{"new":1}` {
+		t.Fatalf("after claude released its lock: %q", got)
+	}
+	if _, err := os.Stat(lock); err == nil {
+		t.Fatal("write-back left claude's lock directory behind")
+	}
+}

@@ -29,6 +29,7 @@ import (
 
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/broker/filelock"
 )
 
 // Item names a generic password.
@@ -197,7 +198,7 @@ func (s *Source) Update(ctx context.Context, decide broker.Decide) error {
 		if wait <= 0 {
 			wait = DefaultTimeout
 		}
-		release, err := mkdirLock(ctx, s.o.WriteLock, wait)
+		release, err := filelock.DirLock(ctx, s.o.WriteLock, wait)
 		if err != nil {
 			return err
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/broker/filelock"
 )
 
 func fixture(t *testing.T, name string) []byte {
@@ -428,7 +429,7 @@ func TestUpdateWaitsForClaudesWriteLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := s.Update(context.Background(), write)
-	if !errors.As(err, new(*LockBusyError)) {
+	if !errors.As(err, new(*filelock.DirLockBusyError)) {
 		t.Fatalf("lock held: %v, want *LockBusyError", err)
 	}
 	if len(f.calls()) != 0 {

@@ -1,4 +1,4 @@
-package keychain
+package filelock
 
 import (
 	"context"
@@ -10,38 +10,38 @@ import (
 )
 
 // Claude Code serialises writes to its secure storage (the Keychain item on
-// macOS) with a proper-lockfile lock: the directory
-// $CLAUDE_CONFIG_DIR/.storage-write.lock, made with mkdir, counted stale
-// when its mtime is older than 15 s, its mtime refreshed while held
+// macOS, .credentials.json elsewhere) with a proper-lockfile lock: the
+// directory $CLAUDE_CONFIG_DIR/.storage-write.lock, made with mkdir, counted
+// stale when its mtime is older than 15 s, its mtime refreshed while held
 // (checked in claude 2.1.332). Write-back takes the same lock, so that
 // Claude's refresh and mc-broker's write-back never interleave between a
-// read and a write of the item.
+// read and a write of the login.
 const (
-	lockStale   = 15 * time.Second
-	lockRefresh = lockStale / 3
-	lockPoll    = 100 * time.Millisecond
+	dirLockStale   = 15 * time.Second
+	dirLockRefresh = dirLockStale / 3
+	dirLockPoll    = 100 * time.Millisecond
 )
 
-// LockBusyError is a CLI lock that stayed held, and fresh, past the wait.
-type LockBusyError struct {
+// DirLockBusyError is a CLI lock that stayed held, and fresh, past the wait.
+type DirLockBusyError struct {
 	Path  string
 	After time.Duration
 }
 
-func (e *LockBusyError) Error() string {
+func (e *DirLockBusyError) Error() string {
 	return fmt.Sprintf("the CLI held its write lock %s for more than %s; nothing was written", e.Path, e.After)
 }
 
 // Hint says what to do.
-func (e *LockBusyError) Hint() string {
+func (e *DirLockBusyError) Hint() string {
 	return "if no claude process runs, remove the lock directory; the next pass retries"
 }
 
-// mkdirLock takes the lock directory path, waiting up to wait. It returns
+// DirLock takes the lock directory path, waiting up to wait. It returns
 // a release function. A missing parent directory means the CLI has no
 // config directory here, so there is nobody to exclude: release is a
 // no-op.
-func mkdirLock(ctx context.Context, path string, wait time.Duration) (release func(), err error) {
+func DirLock(ctx context.Context, path string, wait time.Duration) (release func(), err error) {
 	deadline := time.Now().Add(wait)
 	for {
 		err := os.Mkdir(path, 0o700)
@@ -54,18 +54,18 @@ func mkdirLock(ctx context.Context, path string, wait time.Duration) (release fu
 		if !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("cannot take the CLI's write lock %s: %w", path, errors.Unwrap(err))
 		}
-		if st, serr := os.Stat(path); serr == nil && time.Since(st.ModTime()) > lockStale {
+		if st, serr := os.Stat(path); serr == nil && time.Since(st.ModTime()) > dirLockStale {
 			// Left by a process that died: proper-lockfile removes it too.
 			os.Remove(path)
 			continue
 		}
 		if time.Now().After(deadline) {
-			return nil, &LockBusyError{Path: path, After: wait}
+			return nil, &DirLockBusyError{Path: path, After: wait}
 		}
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(lockPoll):
+		case <-time.After(dirLockPoll):
 		}
 	}
 	// Keep the mtime fresh while held, as proper-lockfile does, so that a
@@ -74,7 +74,7 @@ func mkdirLock(ctx context.Context, path string, wait time.Duration) (release fu
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(lockRefresh)
+		t := time.NewTicker(dirLockRefresh)
 		defer t.Stop()
 		for {
 			select {
