@@ -110,7 +110,15 @@ func Generate(spec Spec) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		services.Content = append(services.Content, scalar(name), mapping("volumes", mounts))
+		svc := mapping("volumes", mounts)
+		if hasCLI(spec.Services[name], "claude") {
+			// Claude reads .claude.json (onboarding done, which mc-broker
+			// adds beside the login) from its config directory only when
+			// CLAUDE_CONFIG_DIR names it.
+			env := mapping("CLAUDE_CONFIG_DIR", scalar(ConfigDir(home, "claude")))
+			svc.Content = append(svc.Content, scalar("environment"), env)
+		}
+		services.Content = append(services.Content, scalar(name), svc)
 	}
 
 	root := mapping("services", services)
@@ -207,4 +215,13 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+func hasCLI(mounts []Mount, cli string) bool {
+	for _, m := range mounts {
+		if m.CLI == cli {
+			return true
+		}
+	}
+	return false
 }

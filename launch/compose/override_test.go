@@ -63,6 +63,15 @@ func TestGenerateHome(t *testing.T) {
 	if !strings.Contains(string(out), "target: /home/node/.claude\n") {
 		t.Errorf("home not used:\n%s", out)
 	}
+	// Claude finds the onboarding companion (.claude.json) in the mounted
+	// directory only through CLAUDE_CONFIG_DIR.
+	if !strings.Contains(string(out), "CLAUDE_CONFIG_DIR: /home/node/.claude\n") {
+		t.Errorf("CLAUDE_CONFIG_DIR not set for a claude service:\n%s", out)
+	}
+	out, _ = Generate(Spec{Services: map[string][]Mount{"a": {{CLI: "codex", Volume: "v"}}}})
+	if strings.Contains(string(out), "CLAUDE_CONFIG_DIR") {
+		t.Errorf("CLAUDE_CONFIG_DIR set for a service without claude:\n%s", out)
+	}
 }
 
 func TestGenerateRefusesBadSpecs(t *testing.T) {
