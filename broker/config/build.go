@@ -1,11 +1,14 @@
 package config
 
 import (
+	"path"
 	"path/filepath"
 
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/credential"
 	"github.com/mc-broker/mc-broker/sinks/dir"
+	"github.com/mc-broker/mc-broker/sinks/volume"
+	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 	"github.com/mc-broker/mc-broker/sources/file"
 )
 
@@ -29,6 +32,7 @@ func (c *Config) Build(env Env) (*broker.Broker, error) {
 		protect = append(protect, s.Path)
 	}
 	written := map[string]bool{}
+	docker := env.Docker
 	for _, sk := range c.Sinks {
 		src, _ := c.Source(sk.Source)
 		kind, _ := credential.ByName(src.Kind)
@@ -38,6 +42,31 @@ func (c *Config) Build(env Env) (*broker.Broker, error) {
 		}
 		if name == "" {
 			name = filepath.Base(src.Path)
+		}
+		copyOpts := credential.CopyOptions{IncludeMCPOAuth: sk.IncludeMCPOAuth}
+		if sk.Volume != "" {
+			target := "volume " + sk.Volume + ":" + path.Join("/", sk.Path, name)
+			if written[target] {
+				return nil, &Error{File: c.File, Line: sk.Line, Msg: "two copies write " + target + ": give each copy its own volume or path"}
+			}
+			written[target] = true
+			if docker == nil {
+				docker = volume.NewShared(engine.NewLazy(env.Getenv, env.Home))
+			}
+			b.Copies = append(b.Copies, broker.Copy{
+				Source:  sk.Source,
+				Options: copyOpts,
+				Sink: volume.New(volume.Options{
+					Volume:   sk.Volume,
+					Path:     sk.Path,
+					FileName: name,
+					UID:      sk.UID,
+					GID:      sk.GID,
+					LockDir:  filepath.Join(env.StateDir(), "locks"),
+					Shared:   docker,
+				}),
+			})
+			continue
 		}
 		target := filepath.Join(sk.Dir, name)
 		if other, ok := sourcePaths[resolve(target)]; ok {
@@ -49,7 +78,7 @@ func (c *Config) Build(env Env) (*broker.Broker, error) {
 		written[resolve(target)] = true
 		b.Copies = append(b.Copies, broker.Copy{
 			Source:  sk.Source,
-			Options: credential.CopyOptions{IncludeMCPOAuth: sk.IncludeMCPOAuth},
+			Options: copyOpts,
 			Sink: dir.New(dir.Options{
 				Dir:       sk.Dir,
 				FileName:  name,

@@ -53,6 +53,10 @@ func TestScripts(t *testing.T) {
 			env.Setenv("PATH", binDir+string(os.PathListSeparator)+env.Getenv("PATH"))
 			env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
 			env.Setenv("FIXTURES", fixtures)
+			// No Docker engine: the built-in defaults must not write this
+			// machine's mc-*-auth volumes. Scripts that want the engine
+			// set DOCKER_HOST themselves (see volume_*.txt).
+			env.Setenv("DOCKER_HOST", "unix://"+filepath.Join(env.WorkDir, "no-docker.sock"))
 			return os.MkdirAll(filepath.Join(env.WorkDir, "home"), 0o755)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){

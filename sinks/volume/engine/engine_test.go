@@ -346,4 +346,3 @@ func writeCerts(t *testing.T) string {
 	}
 	return dir
 }
-
