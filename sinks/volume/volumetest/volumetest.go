@@ -78,30 +78,38 @@ func Run(tb testing.TB, vol, script string) string {
 // the engine's events API.
 func CountCreates(tb testing.TB, e *engine.Engine, f func()) int {
 	tb.Helper()
-	// The engine's clock decides event times: take since and until from
-	// it, in whole seconds, and filter by nanoseconds below.
+	return Events(tb, e, f)["create"]
+}
+
+// Events counts, by action, the engine's events on helper containers while
+// f runs: "create", "destroy", "archive-path" (a read, CopyFromContainer)
+// and "extract-to-dir" (a write, CopyToContainer).
+func Events(tb testing.TB, e *engine.Engine, f func()) map[string]int {
+	tb.Helper()
 	since := time.Now()
 	f()
 	until := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// Since and Until are whole seconds; events are filtered to f's run
+	// by their nanosecond times below. The stream ends at Until.
 	res := e.Client().Events(ctx, client.EventsListOptions{
 		Since:   fmt.Sprint(since.Unix()),
 		Until:   fmt.Sprint(until.Unix() + 1),
-		Filters: make(client.Filters).Add("type", "container").Add("event", "create").Add("label", volume.LabelHelper),
+		Filters: make(client.Filters).Add("type", "container").Add("label", volume.LabelHelper),
 	})
-	n := 0
+	counts := map[string]int{}
 	for {
 		select {
 		case m := <-res.Messages:
 			if t := time.Unix(0, m.TimeNano); !t.Before(since) && !t.After(until) {
-				n++
+				counts[string(m.Action)]++
 			}
 		case err := <-res.Err:
 			if err != nil && !errors.Is(err, context.Canceled) && err.Error() != "EOF" {
 				tb.Fatalf("events: %v", err)
 			}
-			return n
+			return counts
 		}
 	}
 }
