@@ -189,11 +189,14 @@ type privateEngine struct {
 func startPrivateEngine(t *testing.T) *privateEngine {
 	t.Helper()
 	_, err := exec.LookPath("dockerd")
+	if err == nil {
+		_, err = exec.LookPath("unshare")
+	}
 	if os.Geteuid() != 0 || err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true: the engine outage test needs root and dockerd (euid %d, %v)", os.Geteuid(), err)
+			t.Fatalf("CI=true: the engine outage test needs root, dockerd and unshare (euid %d, %v)", os.Geteuid(), err)
 		}
-		t.Skip("needs root and dockerd to run an engine of its own")
+		t.Skip("needs root, dockerd and unshare to run an engine of its own")
 	}
 	// A short path: unix socket paths are limited to 108 bytes.
 	dir, err := os.MkdirTemp("", "mcb-engine-")
@@ -217,7 +220,10 @@ func (p *privateEngine) start() {
 		p.t.Fatal(err)
 	}
 	defer log.Close()
-	p.cmd = exec.Command("dockerd", "--host", p.host,
+	// In a network namespace of its own: a dockerd started with
+	// --bridge none deletes the host's docker0, which the machine's engine
+	// needs. unshare execs dockerd, so the pid is dockerd's.
+	p.cmd = exec.Command("unshare", "--net", "dockerd", "--host", p.host,
 		"--data-root", filepath.Join(p.dir, "data"), "--exec-root", filepath.Join(p.dir, "x"),
 		"--pidfile", filepath.Join(p.dir, "d.pid"), "--bridge", "none", "--iptables=false", "--ip-masq=false",
 		"--storage-driver", "vfs", "--containerd-namespace", ns, "--containerd-plugins-namespace", ns+"p")
