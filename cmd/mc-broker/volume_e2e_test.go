@@ -59,7 +59,7 @@ func TestVolumeCopiesEndToEnd(t *testing.T) {
 
 	var out, errOut string
 	var code int
-	first := volumetest.Events(t, e, func() { out, errOut, code = run(t, home, env, "sync", "--config", cfg) })
+	first := volumetest.Events(t, e, vols[:], func() { out, errOut, code = run(t, home, env, "sync", "--config", cfg) })
 	if code != 0 {
 		t.Fatalf("sync exit %d\n%s%s", code, out, errOut)
 	}
@@ -93,7 +93,7 @@ func TestVolumeCopiesEndToEnd(t *testing.T) {
 	}
 
 	// A second sync reads each copy and writes none.
-	second := volumetest.Events(t, e, func() { out, errOut, code = run(t, home, env, "sync", "--config", cfg) })
+	second := volumetest.Events(t, e, vols[:], func() { out, errOut, code = run(t, home, env, "sync", "--config", cfg) })
 	if code != 0 || !strings.Contains(out, "4 unchanged") {
 		t.Fatalf("second sync exit %d\n%s%s", code, out, errOut)
 	}
@@ -131,7 +131,7 @@ func TestVolumeCopiesEndToEnd(t *testing.T) {
 	for _, o := range []string{out, errOut, statusOut, statusErr} {
 		assertNoSecret(t, "volume sync", o)
 	}
-	if left := volumetest.Helpers(t, e, ""); len(left) != 0 {
+	if left := volumetest.Helpers(t, e, volumetest.VolumeLabels(vols[:]...)...); len(left) != 0 {
 		t.Errorf("%d helper containers left", len(left))
 	}
 }
@@ -328,7 +328,7 @@ func TestEngineOutage(t *testing.T) {
 	if out, errOut, code := run(t, home, env, "sync", "--config", cfg); code != 0 || !regexp.MustCompile(`updated +volume mc-outage-test`).MatchString(out) {
 		t.Errorf("sync after the engine came back: exit %d\n%s%s", code, out, errOut)
 	}
-	if left := volumetest.Helpers(t, e, ""); len(left) != 0 {
+	if left := volumetest.Helpers(t, e); len(left) != 0 {
 		t.Errorf("%d helper containers left after the engine came back (the crashed run's was %s)", len(left), res.ID[:12])
 	}
 	if bytes.Contains([]byte(out+errOut), []byte("FAKE")) {

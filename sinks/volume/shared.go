@@ -36,6 +36,9 @@ const (
 	// watcher's.
 	LabelPID  = "org.mc-broker.pid"
 	LabelHost = "org.mc-broker.host"
+	// LabelVolume names the volume a helper container mounts, for people
+	// looking at `docker ps -a` and for tests counting one volume's helpers.
+	LabelVolume = "org.mc-broker.volume"
 )
 
 // HelperImage is the image helper containers are created from: imported
@@ -155,6 +158,7 @@ func (s *Shared) createHelper(ctx context.Context, c *client.Client, volume, rol
 				LabelHelper:  role,
 				LabelPID:     strconv.Itoa(os.Getpid()),
 				LabelHost:    s.hostname,
+				LabelVolume:  volume,
 			},
 		},
 		HostConfig: &container.HostConfig{

@@ -174,7 +174,7 @@ func TestChangedPollsWithoutCreatingContainers(t *testing.T) {
 	if changed, err := s.Changed(ctx); err != nil || !changed {
 		t.Fatalf("Changed after the volume appeared = %v, %v; want true", changed, err)
 	}
-	creates := volumetest.CountCreates(t, e, func() {
+	creates := volumetest.CountCreates(t, e, []string{vol}, func() {
 		for i := 0; i < 5; i++ {
 			if changed, err := s.Changed(ctx); err != nil || changed {
 				t.Errorf("Changed with nothing changed = %v, %v", changed, err)

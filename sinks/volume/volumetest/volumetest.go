@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,17 +75,19 @@ func Run(tb testing.TB, vol, script string) string {
 	return string(out)
 }
 
-// CountCreates counts the helper containers created while f runs, with
+// CountCreates counts the containers created for vols while f runs, with
 // the engine's events API.
-func CountCreates(tb testing.TB, e *engine.Engine, f func()) int {
+func CountCreates(tb testing.TB, e *engine.Engine, vols []string, f func()) int {
 	tb.Helper()
-	return Events(tb, e, f)["create"]
+	return Events(tb, e, vols, f)["create"]
 }
 
-// Events counts, by action, the engine's events on helper containers while
-// f runs: "create", "destroy", "archive-path" (a read, CopyFromContainer)
-// and "extract-to-dir" (a write, CopyToContainer).
-func Events(tb testing.TB, e *engine.Engine, f func()) map[string]int {
+// Events counts, by action, the engine's events on the helper containers
+// of vols (all helpers when vols is empty) while f runs: "create",
+// "destroy", "archive-path" (a read, CopyFromContainer) and
+// "extract-to-dir" (a write, CopyToContainer). Scoping by volume keeps
+// tests in other packages, running at the same time, out of the count.
+func Events(tb testing.TB, e *engine.Engine, vols []string, f func()) map[string]int {
 	tb.Helper()
 	since := time.Now()
 	f()
@@ -102,7 +105,8 @@ func Events(tb testing.TB, e *engine.Engine, f func()) map[string]int {
 	for {
 		select {
 		case m := <-res.Messages:
-			if t := time.Unix(0, m.TimeNano); !t.Before(since) && !t.After(until) {
+			t := time.Unix(0, m.TimeNano)
+			if !t.Before(since) && !t.After(until) && (len(vols) == 0 || slices.Contains(vols, m.Actor.Attributes[volume.LabelVolume])) {
 				counts[string(m.Action)]++
 			}
 		case err := <-res.Err:
@@ -114,23 +118,34 @@ func Events(tb testing.TB, e *engine.Engine, f func()) map[string]int {
 	}
 }
 
-// Helpers lists helper containers whose labels match filter (e.g.
-// volume.LabelPID+"=123"; "" for all).
-func Helpers(tb testing.TB, e *engine.Engine, filter string) []string {
+// Helpers lists helper containers carrying any of the given labels
+// ("key=value" or "key"); all helpers when none is given.
+func Helpers(tb testing.TB, e *engine.Engine, labels ...string) []string {
 	tb.Helper()
-	if filter == "" {
-		filter = volume.LabelHelper
-	}
-	list, err := e.Client().ContainerList(context.Background(), client.ContainerListOptions{
-		All:     true,
-		Filters: make(client.Filters).Add("label", filter),
-	})
-	if err != nil {
-		tb.Fatal(err)
+	if len(labels) == 0 {
+		labels = []string{volume.LabelHelper}
 	}
 	var ids []string
-	for _, c := range list.Items {
-		ids = append(ids, c.ID)
+	for _, l := range labels {
+		list, err := e.Client().ContainerList(context.Background(), client.ContainerListOptions{
+			All:     true,
+			Filters: make(client.Filters).Add("label", volume.LabelHelper).Add("label", l),
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, c := range list.Items {
+			ids = append(ids, c.ID)
+		}
 	}
 	return ids
+}
+
+// VolumeLabels turns volume names into Helpers arguments.
+func VolumeLabels(vols ...string) []string {
+	var out []string
+	for _, v := range vols {
+		out = append(out, volume.LabelVolume+"="+v)
+	}
+	return out
 }
