@@ -335,3 +335,82 @@ func TestEngineOutage(t *testing.T) {
 		t.Error("output shows a secret")
 	}
 }
+
+// Ctrl-C during a sync cancels the run instead of killing it, so that a
+// volume copy removes its helper container: here the binary waits for a
+// volume's lock held by the test, gets SIGINT, and exits at once with the
+// copy failed, long before the lock's 10 s timeout.
+func TestInterruptCancelsTheRun(t *testing.T) {
+	_, e := volumetest.NeedEngine(t)
+	home := t.TempDir()
+	putFixture(t, "claude/credentials.valid.json", filepath.Join(home, ".claude/.credentials.json"))
+	vol := volumetest.UniqueVolume(t, e)
+	cfg := filepath.Join(home, "config.yaml")
+	writeFile(t, cfg, []byte("sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: "+vol+"}\n"))
+	state := filepath.Join(home, "state")
+	lockPath := volume.LockFile(filepath.Join(state, "mc-broker", "locks"), vol, "/")
+	if err := os.MkdirAll(filepath.Dir(lockPath), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(lock.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(filepath.Join(binDir, "mc-broker"), "sync", "--config", cfg)
+	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "XDG_STATE_HOME=" + state, dockerHostEnv(e)}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// mc-broker polls the lock; wait until it has tried it at least once,
+	// seen as its open file descriptor on the lock file.
+	waitFor(t, 10*time.Second, func() bool { return holdsOpen(cmd.Process.Pid, st.Ino) })
+	start := time.Now()
+	cmd.Process.Signal(os.Interrupt)
+	err = cmd.Wait()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("took %v to stop after SIGINT", d)
+	}
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("exit %v, want 1\n%s", err, out.String())
+	}
+	if !regexp.MustCompile(`failed +volume ` + vol + `:/.credentials.json \(.*context canceled`).MatchString(out.String()) {
+		t.Errorf("the interrupted copy is not reported:\n%s", out.String())
+	}
+	if left := volumetest.Helpers(t, e, volumetest.VolumeLabels(vol)...); len(left) != 0 {
+		t.Errorf("%d helper containers left", len(left))
+	}
+}
+
+// holdsOpen reports whether process pid has a file with inode ino open.
+func holdsOpen(pid int, ino uint64) bool {
+	fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+	for _, fd := range fds {
+		var st syscall.Stat_t
+		if syscall.Stat(fd, &st) == nil && st.Ino == ino {
+			return true
+		}
+	}
+	return false
+}
+
+func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

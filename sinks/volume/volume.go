@@ -276,8 +276,14 @@ func (s *Sink) lock(ctx context.Context) (func(), error) {
 	if timeout == 0 {
 		timeout = DefaultLockTimeout
 	}
-	sum := sha256.Sum256([]byte("volume\x00" + s.o.Volume + "\x00" + s.o.Path))
-	return filelock.Lock(ctx, path.Join(s.o.LockDir, "volume-"+hex.EncodeToString(sum[:])[:16]+".lock"), timeout)
+	return filelock.Lock(ctx, LockFile(s.o.LockDir, s.o.Volume, s.o.Path), timeout)
+}
+
+// LockFile is mc-broker's own lock file, in lockDir, for the copy at path
+// inside volume: one per volume and path, named by a hash.
+func LockFile(lockDir, volume, dir string) string {
+	sum := sha256.Sum256([]byte("volume\x00" + volume + "\x00" + cleanPath(dir)))
+	return path.Join(lockDir, "volume-"+hex.EncodeToString(sum[:])[:16]+".lock")
 }
 
 func (s *Sink) volumeExists(ctx context.Context, c *client.Client) (bool, error) {
