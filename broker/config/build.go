@@ -2,11 +2,14 @@ package config
 
 import (
 	"fmt"
+	"path"
 	"path/filepath"
 
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/credential"
 	"github.com/mc-broker/mc-broker/sinks/dir"
+	"github.com/mc-broker/mc-broker/sinks/volume"
+	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 	"github.com/mc-broker/mc-broker/sources"
 	"github.com/mc-broker/mc-broker/sources/file"
 	"github.com/mc-broker/mc-broker/sources/keychain"
@@ -48,6 +51,7 @@ func (c *Config) Build(env Env) (*broker.Broker, error) {
 		protect = append(protect, own)
 	}
 	written := map[string]bool{}
+	docker := env.Docker
 	for _, sk := range c.Sinks {
 		src, _ := c.Source(sk.Source)
 		kind, _ := credential.ByName(src.Kind)
@@ -57,6 +61,36 @@ func (c *Config) Build(env Env) (*broker.Broker, error) {
 		}
 		if name == "" {
 			name = filepath.Base(src.Path)
+		}
+		copyOpts := credential.CopyOptions{IncludeMCPOAuth: sk.IncludeMCPOAuth}
+		var companions map[string][]byte
+		if sk.Companions {
+			companions = credential.Companions(kind)
+		}
+		if sk.Volume != "" {
+			target := "volume " + sk.Volume + ":" + path.Join("/", sk.Path, name)
+			if written[target] {
+				return nil, &Error{File: c.File, Line: sk.Line, Msg: "two copies write " + target + ": give each copy its own volume or path"}
+			}
+			written[target] = true
+			if docker == nil {
+				docker = volume.NewShared(engine.NewLazy(env.Getenv, env.Home))
+			}
+			b.Copies = append(b.Copies, broker.Copy{
+				Source:  sk.Source,
+				Options: copyOpts,
+				Sink: volume.New(volume.Options{
+					Volume:     sk.Volume,
+					Path:       sk.Path,
+					FileName:   name,
+					UID:        sk.UID,
+					GID:        sk.GID,
+					LockDir:    filepath.Join(env.StateDir(), "locks"),
+					Shared:     docker,
+					Companions: companions,
+				}),
+			})
+			continue
 		}
 		target := filepath.Join(sk.Dir, name)
 		if hostClaude[resolve(target)] {
@@ -69,13 +103,9 @@ func (c *Config) Build(env Env) (*broker.Broker, error) {
 			return nil, &Error{File: c.File, Line: sk.Line, Msg: "two copies write " + target + ": give each copy its own dir"}
 		}
 		written[resolve(target)] = true
-		var companions map[string][]byte
-		if sk.Companions {
-			companions = credential.Companions(kind)
-		}
 		b.Copies = append(b.Copies, broker.Copy{
 			Source:     sk.Source,
-			Options:    credential.CopyOptions{IncludeMCPOAuth: sk.IncludeMCPOAuth},
+			Options:    copyOpts,
 			Companions: companions,
 			Sink: dir.New(dir.Options{
 				Dir:       sk.Dir,

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/sinks/volume"
 	"github.com/mc-broker/mc-broker/sources"
 )
 
@@ -27,6 +28,10 @@ type Env struct {
 	GOOS string
 	// User is the user name, the account of Claude Code's Keychain item.
 	User string
+	// Docker is the run's Docker engine handle, shared by all volume
+	// copies (and the probe that decides the default volumes). Build makes
+	// one from Getenv and Home when it is nil.
+	Docker *volume.Shared
 }
 
 // OSEnv reads the running process's environment.
@@ -95,8 +100,13 @@ type Source struct {
 
 // Sink is one entry under sinks:.
 type Sink struct {
-	Source          string
+	Source string
+	// Dir is a host directory copy; Volume a Docker named volume copy,
+	// with the file in Path inside it ("" for the volume root). Exactly
+	// one of Dir and Volume is set.
 	Dir             string
+	Volume          string
+	Path            string
 	FileName        string // default: the kind's own file name, or the source file's base name
 	UID, GID        *int
 	IncludeMCPOAuth bool
@@ -135,6 +145,23 @@ func Default(env Env) *Config {
 		c.Sinks = append(c.Sinks, Sink{Source: k, Dir: filepath.Join(env.DataDir(), k), Companions: true})
 	}
 	return c
+}
+
+// DefaultVolume is the named volume the defaults give a CLI's copy when a
+// Docker engine is reachable: the names users already give them.
+func DefaultVolume(kind string) string { return "mc-" + kind + "-auth" }
+
+// WithDefaultVolumes adds one named volume copy per source, called
+// DefaultVolume(kind). The defaults use it when a Docker engine answers;
+// a source that is not logged in has its copies skipped, so no volume is
+// created for it.
+func (c *Config) WithDefaultVolumes() *Config {
+	out := *c
+	out.Sinks = append([]Sink(nil), c.Sinks...)
+	for _, s := range c.Sources {
+		out.Sinks = append(out.Sinks, Sink{Source: s.Name, Volume: DefaultVolume(s.Kind), Companions: true})
+	}
+	return &out
 }
 
 // WithDirLayout replaces the copies with the layout a pre-run hook wants:

@@ -73,7 +73,13 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"quote in account", "sources:\n  claude: {account: 'a\"b'}\n", 2, "account must be a non-empty name"},
 		{"bad timeout", "sources:\n  claude: {timeout: soon}\n", 2, "timeout must be a duration"},
 		{"bad uid", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x, uid: -1}\n", 4, "uid must be a whole number"},
-		{"missing dir", "sources:\n  claude: {}\nsinks:\n  - source: claude\n", 4, "dir is missing"},
+		{"missing dir", "sources:\n  claude: {}\nsinks:\n  - source: claude\n", 4, "dir or volume is missing"},
+		{"dir and volume", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x, volume: mc-claude-auth}\n", 4, "give dir or volume, not both"},
+		{"bad volume name", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: 'my vol'}\n", 4, `sinks[0].volume "my vol" is not a Docker volume name`},
+		{"one-letter volume", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: a}\n", 4, "at least two characters"},
+		{"relative volume path", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, path: home}\n", 4, "sinks[0].path is the directory inside the volume"},
+		{"volume path escapes", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, path: /a/../..}\n", 4, "no '..'"},
+		{"path on a dir copy", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x, path: /a}\n", 4, "path applies to volume copies only"},
 		{"mcp on codex", "sources:\n  codex: {}\nsinks:\n  - {source: codex, dir: /x, include_mcp_oauth: true}\n", 4, "applies to claude sources only"},
 		{"bad name", "sources:\n  Work Claude: {kind: claude}\n", 2, "a source name uses lower-case"},
 		{"sinks not a list", "sources:\n  claude: {}\nsinks:\n  source: claude\n", 4, "sinks must be a list"},
@@ -177,5 +183,62 @@ func TestBuildSeesThroughSymlinks(t *testing.T) {
 	_, err := Default(env).Build(env)
 	if err == nil || !strings.Contains(err.Error(), "would overwrite the source claude") {
 		t.Errorf("Build = %v, want a refusal", err)
+	}
+}
+
+func TestVolumeCopies(t *testing.T) {
+	cfg, err := Parse("cfg.yaml", []byte(`
+sources:
+  claude: {}
+  codex: {}
+sinks:
+  - {source: claude, volume: mc-claude-auth, uid: 1000, gid: 1000}
+  - {source: codex, volume: shared_auth.v2, path: /home/.codex}
+  - {source: codex, dir: ~/auth/codex}
+`), testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := cfg.Sinks[1]; k.Volume != "shared_auth.v2" || k.Path != "/home/.codex" || k.Dir != "" {
+		t.Errorf("volume sink: %+v", k)
+	}
+	b, err := cfg.Build(testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range b.Copies {
+		got = append(got, c.Sink.Location())
+	}
+	want := []string{"volume mc-claude-auth:/.credentials.json", "volume shared_auth.v2:/home/.codex/auth.json", "/home/dev/auth/codex/auth.json"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("locations %q, want %q", got, want)
+	}
+
+	twice, err := Parse("cfg.yaml", []byte("sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1}\n  - {source: claude, volume: v1, path: /}\n"), testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := twice.Build(testEnv(nil)); err == nil || !strings.Contains(err.Error(), "two copies write volume v1:/.credentials.json") {
+		t.Errorf("two copies in one volume file: %v", err)
+	}
+}
+
+func TestDefaultVolumes(t *testing.T) {
+	cfg := Default(testEnv(nil)).WithDefaultVolumes()
+	var vols []string
+	for _, k := range cfg.Sinks {
+		if k.Volume != "" {
+			vols = append(vols, k.Source+"="+k.Volume)
+		}
+	}
+	if got := strings.Join(vols, " "); got != "claude=mc-claude-auth codex=mc-codex-auth gemini=mc-gemini-auth" {
+		t.Errorf("default volumes: %s", got)
+	}
+	if len(cfg.Sinks) != 6 || len(Default(testEnv(nil)).Sinks) != 3 {
+		t.Errorf("WithDefaultVolumes must add to a copy of the sinks: %d", len(cfg.Sinks))
+	}
+	if dl := cfg.WithDirLayout("/hook"); len(dl.Sinks) != 3 || dl.Sinks[0].Volume != "" {
+		t.Errorf("--dir layout keeps volumes: %+v", dl.Sinks)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/sinks/volume"
 	"github.com/mc-broker/mc-broker/sources"
 	"go.yaml.in/yaml/v3"
 )
@@ -216,7 +218,7 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 
 var sourceKeys = []string{"kind", "path", "store", "service", "account", "timeout"}
 
-var sinkKeys = []string{"source", "dir", "file_name", "uid", "gid", "include_mcp_oauth", "companions"}
+var sinkKeys = []string{"source", "dir", "volume", "path", "file_name", "uid", "gid", "include_mcp_oauth", "companions"}
 
 func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
@@ -238,6 +240,16 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 				sink.Source = s
 			case "dir":
 				sink.Dir, err = p.path(v, s, where+".dir")
+			case "volume":
+				if !volume.ValidName.MatchString(s) {
+					err = p.errorf(v, "%s.volume %q is not a Docker volume name: letters, digits, '_', '.' and '-', starting with a letter or digit, at least two characters", where, s)
+				}
+				sink.Volume = s
+			case "path":
+				if !strings.HasPrefix(s, "/") || path.Clean(s) != s || strings.Contains(s, "..") {
+					err = p.errorf(v, "%s.path is the directory inside the volume, like / or /home/.claude: absolute, no '..', no trailing '/'", where)
+				}
+				sink.Path = s
 			case "file_name":
 				if s == "" || s != filepath.Base(s) || s == "." || s == ".." || strings.TrimSpace(s) != s {
 					err = p.errorf(v, "%s.file_name must be a plain file name: no slashes, no leading or trailing spaces", where)
@@ -278,8 +290,13 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 		if !ok {
 			return p.errorf(v, "%s.source: no source called %q (sources: %s)", where, sink.Source, cfg.SourceNames())
 		}
-		if sink.Dir == "" {
-			return p.errorf(v, "%s: dir is missing (the directory a container mounts as the CLI's config directory)", where)
+		switch {
+		case sink.Dir == "" && sink.Volume == "":
+			return p.errorf(v, "%s: dir or volume is missing (the host directory, or the Docker named volume, a container mounts as the CLI's config directory)", where)
+		case sink.Dir != "" && sink.Volume != "":
+			return p.errorf(v, "%s: give dir or volume, not both (make two copies for both)", where)
+		case sink.Path != "" && sink.Volume == "":
+			return p.errorf(v, "%s.path applies to volume copies only (for a directory copy, put the path in dir)", where)
 		}
 		if contains(cliLockFiles[src.Kind], sink.FileName) {
 			return p.errorf(v, "%s.file_name %q is a lock file of %s; choose another name", where, sink.FileName, src.Kind)

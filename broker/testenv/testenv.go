@@ -62,3 +62,27 @@ func RerunAsNobody(t *testing.T, name string) bool {
 	t.Logf("ran as uid 65534:\n%s", out)
 	return true
 }
+
+// Fixture returns the content of testdata/fixtures/NAME at the module root,
+// wherever the calling test's package is.
+func Fixture(tb testing.TB, name string) []byte {
+	tb.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		if dir == filepath.Dir(dir) {
+			tb.Fatal("no go.mod above the test's directory")
+		}
+		dir = filepath.Dir(dir)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "testdata", "fixtures", name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return data
+}

@@ -12,11 +12,14 @@ import (
 	"testing"
 )
 
-// run runs the built binary with HOME=home and a clean environment.
+// run runs the built binary with HOME=home and a clean environment. Unless
+// env names DOCKER_HOST, it points at no engine: the built-in defaults must
+// not write this machine's mc-*-auth volumes.
 func run(t *testing.T, home string, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, "mc-broker"), args...)
-	cmd.Env = append([]string{"HOME=" + home, "PATH=" + os.Getenv("PATH")}, env...)
+	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "DOCKER_HOST=unix://" + filepath.Join(home, "no-docker.sock")}
+	cmd.Env = append(cmd.Env, env...) // later entries win
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -66,6 +66,10 @@ func TestScripts(t *testing.T) {
 			env.Setenv("MC_BROKER_SECURITY_BIN", filepath.Join(binDir, "fakesecurity", "security"))
 			env.Setenv("FAKE_SECURITY_STORE", filepath.Join(env.WorkDir, "keychain.json"))
 			env.Setenv("FAKE_SECURITY_LOG", filepath.Join(env.WorkDir, "security-argv.log"))
+			// No Docker engine: the built-in defaults must not write this
+			// machine's mc-*-auth volumes. Scripts that want the engine
+			// set DOCKER_HOST themselves (see volume_*.txt).
+			env.Setenv("DOCKER_HOST", "unix://"+filepath.Join(env.WorkDir, "no-docker.sock"))
 			return os.MkdirAll(filepath.Join(env.WorkDir, "home"), 0o755)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){

@@ -15,7 +15,15 @@ import (
 func testFactory(t *testing.T, vars map[string]string) (*Factory, *bytes.Buffer, *bytes.Buffer) {
 	home := t.TempDir()
 	var out, errb bytes.Buffer
-	getenv := func(k string) string { return vars[k] }
+	// No Docker engine unless a test names one: the built-in defaults
+	// would otherwise write this machine's mc-*-auth volumes.
+	noEngine := "unix://" + filepath.Join(home, "no-docker.sock")
+	getenv := func(k string) string {
+		if v, ok := vars[k]; ok || k != "DOCKER_HOST" {
+			return v
+		}
+		return noEngine
+	}
 	return &Factory{
 		Stdout: &out,
 		Stderr: &errb,
@@ -50,7 +58,7 @@ func TestExitCodesAndMessages(t *testing.T) {
 		{args: []string{"sync", "--bogus"}, code: 2, stderr: "mc-broker: error: unknown flag: --bogus\nmc-broker: hint: see mc-broker --help\n"},
 		{args: []string{"sync", "--only", "nope"}, code: 2, stderr: `no source called "nope"`},
 		{args: []string{"sync"}, code: 2, stderr: "no such config file", vars: map[string]string{"MC_BROKER_CONFIG": "/nonexistent/c.yaml"}},
-		{args: []string{"sync"}, code: 0},
+		{args: []string{"sync"}, code: 0, stderr: "mc-broker: note: no Docker engine at unix://"},
 		{args: []string{"sync", "--only", "claude"}, code: 3},
 		{args: []string{"status"}, code: 0},
 	}

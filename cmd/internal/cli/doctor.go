@@ -76,7 +76,7 @@ func doctorRun(ctx context.Context, opts *DoctorOptions) error {
 	}
 	in.Engine, in.Service, in.Compose = probes.engine, probes.service, probes.compose
 	sel := &selection{ConfigFile: opts.ConfigFile}
-	b, cfg, err := sel.load(f)
+	b, cfg, err := sel.load(ctx, f)
 	if err != nil {
 		in.ConfigErr = err
 	} else {

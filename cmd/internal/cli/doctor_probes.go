@@ -7,16 +7,42 @@ import (
 	"runtime"
 	"strconv"
 
+	"github.com/moby/moby/client"
+
 	"github.com/mc-broker/mc-broker/broker/config"
 	"github.com/mc-broker/mc-broker/cmd/internal/doctor"
 	"github.com/mc-broker/mc-broker/launch/compose"
 	"github.com/mc-broker/mc-broker/launch/service"
+	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 )
 
 // realDoctorProbes wires doctor to the Docker engine, the service manager
 // and the compose checker.
 func realDoctorProbes(f *Factory) *doctorProbes {
 	return &doctorProbes{
+		engine: func(ctx context.Context) doctor.Engine {
+			env, err := f.Env()
+			if err != nil {
+				return doctor.Engine{Err: err}
+			}
+			ep, err := engine.Resolve(env.Getenv, env.Home)
+			out := doctor.Engine{Endpoint: ep.Host, Context: ep.Context, Err: err}
+			if err != nil {
+				return out
+			}
+			e, err := engine.Dial(ctx, ep)
+			if err == nil {
+				defer e.Close()
+				err = e.Ping(ctx)
+			}
+			if err == nil {
+				if v, verr := e.Client().ServerVersion(ctx, client.ServerVersionOptions{}); verr == nil {
+					out.Version = v.Version
+				}
+			}
+			out.Err = err
+			return out
+		},
 		service: func(ctx context.Context) doctor.Service {
 			opts := &LaunchOptions{
 				f: f, Action: "status",
@@ -53,4 +79,12 @@ func itoa(n int) string {
 }
 
 // volumeCopies counts the configured Docker volume copies.
-func volumeCopies(cfg *config.Config) int { return 0 }
+func volumeCopies(cfg *config.Config) int {
+	n := 0
+	for _, sk := range cfg.Sinks {
+		if sk.Volume != "" {
+			n++
+		}
+	}
+	return n
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/atomicfile"
 	"github.com/mc-broker/mc-broker/broker/config"
+	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 )
 
 // InitOptions are the inputs of `mc-broker init`.
@@ -189,10 +190,17 @@ func starterConfig(env config.Env, defaults *config.Config, report *broker.Repor
 	p("  #   uid: 1000")
 	p("  #   gid: 1000")
 	if engineErr == nil {
-		p("  # A Docker engine answered at %s: docker named volumes can hold", endpoint)
-		p("  # copies too (volume copies arrive with the volume sink).")
+		p("  # A Docker engine answered at %s: a named volume per CLI too,", endpoint)
+		p("  # created (labelled org.mc-broker.managed) on the first sync that has")
+		p("  # a login to put in it. Mount it as the CLI's config directory.")
+		for _, s := range defaults.Sources {
+			p("  - source: %s", s.Name)
+			p("    volume: %s", config.DefaultVolume(s.Kind))
+			p("    companions: true")
+		}
 	} else {
-		p("  # No Docker engine answered; only directory copies are suggested.")
+		p("  # No Docker engine answered, so no named volumes are suggested; add")
+		p("  # `- {source: claude, volume: mc-claude-auth}` once one runs.")
 	}
 	p("")
 	p("# Compose: mount the copies into a service (or let `mc-broker compose`")
@@ -215,5 +223,18 @@ func starterConfig(env config.Env, defaults *config.Config, report *broker.Repor
 // cliHomeVariable is the variable each CLI reads its config directory from.
 var cliHomeVariable = map[string]string{"claude": "CLAUDE_CONFIG_DIR", "codex": "CODEX_HOME", "gemini": "GEMINI_CLI_HOME"}
 
-// defaultEngineProbe is replaced once the Docker engine package is wired.
-func defaultEngineProbe(*Factory) func(context.Context) (string, error) { return nil }
+// defaultEngineProbe asks the Docker engine the docker CLI would use.
+func defaultEngineProbe(f *Factory) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		env, err := f.Env()
+		if err != nil {
+			return "", err
+		}
+		e, err := engine.Connect(ctx, env.Getenv, env.Home)
+		if err != nil {
+			return "", err
+		}
+		defer e.Close()
+		return e.Endpoint.Host, e.Ping(ctx)
+	}
+}

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -10,6 +12,8 @@ import (
 
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/config"
+	"github.com/mc-broker/mc-broker/sinks/volume"
+	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 )
 
 // selection is what sync and status share: which config, which copies,
@@ -30,7 +34,7 @@ func (s *selection) addFlags(fs *pflag.FlagSet) {
 }
 
 // load resolves the config and builds the broker.
-func (s *selection) load(f *Factory) (*broker.Broker, *config.Config, error) {
+func (s *selection) load(ctx context.Context, f *Factory) (*broker.Broker, *config.Config, error) {
 	env, err := f.Env()
 	if err != nil {
 		return nil, nil, &ExitError{Code: broker.ExitUsage, Err: err}
@@ -38,6 +42,12 @@ func (s *selection) load(f *Factory) (*broker.Broker, *config.Config, error) {
 	cfg, err := s.config(f, env)
 	if err != nil {
 		return nil, nil, err
+	}
+	// One engine handle per run: the probe below and every volume copy
+	// share its connection.
+	env.Docker = volume.NewShared(engine.NewLazy(env.Getenv, env.Home))
+	if cfg.File == "" && s.Dir == "" {
+		cfg = withDefaultVolumes(ctx, f, cfg, env.Docker.Lazy())
 	}
 	for _, name := range s.Only {
 		if _, ok := cfg.Source(name); !ok {
@@ -60,6 +70,23 @@ func (s *selection) load(f *Factory) (*broker.Broker, *config.Config, error) {
 	}
 	b.Now = f.Now
 	return b, cfg, nil
+}
+
+// withDefaultVolumes gives the built-in defaults their named volumes when
+// a Docker engine answers (within engine.PingTimeout), and says in one line
+// on stderr why there are none when it does not.
+func withDefaultVolumes(ctx context.Context, f *Factory, cfg *config.Config, lazy *engine.Lazy) *config.Config {
+	_, err := lazy.Engine(ctx)
+	if err == nil {
+		return cfg.WithDefaultVolumes()
+	}
+	var ue *engine.UnreachableError
+	msg := err.Error()
+	if errors.As(err, &ue) && !ue.PermissionDenied() {
+		msg = "no Docker engine at " + ue.Host
+	}
+	fmt.Fprintf(f.Stderr, "mc-broker: note: %s; volume copies skipped\n", msg)
+	return cfg
 }
 
 func (s *selection) config(f *Factory, env config.Env) (*config.Config, error) {

@@ -4,8 +4,11 @@
 package cli
 
 import (
+	"context"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,11 +37,20 @@ func OSFactory() *Factory {
 	}
 }
 
-// Main runs the command line and returns the exit code.
+// Main runs the command line and returns the exit code. The first SIGINT
+// or SIGTERM cancels the run's context, so that a copy being written
+// cleans up after itself (a volume copy removes its helper container); a
+// second one ends the process at once.
 func Main(args []string, f *Factory) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	root := NewCmdRoot(f)
 	root.SetArgs(args)
-	return exitCode(root.Execute(), f.Stderr)
+	return exitCode(root.ExecuteContext(ctx), f.Stderr)
 }
 
 // NewCmdRoot builds the command tree.

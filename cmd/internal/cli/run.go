@@ -96,7 +96,7 @@ func runRun(ctx context.Context, opts *RunOptions) error {
 		return err
 	}
 	sel := &selection{ConfigFile: opts.ConfigFile}
-	b, _, err := sel.load(f)
+	b, _, err := sel.load(ctx, f)
 	if err != nil {
 		return err
 	}

@@ -57,7 +57,7 @@ func statusRun(ctx context.Context, opts *StatusOptions) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	b, cfg, err := opts.load(opts.f)
+	b, cfg, err := opts.load(ctx, opts.f)
 	if err != nil {
 		return reportError(opts.f, opts.JSON, err)
 	}

@@ -65,7 +65,7 @@ func syncRun(ctx context.Context, opts *SyncOptions) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	b, _, err := opts.load(opts.f)
+	b, _, err := opts.load(ctx, opts.f)
 	if err != nil {
 		return reportError(opts.f, opts.JSON, err)
 	}

@@ -162,7 +162,7 @@ func watchOptions(f *Factory, configFile string, log *slog.Logger) (watch.Option
 	}
 	return watch.Options{
 		Load: func() (*broker.Broker, error) {
-			b, _, err := sel.load(f)
+			b, _, err := sel.load(context.Background(), f)
 			return b, err
 		},
 		StateDir:   env.StateDir(),

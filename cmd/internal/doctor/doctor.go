@@ -184,7 +184,10 @@ func checkCopy(s broker.SourceReport, cp broker.CopyReport, in Inputs) Check {
 	case broker.Present:
 		c.Status, c.Detail = Info, "present; the host has no usable login to compare with"
 	default:
-		c.Status, c.Detail, c.Fix = Fail, cp.Problem, "see the message; a symlink must be replaced by a real directory or file"
+		c.Status, c.Detail, c.Fix = Fail, cp.Problem, "see the message (a symlink must be replaced by a real directory or file); mc-broker sync retries the copy"
+		if strings.HasPrefix(cp.Location, "volume ") {
+			c.Fix = "see the docker engine check below; mc-broker sync retries the copy"
+		}
 	}
 	if c.Status != Fail {
 		if p := permissionProblem(cp.Location, in.Owners[filepath.Dir(cp.Location)]); p != "" {

@@ -1,0 +1,241 @@
+package volume
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/client"
+
+	"github.com/mc-broker/mc-broker/sinks/volume/engine"
+)
+
+// Labels mc-broker puts on what it creates in the engine.
+const (
+	// LabelManaged marks volumes, the helper image and helper containers:
+	// `docker volume ls --filter label=org.mc-broker.managed` lists the
+	// volumes mc-broker created.
+	LabelManaged = "org.mc-broker.managed"
+	// LabelHelper marks helper containers; its value is the role: "copy"
+	// (one read or write, removed at once) or "poll" (kept while a watcher
+	// runs).
+	LabelHelper = "org.mc-broker.helper"
+	// LabelPID and LabelHost name the process that made a helper container,
+	// so that the next run can tell a crashed run's leftovers from a live
+	// watcher's.
+	LabelPID  = "org.mc-broker.pid"
+	LabelHost = "org.mc-broker.host"
+	// LabelVolume names the volume a helper container mounts, for people
+	// looking at `docker ps -a` and for tests counting one volume's helpers.
+	LabelVolume = "org.mc-broker.volume"
+)
+
+// HelperImage is the image helper containers are created from: imported
+// once from an empty tar, so nothing is pulled and no registry is needed.
+const HelperImage = "mc-broker-helper:empty"
+
+// mountPoint is where a helper container mounts the volume.
+const mountPoint = "/mc-broker-volume"
+
+// neverRun is the helper container's command. The image is empty, so it
+// could not run anyway; containers are only created, never started.
+var neverRun = []string{"/mc-broker-helper-never-runs"}
+
+// LeftoverAge is how old a "copy" helper container must be before any
+// run removes it, whoever made it: a copy container lives for one read and
+// one write, well under a second.
+const LeftoverAge = 2 * time.Minute
+
+// opTimeout bounds one engine operation once connected; removeTimeout a
+// container removal done after the caller's context ended.
+const (
+	opTimeout     = 30 * time.Second
+	removeTimeout = 10 * time.Second
+)
+
+// Shared is what all volume copies of one run share: the engine
+// connection (made on first use), the helper image (made once), and the
+// removal of a crashed run's leftovers (done once).
+type Shared struct {
+	lazy *engine.Lazy
+
+	mu      sync.Mutex
+	ready   *engine.Engine // the engine the image and cleanup were done on
+	readyFn error
+
+	hostname string
+}
+
+// NewShared returns the handle for one run; lazy is the engine connection.
+func NewShared(lazy *engine.Lazy) *Shared {
+	h, _ := os.Hostname()
+	return &Shared{lazy: lazy, hostname: h}
+}
+
+// Lazy is the engine connection (doctor and init reuse it).
+func (s *Shared) Lazy() *engine.Lazy { return s.lazy }
+
+// Close releases the engine connection.
+func (s *Shared) Close() error { return s.lazy.Close() }
+
+// engine connects (once), then makes sure the helper image exists and
+// removes leftover helper containers, once per connection.
+func (s *Shared) engine(ctx context.Context) (*engine.Engine, error) {
+	e, err := s.lazy.Engine(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ready == e {
+		return e, nil
+	}
+	if err := s.ensureImage(ctx, e.Client()); err != nil {
+		return nil, s.classify(e, err)
+	}
+	// Leftovers are removed on a best-effort basis: a failure here must not
+	// stop the copies.
+	_, _ = s.RemoveLeftovers(ctx, e)
+	s.ready = e
+	return e, nil
+}
+
+// classify turns a failed call into an UnreachableError when the engine
+// went away, and drops the connection so the next call reconnects.
+func (s *Shared) classify(e *engine.Engine, err error) error {
+	if client.IsErrConnectionFailed(err) {
+		s.lazy.Forget(e)
+		return &engine.UnreachableError{Host: e.Endpoint.Host, From: e.Endpoint.From, Err: err}
+	}
+	return err
+}
+
+func (s *Shared) ensureImage(ctx context.Context, c *client.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	if _, err := c.ImageInspect(ctx, HelperImage); err == nil {
+		return nil
+	} else if !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("cannot look up the helper image %s: %w", HelperImage, err)
+	}
+	var empty bytes.Buffer
+	tw := tar.NewWriter(&empty)
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	res, err := c.ImageImport(ctx, client.ImageImportSource{Source: &empty, SourceName: "-"}, HelperImage, client.ImageImportOptions{
+		Message: "mc-broker helper: an empty image; its containers are created, never started",
+		Changes: []string{"LABEL " + LabelManaged + "=true"},
+	})
+	if err != nil {
+		return fmt.Errorf("cannot create the helper image %s: %w", HelperImage, err)
+	}
+	defer res.Close()
+	_, err = io.Copy(io.Discard, res)
+	return err
+}
+
+// createHelper creates (never starts) a container that mounts volume.
+func (s *Shared) createHelper(ctx context.Context, c *client.Client, volume, role string) (string, error) {
+	res, err := c.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: &container.Config{
+			Image:           HelperImage,
+			Cmd:             neverRun,
+			NetworkDisabled: true,
+			Labels: map[string]string{
+				LabelManaged: "true",
+				LabelHelper:  role,
+				LabelPID:     strconv.Itoa(os.Getpid()),
+				LabelHost:    s.hostname,
+				LabelVolume:  volume,
+			},
+		},
+		HostConfig: &container.HostConfig{
+			NetworkMode: "none",
+			Mounts:      []mount.Mount{{Type: mount.TypeVolume, Source: volume, Target: mountPoint}},
+		},
+	})
+	if err != nil {
+		return "", err
+	}
+	return res.ID, nil
+}
+
+// removeHelper removes a helper container even when ctx is already
+// cancelled (the run was interrupted): a helper is never left behind
+// while the engine answers.
+func removeHelper(ctx context.Context, c *client.Client, id string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
+	defer cancel()
+	_, err := c.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true})
+	if cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// RemoveLeftovers removes helper containers that no live mc-broker run
+// owns: those made on this host by a process that is gone, and "copy"
+// helpers older than LeftoverAge whoever made them. A "poll" helper of a
+// live watcher, or of a process on another host using the same engine, is
+// left alone. It returns how many it removed.
+func (s *Shared) RemoveLeftovers(ctx context.Context, e *engine.Engine) (int, error) {
+	c := e.Client()
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	list, err := c.ContainerList(ctx, client.ContainerListOptions{
+		All:     true,
+		Filters: make(client.Filters).Add("label", LabelHelper),
+	})
+	if err != nil {
+		return 0, err
+	}
+	removed := 0
+	var errs []error
+	for _, ctr := range list.Items {
+		if !s.isLeftover(ctr.Labels, time.Unix(ctr.Created, 0)) {
+			continue
+		}
+		if err := removeHelper(ctx, c, ctr.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed++
+	}
+	return removed, errors.Join(errs...)
+}
+
+func (s *Shared) isLeftover(labels map[string]string, created time.Time) bool {
+	if labels[LabelHelper] == "copy" && time.Since(created) > LeftoverAge {
+		return true
+	}
+	if labels[LabelHost] != s.hostname {
+		return false
+	}
+	pid, err := strconv.Atoi(labels[LabelPID])
+	if err != nil || pid <= 0 {
+		return true
+	}
+	if pid == os.Getpid() {
+		return false
+	}
+	return !processAlive(pid)
+}
+
+// processAlive reports whether pid exists on this host (EPERM: it exists,
+// owned by someone else).
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
