@@ -441,3 +441,42 @@ func TestWatchStatusAndSingleInstance(t *testing.T) {
 		t.Errorf("status does not say the watcher stopped:\n%s", out)
 	}
 }
+
+// writeInPlace writes data into path as Gemini CLI does: truncate, then
+// chunks of 64 bytes with the given pauses between them in turn.
+func writeInPlace(t *testing.T, path string, data []byte, pauses ...time.Duration) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for i := 0; i < len(data); i += 64 {
+		if _, err := f.Write(data[i:min(i+64, len(data))]); err != nil {
+			t.Fatal(err)
+		}
+		if len(pauses) > 0 {
+			time.Sleep(pauses[(i/64)%len(pauses)])
+		}
+	}
+}
+
+// TestWatchAdoptsInPlaceRefresh plays Gemini CLI refreshing inside a
+// container: it writes its copy in place, slowly. The half-written copy is
+// not "repaired" under the CLI's feet (that would throw the new login
+// away); once complete, it is adopted by the host and every other copy.
+func TestWatchAdoptsInPlaceRefresh(t *testing.T) {
+	w := newWorld(t, "gemini", 3)
+	p := w.watch()
+	writeInPlace(t, w.copies[0], w.login(2), 25*time.Millisecond)
+	want := w.login(2)
+	waitFor(t, 5*time.Second, "the host and every copy to hold the container's login", func() (bool, string) {
+		if !bytes.Equal(read(w.source), want) {
+			return false, "the host does not hold it"
+		}
+		return copiesHold(w.copies, want)
+	})
+	if n := p.log.count("copy written", "outcome", "repaired"); n != 0 {
+		t.Errorf("a copy being written by its CLI was repaired %d times", n)
+	}
+}
