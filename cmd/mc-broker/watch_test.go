@@ -480,3 +480,34 @@ func TestWatchAdoptsInPlaceRefresh(t *testing.T) {
 		t.Errorf("a copy being written by its CLI was repaired %d times", n)
 	}
 }
+
+// TestWatchRepairsBlankedHost: a failed refresh on the host blanks its
+// login; a copy still holds a valid one, which is taken back (after a
+// backup of the blanked file). A host with no login at all (logged out) is
+// left alone.
+func TestWatchRepairsBlankedHost(t *testing.T) {
+	w := newWorld(t, "claude", 2)
+	p := w.watch()
+	putFixture(t, "claude/credentials.blanked.json", w.source)
+	want := w.forCopy(w.login(1))
+	waitFor(t, 5*time.Second, "the host's blanked login to be replaced by the copies' one", func() (bool, string) {
+		return bytes.Equal(w.forCopy(read(w.source)), want), "the host still holds something else"
+	})
+	if ok, why := copiesHold(w.copies, want); !ok {
+		t.Errorf("a copy lost its login: %s", why)
+	}
+	if n := len(w.backups()); n != 1 {
+		t.Errorf("%d backups, want 1 (of the blanked login)", n)
+	}
+
+	if err := os.Remove(w.source); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the watcher to notice the logout", func() (bool, string) {
+		return p.log.count("source not logged in; its copies are left as they are") == 1, "no such log line"
+	})
+	settled(t, 300*time.Millisecond, "the host's file and the copies after a logout", w.snapshot(p))
+	if _, err := os.Stat(w.source); err == nil {
+		t.Errorf("a logged-out host was given a login back from a copy")
+	}
+}
