@@ -182,6 +182,31 @@ func (g *group) holdsInSync(path string) bool {
 	return err == nil && sha256.Sum256(data) == h
 }
 
+// halfWrittenCopy names the first copy file that looks like a write caught
+// halfway (empty or cut short), or returns "". Files that still hold what
+// the last pass left are not parsed again.
+func (g *group) halfWrittenCopy(kind credential.Kind) string {
+	for _, c := range g.copies {
+		f, ok := c.Sink.(broker.WatchedFiles)
+		if !ok {
+			continue
+		}
+		for _, p := range f.WatchedFiles() {
+			data, err := readSmall(p)
+			if err != nil {
+				continue
+			}
+			if h, ok := g.inSync[clean(p)]; ok && sha256.Sum256(data) == h {
+				continue
+			}
+			if _, err := kind.Inspect(data); credential.IsPartial(err) {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
 func readSmall(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -202,12 +227,21 @@ func (w *watcher) reconcile(name string) {
 		info, err = kind.Inspect(data)
 	}
 	now := w.o.Now()
+	// A copy caught mid-write is a container's CLI writing a newer login
+	// in place (Gemini): "repairing" it now would replace the file under
+	// the CLI and lose that login, so it gets the same patience.
+	halfWritten := ""
 	if credential.IsPartial(err) {
+		halfWritten = "source"
+	} else if p := g.halfWrittenCopy(kind); p != "" {
+		halfWritten = p
+	}
+	if halfWritten != "" {
 		if g.partialSince.IsZero() {
 			g.partialSince = now
 		}
 		if now.Sub(g.partialSince) < partialPatience {
-			w.log.Debug("source looks half-written; reading it again shortly", "source", name)
+			w.log.Debug("a file looks half-written; reading it again shortly", "source", name, "file", halfWritten)
 			w.schedule(name, 2*w.o.Quiet)
 			return
 		}

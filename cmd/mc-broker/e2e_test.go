@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // run runs the built binary with HOME=home and a clean environment. Unless
@@ -94,6 +96,10 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		{"launch", "status"}, {"launch", "status", "--json"},
 		{"compose", "--dir", auth, "--service", "app=claude,codex,gemini"}, {"compose", "--config", badConfig, "--service", "app=claude"},
 		{"compose", "check", composeFile}, {"compose", "check", "--json", composeFile},
+		{"run", "--", "true"}, {"run", "--log-level", "debug", "--log-format", "json", "--", "true"},
+		{"run", "--log-level", "debug", "--log-format", "text", "--min-ttl", "1000000h", "--", "true"},
+		{"run", "--config", badConfig, "--", "true"}, {"watch", "--config", badConfig},
+		{"watch", "--help"}, {"run", "--help"},
 	}
 	check := func(label string) {
 		for _, args := range commands {
@@ -107,6 +113,30 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 	putFixture(t, "claude/credentials.blanked.json", filepath.Join(home, "auth/claude/.credentials.json"))
 	writeFile(t, filepath.Join(home, ".gemini/oauth_creds.json"), []byte(`{"access_token": "ya29.FAKE`))
 	check("broken sources:")
+
+	// A watcher at debug level, in text and JSON, through an adoption, a
+	// blanked copy and a half-written source; status while it runs. The
+	// harness checks every line the watcher and status print.
+	for _, format := range []string{"text", "json"} {
+		w := newWorld(t, "claude", 2)
+		p := w.start("watch", "--config", w.config, "--log-level", "debug", "--log-format", format)
+		p.waitReady(w.state)
+		w.replace(w.copies[0], w.forCopy(w.login(2)))
+		waitFor(t, 5*time.Second, "the container's login to be adopted", func() (bool, string) {
+			return bytes.Contains(read(w.source), []byte("G000002")), "not yet"
+		})
+		putFixture(t, "claude/credentials.blanked.json", w.copies[1])
+		want := w.forCopy(w.login(2))
+		waitFor(t, 5*time.Second, "the blanked copy to be repaired", func() (bool, string) {
+			return copiesHold(w.copies, want)
+		})
+		putFixture(t, "claude/credentials.truncated.json", w.source)
+		w.run("status", "--config", w.config)
+		w.run("status", "--config", w.config, "--json")
+		w.run("run", "--config", w.config, "--log-level", "debug", "--", "true")
+		p.signal(syscall.SIGTERM)
+		p.wait(2 * time.Second)
+	}
 }
 
 // TestConcurrentSyncsNeverInterleave starts five syncs at once, as five

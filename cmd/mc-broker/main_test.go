@@ -39,6 +39,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building the fake security:", err)
 		os.Exit(1)
 	}
+	// Readable by others: permission tests run the binary as uid 65534.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	binDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)

@@ -374,7 +374,7 @@ func TestInterruptCancelsTheRun(t *testing.T) {
 	}
 	// mc-broker polls the lock; wait until it has tried it at least once,
 	// seen as its open file descriptor on the lock file.
-	waitFor(t, 10*time.Second, func() bool { return holdsOpen(cmd.Process.Pid, st.Ino) })
+	waitFor(t, 10*time.Second, "the run to hold the volume lock", func() (bool, string) { return holdsOpen(cmd.Process.Pid, st.Ino), "not yet" })
 	start := time.Now()
 	cmd.Process.Signal(os.Interrupt)
 	err = cmd.Wait()
@@ -404,13 +404,3 @@ func holdsOpen(pid int, ino uint64) bool {
 	return false
 }
 
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}

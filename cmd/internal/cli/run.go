@@ -104,7 +104,9 @@ func runRun(ctx context.Context, opts *RunOptions) error {
 	if code := report.ExitCode(); code != broker.ExitOK {
 		// Say what is wrong where the user looks: stderr, in the sync
 		// report's words.
-		if err := printReport(&Factory{Stdout: f.Stderr, Stderr: f.Stderr}, report, false, false); err != nil {
+		toStderr := *f
+		toStderr.Stdout = f.Stderr
+		if err := printReport(&toStderr, report, false, false); err != nil {
 			return err
 		}
 		if code == broker.ExitCredential || code == broker.ExitUsage {
