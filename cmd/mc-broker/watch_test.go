@@ -489,13 +489,30 @@ func TestWatchRepairsBlankedHost(t *testing.T) {
 	w := newWorld(t, "claude", 2)
 	p := w.watch()
 	putFixture(t, "claude/credentials.blanked.json", w.source)
-	want := w.forCopy(w.login(1))
-	waitFor(t, 5*time.Second, "the host's blanked login to be replaced by the copies' one", func() (bool, string) {
-		return bytes.Equal(w.forCopy(read(w.source)), want), "the host still holds something else"
+	// The copies hold the login the host had before its refresh failed:
+	// its refresh token is the one whose use blanked the host, so it is
+	// not brought back. The host stays broken (reported) and the copies
+	// keep what they have.
+	old := w.forCopy(w.login(1))
+	waitFor(t, 5*time.Second, "the watcher to report the blanked host", func() (bool, string) {
+		return p.log.count("source unusable; its copies are left as they are") == 1, "no such log line"
 	})
-	if ok, why := copiesHold(w.copies, want); !ok {
+	settled(t, 300*time.Millisecond, "the blanked host and its copies", w.snapshot(p))
+	if ok, why := copiesHold(w.copies, old); !ok {
 		t.Errorf("a copy lost its login: %s", why)
 	}
+	if n := len(w.backups()); n != 0 {
+		t.Errorf("%d backups, want none: nothing was written back", n)
+	}
+	// A container refreshed: its newer login rescues the host.
+	w.replace(w.copies[0], w.forCopy(w.login(2)))
+	want := w.forCopy(w.login(2))
+	waitFor(t, 5*time.Second, "the host's blanked login to be replaced by the container's newer one", func() (bool, string) {
+		return bytes.Equal(w.forCopy(read(w.source)), want), "the host still holds something else"
+	})
+	waitFor(t, 5*time.Second, "every copy to get the rescued login", func() (bool, string) {
+		return copiesHold(w.copies, want)
+	})
 	if n := len(w.backups()); n != 1 {
 		t.Errorf("%d backups, want 1 (of the blanked login)", n)
 	}
