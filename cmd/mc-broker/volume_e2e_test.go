@@ -403,4 +403,3 @@ func holdsOpen(pid int, ino uint64) bool {
 	}
 	return false
 }
-
