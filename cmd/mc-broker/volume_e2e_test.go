@@ -403,3 +403,52 @@ func holdsOpen(pid int, ino uint64) bool {
 	}
 	return false
 }
+
+// TestWatchAdoptsARefreshInsideAVolume: a container's CLI refreshes the
+// login inside a named volume; watch notices within its poll interval
+// (no inotify reaches inside a volume), writes it back into the host's
+// file and fans it out to the directory copy. Polling with nothing changed
+// creates no container.
+func TestWatchAdoptsARefreshInsideAVolume(t *testing.T) {
+	_, e := volumetest.NeedEngine(t)
+	vol := volumetest.UniqueVolume(t, e)
+	w := newWorld(t, "claude", 1)
+	w.env = append(w.env, dockerHostEnv(e))
+	cfg, _ := os.ReadFile(w.config)
+	writeFile(t, w.config, append(cfg, []byte("  - source: claude\n    volume: "+vol+"\n")...))
+	p := w.watch("--poll-interval", "200ms")
+	defer func() {
+		p.signal(syscall.SIGTERM)
+		if code := p.wait(2 * time.Second); code != 0 {
+			t.Errorf("watch exited %d after SIGTERM", code)
+		}
+	}()
+	first := w.forCopy(w.login(1))
+	waitFor(t, 10*time.Second, "the volume copy", func() (bool, string) {
+		return volumetest.Run(t, vol, "cat /d/.credentials.json") == string(first), "not there yet"
+	})
+
+	// Idle polls create no container.
+	if n := volumetest.CountCreates(t, e, []string{vol}, func() { time.Sleep(700 * time.Millisecond) }); n != 0 {
+		t.Errorf("idle polling created %d containers, want 0", n)
+	}
+
+	// The container's CLI writes a newer login (temp + rename, as Claude does).
+	newer := w.forCopy(w.login(2))
+	cmd := exec.Command("docker", "run", "--rm", "-i", "--network", "none", "-v", vol+":/d", volumetest.Image,
+		"sh", "-c", "cat > /d/.tmp && mv /d/.tmp /d/.credentials.json")
+	cmd.Stdin = bytes.NewReader(newer)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("container write: %v\n%s", err, out)
+	}
+	took := waitFor(t, 5*time.Second, "the volume's newer login to reach the host", func() (bool, string) {
+		return bytes.Equal(w.forCopy(read(w.source)), newer), "the host holds something else"
+	})
+	t.Logf("a refresh inside the volume reached the host in %v (poll interval 200ms)", took)
+	waitFor(t, 5*time.Second, "the directory copy to follow", func() (bool, string) {
+		return copiesHold(w.copies, newer)
+	})
+	if n := len(w.backups()); n != 1 {
+		t.Errorf("%d backups, want 1", n)
+	}
+}
