@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // TempPattern is the os.CreateTemp pattern of the temporary files Write
@@ -154,4 +155,24 @@ func syncDir(dir string) error {
 		return err
 	}
 	return cerr
+}
+
+// RemoveStale removes temporary files Write left in dir when its process
+// died between creating and renaming them (kill -9, power loss). They may
+// hold a login, in a directory a container sees. Only files matching
+// TempPattern and older than age are removed, so a Write in progress in
+// another process is never touched. It returns how many it removed.
+func RemoveStale(dir string, age time.Duration) int {
+	matches, _ := filepath.Glob(filepath.Join(dir, TempPattern))
+	n := 0
+	for _, m := range matches {
+		fi, err := os.Lstat(m)
+		if err != nil || !fi.Mode().IsRegular() || time.Since(fi.ModTime()) < age {
+			continue
+		}
+		if os.Remove(m) == nil {
+			n++
+		}
+	}
+	return n
 }

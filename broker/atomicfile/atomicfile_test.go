@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/mc-broker/mc-broker/broker/atomicfile"
 	"github.com/mc-broker/mc-broker/broker/testenv"
@@ -323,5 +324,29 @@ func TestConcurrentWriters(t *testing.T) {
 	}
 	if l := leftovers(t, dir); len(l) != 0 {
 		t.Fatalf("temp files left: %v", l)
+	}
+}
+
+func TestRemoveStaleRemovesOnlyOldTemporaryFiles(t *testing.T) {
+	dir := t.TempDir()
+	old := filepath.Join(dir, ".mc-broker-123.tmp")
+	fresh := filepath.Join(dir, ".mc-broker-456.tmp")
+	other := filepath.Join(dir, "auth.json")
+	for _, p := range []string{old, fresh, other} {
+		os.WriteFile(p, []byte(`{"token":"left by a crash"}`), 0o600)
+	}
+	long := time.Now().Add(-2 * time.Minute)
+	os.Chtimes(old, long, long)
+	os.Chtimes(other, long, long)
+	if n := atomicfile.RemoveStale(dir, time.Minute); n != 1 {
+		t.Fatalf("removed %d, want 1", n)
+	}
+	if _, err := os.Stat(old); err == nil {
+		t.Error("a crashed run's temporary file is still there")
+	}
+	for _, p := range []string{fresh, other} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s was removed: %v", filepath.Base(p), err)
+		}
 	}
 }

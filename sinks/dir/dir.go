@@ -154,6 +154,9 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 	if err := s.refuseProtected(); err != nil {
 		return err
 	}
+	// Under the lock no other mc-broker writes here: a temporary file older
+	// than a minute is a crashed run's, and may hold a login.
+	atomicfile.RemoveStale(s.o.Dir, time.Minute)
 	current, err := s.readFile()
 	exists := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
