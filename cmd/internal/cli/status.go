@@ -136,7 +136,7 @@ func printWatcher(w io.Writer, ws *watcherStatus, now time.Time) {
 	for _, s := range st.Sources {
 		for _, c := range s.Copies {
 			if c.FailingSince != nil {
-				fmt.Fprintf(w, "  failing since %s: %s: %s\n", c.FailingSince.UTC().Format("15:04:05 MST"), c.Location, c.Problem)
+				fmt.Fprintf(w, "  failing since %s: %s: %s\n", c.FailingSince.UTC().Format("2006-01-02 15:04:05 MST"), c.Location, c.Problem)
 			}
 		}
 	}
