@@ -428,7 +428,11 @@ func TestWatchAdoptsARefreshInsideAVolume(t *testing.T) {
 		return volumetest.Run(t, vol, "cat /d/.credentials.json") == string(first), "not there yet"
 	})
 
-	// Idle polls create no container.
+	// The first poll creates the sink's one poll container (kept, never
+	// started); after that, idle polls create none.
+	waitFor(t, 5*time.Second, "the first poll", func() (bool, string) {
+		return len(volumetest.Helpers(t, e, volumetest.VolumeLabels(vol)...)) == 1, "no poll container yet"
+	})
 	if n := volumetest.CountCreates(t, e, []string{vol}, func() { time.Sleep(700 * time.Millisecond) }); n != 0 {
 		t.Errorf("idle polling created %d containers, want 0", n)
 	}
