@@ -429,12 +429,15 @@ func TestWatchAdoptsARefreshInsideAVolume(t *testing.T) {
 	})
 
 	// The first poll creates the sink's one poll container (kept, never
-	// started); after that, idle polls create none.
-	waitFor(t, 5*time.Second, "the first poll", func() (bool, string) {
-		return len(volumetest.Helpers(t, e, volumetest.VolumeLabels(vol)...)) == 1, "no poll container yet"
-	})
-	if n := volumetest.CountCreates(t, e, []string{vol}, func() { time.Sleep(700 * time.Millisecond) }); n != 0 {
-		t.Errorf("idle polling created %d containers, want 0", n)
+	// started) and, as a first answer, asks for one pass (a read). Once
+	// settled, idle polls create no container: some 0.6 s window (three
+	// polls) within the next few must see none.
+	idle := false
+	for i := 0; i < 5 && !idle; i++ {
+		idle = volumetest.CountCreates(t, e, []string{vol}, func() { time.Sleep(600 * time.Millisecond) }) == 0
+	}
+	if !idle {
+		t.Error("idle polling kept creating containers")
 	}
 
 	// The container's CLI writes a newer login (temp + rename, as Claude does).
