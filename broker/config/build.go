@@ -24,7 +24,11 @@ func (c *Config) Build(env Env) (*broker.Broker, error) {
 	var protect []string
 	for _, s := range c.Sources {
 		kind, _ := credential.ByName(s.Kind)
-		b.Sources = append(b.Sources, file.New(s.Name, kind, s.Path).WithLockFiles(cliLockFiles[kind.Name()]))
+		src := file.New(s.Name, kind, s.Path).WithLockFiles(cliLockFiles[kind.Name()])
+		if s.NoLockMirror {
+			src = src.WithoutLockMirror()
+		}
+		b.Sources = append(b.Sources, src)
 		sourcePaths[resolve(s.Path)] = s.Name
 		protect = append(protect, s.Path)
 	}

@@ -64,7 +64,10 @@ type Source struct {
 	Kind  string
 	Path  string // absolute; the kind's default location when not configured
 	Store string // auto or file; keychain arrives with macOS support
-	Line  int
+	// NoLockMirror is set by mirror_refresh_lock: false: watch then does
+	// not mirror Claude's refresh lock into this source's own directory.
+	NoLockMirror bool
+	Line         int
 }
 
 // Sink is one entry under sinks:.

@@ -147,9 +147,15 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 		}
 		src := Source{Name: name, Store: "auto", Line: k.Line}
 		if !(v.Kind == yaml.ScalarNode && v.Tag == "!!null") {
-			err := p.fields(v, where, []string{"kind", "path", "store"}, func(key string, _, v *yaml.Node) error {
+			err := p.fields(v, where, []string{"kind", "path", "store", "mirror_refresh_lock"}, func(key string, _, v *yaml.Node) error {
 				s, err := p.scalar(v, where+"."+key)
 				switch key {
+				case "mirror_refresh_lock":
+					on, convErr := strconv.ParseBool(s)
+					if convErr != nil || v.Tag != "!!bool" {
+						return p.errorf(v, "%s.mirror_refresh_lock must be true or false", where)
+					}
+					src.NoLockMirror = !on
 				case "kind":
 					src.Kind = s
 				case "path":
@@ -171,6 +177,9 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 		}
 		if _, known := credential.ByName(src.Kind); !known {
 			return p.errorf(v, "%s.kind must be one of %s", where, kindList())
+		}
+		if src.NoLockMirror && src.Kind != "claude" {
+			return p.errorf(v, "%s.mirror_refresh_lock applies to claude sources only", where)
 		}
 		switch src.Store {
 		case "auto", "file":

@@ -69,6 +69,7 @@ func (w *watcher) install(b *broker.Broker) {
 		g.copies = append(g.copies, c)
 		w.track(g, c.Sink)
 	}
+	w.installMirrors(b)
 	w.rewatch()
 }
 
@@ -140,6 +141,9 @@ func (w *watcher) scheduleUnder(dir string) {
 
 func (w *watcher) onEvent(ev fsnotify.Event) {
 	p := clean(ev.Name)
+	if w.mirrorEvent(p) {
+		return
+	}
 	if refs, ok := w.files[p]; ok {
 		for _, r := range refs {
 			if g := w.groups[r.group]; g != nil && !g.holdsInSync(p) {

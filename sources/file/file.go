@@ -21,6 +21,8 @@ type Source struct {
 	kind      credential.Kind
 	path      string
 	lockFiles []string
+	// noLockMirror: see WithoutLockMirror.
+	noLockMirror bool
 }
 
 // New returns the source called name that reads path as kind.
