@@ -217,8 +217,15 @@ func (m *Mirror) stat(dir string) (fileID, bool) {
 func (m *Mirror) mirrorAll(from string) (made int, race bool) {
 	var fresh []string
 	for d := range m.dirs {
-		if d == from || m.held[d] != nil {
+		if d == from {
 			continue
+		}
+		if h := m.held[d]; h != nil {
+			if id, ok := m.stat(d); ok && id.same(h.id) {
+				continue
+			}
+			// Released already; its event is still on its way.
+			delete(m.held, d)
 		}
 		err := os.Mkdir(filepath.Join(d, LockName), 0o755)
 		switch {

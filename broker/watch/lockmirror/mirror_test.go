@@ -312,3 +312,27 @@ func TestNeverRemovesAForeignLock(t *testing.T) {
 		t.Errorf("b's foreign owner file was touched: %+v", o)
 	}
 }
+
+func TestReleaseSeenLateDoesNotBlockTheNextRound(t *testing.T) {
+	w := newWorld(t, 3)
+	w.take(0)
+	w.m.Observe(w.dirs[0])
+	w.clk.t = w.clk.t.Add(5 * time.Second)
+	w.m.Expire()
+	// a releases and b takes the lock at once; b's event is handled
+	// before a's release: a is free, so it gets a mirror too.
+	w.release(0)
+	w.take(1)
+	if res := w.m.Observe(w.dirs[1]); res.Mirrored != 2 || res.Race {
+		t.Fatalf("b after a's unseen release: %+v, want 2 mirrored (a, c)", res)
+	}
+	if res := w.m.Observe(w.dirs[0]); res != (Result{}) {
+		t.Errorf("a's late event: %+v, want nothing (it now holds our mirror)", res)
+	}
+	w.release(1)
+	if res := w.m.Observe(w.dirs[1]); !res.Released {
+		t.Fatal("not Released")
+	}
+	w.m.Release()
+	w.wantLocks(false, false, false)
+}
