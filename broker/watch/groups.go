@@ -13,6 +13,7 @@ import (
 
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/broker/watch/lockmirror"
 )
 
 // partialPatience is how long a source may look half-written before the
@@ -112,6 +113,7 @@ func (w *watcher) rewatch() {
 		w.watched[p] = true
 		if w.dirs[p] && w.started {
 			w.scheduleUnder(p)
+			w.mirrorEvent(filepath.Join(p, lockmirror.LockName)) // taken before the watch
 		}
 	}
 }

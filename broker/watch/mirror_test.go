@@ -63,6 +63,11 @@ func startMirrorWorld(t *testing.T, n int, o Options) *mirrorWorld {
 	cfg := &config.Config{Sources: []config.Source{{Name: "claude", Kind: "claude", Path: filepath.Join(w.host, ".credentials.json"), Store: "auto"}}}
 	for i := 0; i < n; i++ {
 		d := filepath.Join(root, "copies", fmt.Sprint(i))
+		// The copy directories exist before the watcher starts, as they do
+		// once compose has created them.
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
 		w.copies = append(w.copies, d)
 		cfg.Sinks = append(cfg.Sinks, config.Sink{Source: "claude", Dir: d})
 	}
