@@ -125,7 +125,8 @@ func (w *watcher) mirrorEvent(p string) bool {
 		}
 		n := m.Release()
 		w.log.Debug("refresh lock released; login fanned out, mirrors removed", "source", name, "from", dir, "locks", n)
-		w.saveState()
+		// No saveState here: its fsync would hold up the next lock; the
+		// pass that the new login's own events schedule saves the state.
 	}
 	return true
 }
