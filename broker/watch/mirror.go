@@ -114,8 +114,8 @@ func (w *watcher) mirrorEvent(p string) bool {
 	if res.Mirrored > 0 {
 		w.log.Debug("refresh lock mirrored", "source", name, "from", dir, "locks", res.Mirrored)
 	}
-	if res.Race {
-		st.Races++
+	if res.Races > 0 {
+		st.Races += res.Races
 		now := w.o.Now()
 		st.LastRace = &now
 	}

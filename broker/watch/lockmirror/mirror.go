@@ -49,10 +49,10 @@ type Options struct {
 type Result struct {
 	// Mirrored counts locks created in other directories.
 	Mirrored int
-	// Race is set when a directory took its own lock while another
+	// Races counts directories that took their own lock while another
 	// directory's lock was held and mirrored: two refreshes may be in
 	// flight with one refresh token, and mirroring cannot prevent it.
-	Race bool
+	Races int
 	// Released is set when the last original lock is gone: the caller
 	// brings every directory's login in step, then calls Release.
 	Released bool
@@ -166,10 +166,10 @@ func (m *Mirror) Observe(dir string) Result {
 			// A new round: every other directory gets the lock.
 			m.start, m.expired = now, false
 			clear(m.raced)
-			res.Mirrored, res.Race = m.mirrorAll(dir)
+			res.Mirrored, res.Races = m.mirrorAll(dir)
 		case !m.raced[dir]:
 			m.raced[dir] = true
-			res.Race = true
+			res.Races++
 			m.o.Log.Warn("two directories took the refresh lock at nearly the same time; if both refresh, one of them may be logged out",
 				"dir", dir, "held_in", m.originals(dir))
 		}
@@ -214,7 +214,7 @@ func (m *Mirror) stat(dir string) (fileID, bool) {
 
 // mirrorAll takes the lock in every directory but from: all mkdirs first
 // (that is what makes a Claude Code there wait), then the owner files.
-func (m *Mirror) mirrorAll(from string) (made int, race bool) {
+func (m *Mirror) mirrorAll(from string) (made, races int) {
 	var fresh []string
 	for d := range m.dirs {
 		if d == from {
@@ -236,7 +236,7 @@ func (m *Mirror) mirrorAll(from string) (made int, race bool) {
 			if id, ok := m.stat(d); ok {
 				m.held[d] = &held{id: id, since: m.o.Now()}
 				m.raced[d] = true
-				race = true
+				races++
 				m.o.Log.Warn("two directories took the refresh lock at nearly the same time; if both refresh, one of them may be logged out",
 					"dir", d, "held_in", from)
 			}
@@ -265,7 +265,7 @@ func (m *Mirror) mirrorAll(from string) (made int, race bool) {
 			}
 		}
 	}
-	return made, race
+	return made, races
 }
 
 // Release removes the mirrors, after the caller has brought the login in

@@ -80,7 +80,7 @@ func TestTakenMirroredReleasedFannedOutRemoved(t *testing.T) {
 	w := newWorld(t, 3)
 	w.take(0)
 	res := w.m.Observe(w.dirs[0])
-	if res.Mirrored != 2 || res.Race || res.Released {
+	if res.Mirrored != 2 || res.Races != 0 || res.Released {
 		t.Fatalf("taking the lock in a: %+v, want 2 mirrored", res)
 	}
 	w.wantLocks(true, true, true)
@@ -158,7 +158,7 @@ func TestTakenMirroredReleasedFannedOutRemoved(t *testing.T) {
 
 	// The next refresh starts a new round.
 	w.take(2)
-	if res := w.m.Observe(w.dirs[2]); res.Mirrored != 2 || res.Race {
+	if res := w.m.Observe(w.dirs[2]); res.Mirrored != 2 || res.Races != 0 {
 		t.Errorf("second round: %+v, want 2 mirrored, no race", res)
 	}
 	w.wantLocks(true, true, true)
@@ -192,7 +192,7 @@ func TestStaleBound(t *testing.T) {
 	// race: a's holder has been silent past the bound.
 	w.take(1)
 	res := w.m.Observe(w.dirs[1])
-	if res.Mirrored != 1 || res.Race {
+	if res.Mirrored != 1 || res.Races != 0 {
 		t.Fatalf("refresh after expiry: %+v, want 1 mirrored (into c), no race", res)
 	}
 	w.wantLocks(true, true, true)
@@ -214,10 +214,10 @@ func TestTwoOriginalsAtOnce(t *testing.T) {
 	w.take(0)
 	w.take(1)
 	res := w.m.Observe(w.dirs[0])
-	if !res.Race || res.Mirrored != 2 {
+	if res.Races != 1 || res.Mirrored != 2 {
 		t.Fatalf("two originals: %+v, want a race and 2 mirrored (c, d)", res)
 	}
-	if res := w.m.Observe(w.dirs[1]); res.Race || res.Mirrored != 0 {
+	if res := w.m.Observe(w.dirs[1]); res.Races != 0 || res.Mirrored != 0 {
 		t.Errorf("b's own event: %+v, want the race counted once", res)
 	}
 	if o := w.owner(1); o != nil {
@@ -231,7 +231,7 @@ func TestTwoOriginalsAtOnce(t *testing.T) {
 	}
 	w.release(2)
 	w.take(2)
-	if res := w.m.Observe(w.dirs[2]); !res.Race {
+	if res := w.m.Observe(w.dirs[2]); res.Races != 1 {
 		t.Errorf("c's own lock during the round: %+v, want a race", res)
 	}
 
@@ -323,7 +323,7 @@ func TestReleaseSeenLateDoesNotBlockTheNextRound(t *testing.T) {
 	// before a's release: a is free, so it gets a mirror too.
 	w.release(0)
 	w.take(1)
-	if res := w.m.Observe(w.dirs[1]); res.Mirrored != 2 || res.Race {
+	if res := w.m.Observe(w.dirs[1]); res.Mirrored != 2 || res.Races != 0 {
 		t.Fatalf("b after a's unseen release: %+v, want 2 mirrored (a, c)", res)
 	}
 	if res := w.m.Observe(w.dirs[0]); res != (Result{}) {
@@ -335,4 +335,19 @@ func TestReleaseSeenLateDoesNotBlockTheNextRound(t *testing.T) {
 	}
 	w.m.Release()
 	w.wantLocks(false, false, false)
+}
+
+func TestEachRacingDirectoryCounts(t *testing.T) {
+	w := newWorld(t, 4)
+	w.take(0)
+	w.take(1)
+	w.take(2)
+	if res := w.m.Observe(w.dirs[0]); res.Races != 2 || res.Mirrored != 1 {
+		t.Fatalf("three at once: %+v, want 2 races and 1 mirror (d)", res)
+	}
+	for _, i := range []int{1, 2} {
+		if res := w.m.Observe(w.dirs[i]); res.Races != 0 {
+			t.Errorf("%s counted twice: %+v", w.dirs[i], res)
+		}
+	}
 }
