@@ -11,13 +11,17 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mc-broker/mc-broker/broker/watch/lockmirror"
 )
 
 // claudeOwner is the part of Claude Code's .oauth_refresh.lock.owner this
 // test reads.
 type claudeOwner struct {
-	PID       int    `json:"pid"`
-	PIDDomain string `json:"pidDomain"`
+	PID             int     `json:"pid"`
+	PIDDomain       string  `json:"pidDomain"`
+	PIDSpace        string  `json:"pidSpace"`
+	LockBirthtimeMs float64 `json:"lockBirthtimeMs"`
 }
 
 func readClaudeOwner(dir string) (claudeOwner, bool) {
@@ -112,12 +116,27 @@ func TestRealClaudeWaitsOnAMirroredLock(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Control: nothing held, claude takes the lock to refresh.
+	// Control: nothing held, claude takes the lock to refresh. Its owner
+	// record is computed as mc-broker computes its own: same pid domain
+	// and space here (one machine, one pid namespace), and the lock's
+	// birth time to the last bit.
 	stop := startClaude(t, claude, copyDir)
+	var theirs claudeOwner
+	birth, haveBirth := 0.0, false
 	waitUntil(t, 15*time.Second, "claude takes its refresh lock in the copy (control)", func() bool {
 		o, ok := readClaudeOwner(copyDir)
+		if ok && o.PID != w.watchPID {
+			theirs = o
+			birth, haveBirth = lockBirthMs(filepath.Join(copyDir, ".oauth_refresh.lock"))
+		}
 		return ok && o.PID != w.watchPID
 	})
+	if self := lockmirror.Self(); theirs.PIDDomain != self.PIDDomain || theirs.PIDSpace != self.PIDSpace {
+		t.Errorf("claude names its pid domain %q and space %q, mc-broker %q and %q", theirs.PIDDomain, theirs.PIDSpace, self.PIDDomain, self.PIDSpace)
+	}
+	if haveBirth && theirs.LockBirthtimeMs != birth {
+		t.Errorf("claude's lockBirthtimeMs %v, mc-broker's formula %v", theirs.LockBirthtimeMs, birth)
+	}
 	// Offline its refresh request fails at once and it releases the lock
 	// (killing it would leave the lock behind, as a dead holder does).
 	waitUntil(t, 10*time.Second, "claude releases its lock (control)", func() bool {
