@@ -119,9 +119,6 @@ func New(o Options) *Mirror {
 	return m
 }
 
-// Covers reports whether dir is one of the Mirror's directories.
-func (m *Mirror) Covers(dir string) bool { return m.dirs[filepath.Clean(dir)] }
-
 // Holding reports how many mirrors are held now.
 func (m *Mirror) Holding() int {
 	n := 0
