@@ -210,6 +210,9 @@ func (c *Config) buildSource(s Source, env Env) (broker.Source, error) {
 		if s.Kind == "claude" {
 			src.WithDirLock(keychain.ClaudeWriteLock(filepath.Dir(s.Path)))
 		}
+		if s.NoLockMirror {
+			src = src.WithoutLockMirror()
+		}
 		return src, nil
 	}
 	o := keychain.Options{

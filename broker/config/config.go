@@ -95,7 +95,10 @@ type Source struct {
 	Service, Account string
 	// Timeout bounds each call of security; keychain.DefaultTimeout when 0.
 	Timeout time.Duration
-	Line    int
+	// NoLockMirror is set by mirror_refresh_lock: false: watch then does
+	// not mirror Claude's refresh lock into this source's own directory.
+	NoLockMirror bool
+	Line         int
 }
 
 // Sink is one entry under sinks:.

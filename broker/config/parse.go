@@ -156,6 +156,12 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 					return err
 				}
 				switch key {
+				case "mirror_refresh_lock":
+					on, convErr := strconv.ParseBool(s)
+					if convErr != nil || v.Tag != "!!bool" {
+						return p.errorf(v, "%s.mirror_refresh_lock must be true or false", where)
+					}
+					src.NoLockMirror = !on
 				case "kind":
 					src.Kind = s
 				case "path":
@@ -193,6 +199,9 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 		if _, known := credential.ByName(src.Kind); !known {
 			return p.errorf(v, "%s.kind must be one of %s", where, kindList())
 		}
+		if src.NoLockMirror && src.Kind != "claude" {
+			return p.errorf(v, "%s.mirror_refresh_lock applies to claude sources only", where)
+		}
 		switch src.Store {
 		case "auto", "file", "keychain":
 		default:
@@ -216,7 +225,7 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 	return nil
 }
 
-var sourceKeys = []string{"kind", "path", "store", "service", "account", "timeout"}
+var sourceKeys = []string{"kind", "path", "store", "service", "account", "timeout", "mirror_refresh_lock"}
 
 var sinkKeys = []string{"source", "dir", "volume", "path", "file_name", "uid", "gid", "include_mcp_oauth", "companions"}
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/broker/watch/lockmirror"
 )
 
 // partialPatience is how long a source may look half-written before the
@@ -75,6 +76,7 @@ func (w *watcher) install(b *broker.Broker) {
 		g.copies = append(g.copies, c)
 		w.track(g, c.Sink)
 	}
+	w.installMirrors(b)
 	w.rewatch()
 }
 
@@ -117,6 +119,7 @@ func (w *watcher) rewatch() {
 		w.watched[p] = true
 		if w.dirs[p] && w.started {
 			w.scheduleUnder(p)
+			w.mirrorEvent(filepath.Join(p, lockmirror.LockName)) // taken before the watch
 		}
 	}
 }
@@ -146,6 +149,9 @@ func (w *watcher) scheduleUnder(dir string) {
 
 func (w *watcher) onEvent(ev fsnotify.Event) {
 	p := clean(ev.Name)
+	if w.mirrorEvent(p) {
+		return
+	}
 	if refs, ok := w.files[p]; ok {
 		for _, r := range refs {
 			if g := w.groups[r.group]; g != nil && !g.holdsInSync(p) {

@@ -35,6 +35,8 @@ type State struct {
 	// Adoptions counts newer logins taken from copies into host stores.
 	Adoptions    int       `json:"adoptions"`
 	LastAdoption *Adoption `json:"last_adoption,omitempty"`
+	// LockMirror is set while Claude refresh locks are mirrored (mirror.go).
+	LockMirror *LockMirrorState `json:"lock_mirror,omitempty"`
 }
 
 // SourceState is one source's last pass.

@@ -63,6 +63,11 @@ type Options struct {
 	// Ready, when set, is closed once the first full sync is done and the
 	// watches are in place.
 	Ready chan<- struct{}
+	// NoLockMirror turns refresh-lock mirroring off (mirror.go);
+	// LockMirrorBound caps how long a mirrored lock is held
+	// (lockmirror.DefaultBound when 0).
+	NoLockMirror    bool
+	LockMirrorBound time.Duration
 }
 
 func (o *Options) defaults() {
@@ -171,7 +176,8 @@ type watcher struct {
 	deadline map[string]time.Time // source name -> when to reconcile
 	since    map[string]time.Time // source name -> first unhandled event
 
-	state *State
+	state   *State
+	mirrors lockMirrors
 	// started is set after the first full pass: from then on a directory
 	// that appears gets a pass of its own.
 	started bool
@@ -223,6 +229,9 @@ func (w *watcher) armTimer(t *time.Timer) {
 			next = d
 		}
 	}
+	if d := w.mirrorDeadline(); !d.IsZero() && (next.IsZero() || d.Before(next)) {
+		next = d
+	}
 	if !t.Stop() {
 		select {
 		case <-t.C:
@@ -237,6 +246,7 @@ func (w *watcher) armTimer(t *time.Timer) {
 }
 
 func (w *watcher) runDue() {
+	w.expireMirrors()
 	now := w.o.Now()
 	for name, d := range w.deadline {
 		if !d.After(now) {
@@ -321,6 +331,7 @@ func (w *watcher) reload() {
 }
 
 func (w *watcher) closeAll() {
+	w.closeMirrors()
 	if w.b == nil {
 		return
 	}

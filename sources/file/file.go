@@ -22,6 +22,8 @@ type Source struct {
 	path      string
 	lockFiles []string
 	dirLock   string
+	// noLockMirror: see WithoutLockMirror.
+	noLockMirror bool
 }
 
 // New returns the source called name that reads path as kind.

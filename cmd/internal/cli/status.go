@@ -67,14 +67,16 @@ func statusRun(ctx context.Context, opts *StatusOptions) error {
 		return err
 	}
 	ws := readWatcherStatus(env.StateDir())
+	notes := lockMirrorNotes(b)
 	if opts.JSON {
 		enc := json.NewEncoder(opts.f.Stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(struct {
 			*broker.Report
 			Watcher  *watcherStatus `json:"watcher"`
+			Notes    []string       `json:"notes,omitempty"`
 			ExitCode int            `json:"exit_code"`
-		}{report, ws, report.ExitCode()}); err != nil {
+		}{report, ws, notes, report.ExitCode()}); err != nil {
 			return err
 		}
 	} else {
@@ -84,6 +86,9 @@ func statusRun(ctx context.Context, opts *StatusOptions) error {
 		}
 		fmt.Fprintln(opts.f.Stdout, "config: "+where)
 		printWatcher(opts.f.Stdout, ws, opts.f.Now())
+		for _, n := range notes {
+			fmt.Fprintln(opts.f.Stdout, "note: "+n)
+		}
 		if err := printReport(opts.f, report, false, true); err != nil {
 			return err
 		}
@@ -133,6 +138,7 @@ func printWatcher(w io.Writer, ws *watcherStatus, now time.Time) {
 		a := st.LastAdoption
 		fmt.Fprintf(w, "  took %d newer login(s) back from copies; last: %s from %s at %s\n", st.Adoptions, a.Fingerprint, a.From, a.At.UTC().Format("2006-01-02 15:04:05 MST"))
 	}
+	printLockMirror(w, ws)
 	for _, s := range st.Sources {
 		for _, c := range s.Copies {
 			if c.FailingSince != nil {

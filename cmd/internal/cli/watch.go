@@ -16,6 +16,7 @@ import (
 
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/watch"
+	"github.com/mc-broker/mc-broker/broker/watch/lockmirror"
 )
 
 // WatchOptions are the inputs of `mc-broker watch`.
@@ -26,6 +27,9 @@ type WatchOptions struct {
 	PollInterval time.Duration
 	LogLevel     string
 	LogFormat    string
+	// MirrorLock and LockMirrorBound: Claude refresh-lock mirroring.
+	MirrorLock      bool
+	LockMirrorBound time.Duration
 	// Ready is closed once the first sync is done (tests).
 	Ready chan<- struct{}
 }
@@ -55,6 +59,11 @@ engine down) is retried with backoff; the others go on.
 Signals: SIGHUP reloads the config (an invalid one is reported and the
 running one kept); SIGINT or SIGTERM finish in-flight writes and exit 0.
 
+Claude Code's refresh lock (.oauth_refresh.lock) taken in any Claude
+directory is mirrored into every other directory sharing the login until
+the new login has reached them all, so that no two refresh at once
+(docs/LOCKMIRROR.md; --mirror-refresh-lock=false turns it off).
+
 Logs go to stderr: text on a terminal, JSON lines otherwise (a service
 manager's journal). They never contain a token. 'mc-broker status' shows
 whether a watcher runs and its last results.`,
@@ -74,6 +83,8 @@ whether a watcher runs and its last results.`,
 		},
 	}
 	addWatchFlags(cmd, &opts.ConfigFile, &opts.Quiet, &opts.PollInterval, &opts.LogLevel, &opts.LogFormat)
+	cmd.Flags().BoolVar(&opts.MirrorLock, "mirror-refresh-lock", true, "mirror Claude Code's refresh lock from the directory that took it into every other directory sharing the login (docs/LOCKMIRROR.md)")
+	cmd.Flags().DurationVar(&opts.LockMirrorBound, "lock-mirror-bound", lockmirror.DefaultBound, "longest a mirrored refresh lock is held, even if the original is not released (keep it under 7s, when a waiting Claude Code gives up)")
 	return cmd
 }
 
@@ -145,6 +156,10 @@ func watchRun(ctx context.Context, opts *WatchOptions, reload <-chan struct{}) e
 		return err
 	}
 	wo.Quiet, wo.PollInterval, wo.Reload, wo.Ready = opts.Quiet, opts.PollInterval, reload, opts.Ready
+	if opts.LockMirrorBound <= 0 {
+		return usageError("--lock-mirror-bound must be more than 0 (turn mirroring off with --mirror-refresh-lock=false)")
+	}
+	wo.NoLockMirror, wo.LockMirrorBound = !opts.MirrorLock, opts.LockMirrorBound
 	return runWatcher(ctx, wo)
 }
 

@@ -1,0 +1,159 @@
+package watch
+
+import (
+	"path/filepath"
+	"time"
+
+	"github.com/mc-broker/mc-broker/broker"
+	"github.com/mc-broker/mc-broker/broker/watch/lockmirror"
+)
+
+// RefreshLockMirroring is implemented by sources that can opt out of
+// having the refresh lock mirrored into their own directory (config key
+// mirror_refresh_lock: false); copies are mirrored into either way.
+type RefreshLockMirroring interface {
+	MirrorRefreshLock() bool
+}
+
+// LockMirrorState is what status shows of refresh-lock mirroring.
+type LockMirrorState struct {
+	// Directories counts the directories locks are mirrored across.
+	Directories int `json:"directories"`
+	// Mirrored counts locks created in other directories.
+	Mirrored int `json:"mirrored"`
+	// Expired counts rounds whose mirrors were removed at the bound while
+	// the original lock was still held.
+	Expired int `json:"expired,omitempty"`
+	// Races counts locks taken in two directories at nearly the same time.
+	Races    int        `json:"races"`
+	LastRace *time.Time `json:"last_race,omitempty"`
+}
+
+// lockMirrors are the running config's mirrors, by group and directory.
+type lockMirrors struct {
+	byGroup map[string]*lockmirror.Mirror
+	byDir   map[string]string // directory -> group
+}
+
+// installMirrors builds a Mirror for each Claude group with at least two
+// directories on this host: the source's (unless it opts out) and each
+// directory copy's.
+func (w *watcher) installMirrors(b *broker.Broker) {
+	w.mirrors = lockMirrors{byGroup: map[string]*lockmirror.Mirror{}, byDir: map[string]string{}}
+	if w.o.NoLockMirror {
+		return
+	}
+	self := lockmirror.Self()
+	total := 0
+	for _, s := range b.Sources {
+		if s.Kind().Name() != "claude" {
+			continue
+		}
+		var dirs []string
+		add := func(v any) {
+			f, ok := v.(broker.WatchedFiles)
+			if !ok {
+				return
+			}
+			for _, p := range f.WatchedFiles() {
+				d := filepath.Dir(clean(p))
+				if _, taken := w.mirrors.byDir[d]; !taken {
+					w.mirrors.byDir[d] = s.Name()
+					dirs = append(dirs, d)
+				}
+			}
+		}
+		if opt, ok := s.(RefreshLockMirroring); !ok || opt.MirrorRefreshLock() {
+			add(s)
+		}
+		for _, c := range b.Copies {
+			if c.Source == s.Name() {
+				add(c.Sink)
+			}
+		}
+		if len(dirs) < 2 {
+			for _, d := range dirs {
+				delete(w.mirrors.byDir, d)
+			}
+			continue
+		}
+		total += len(dirs)
+		w.mirrors.byGroup[s.Name()] = lockmirror.New(lockmirror.Options{
+			Dirs: dirs, Bound: w.o.LockMirrorBound, Self: self, Now: w.o.Now,
+			Log: w.log.With("source", s.Name()),
+		})
+	}
+	if total > 0 {
+		if w.state.LockMirror == nil {
+			w.state.LockMirror = &LockMirrorState{}
+		}
+		w.state.LockMirror.Directories = total
+	} else {
+		w.state.LockMirror = nil
+	}
+}
+
+// mirrorEvent handles an event on a refresh lock; it reports whether p was
+// one. A lock taken anywhere is mirrored at once; when the last original is
+// released, the group's pass runs first (the new login reaches every
+// directory) and only then are the mirrors removed, so that a Claude Code
+// waiting in another directory finds the new login when it retries.
+func (w *watcher) mirrorEvent(p string) bool {
+	if filepath.Base(p) != lockmirror.LockName {
+		return false
+	}
+	dir := filepath.Dir(p)
+	name, ok := w.mirrors.byDir[dir]
+	if !ok {
+		return false
+	}
+	m := w.mirrors.byGroup[name]
+	res := m.Observe(dir)
+	st := w.state.LockMirror
+	st.Mirrored += res.Mirrored
+	if res.Mirrored > 0 {
+		w.log.Debug("refresh lock mirrored", "source", name, "from", dir, "locks", res.Mirrored)
+	}
+	if res.Races > 0 {
+		st.Races += res.Races
+		now := w.o.Now()
+		st.LastRace = &now
+	}
+	if res.Released {
+		if _, ok := w.groups[name]; ok {
+			w.reconcile(name)
+		}
+		n := m.Release()
+		w.log.Debug("refresh lock released; login fanned out, mirrors removed", "source", name, "from", dir, "locks", n)
+		// No saveState here: its fsync would hold up the next lock; the
+		// pass that the new login's own events schedule saves the state.
+	}
+	return true
+}
+
+// mirrorDeadline is the earliest bound of the mirrors held now.
+func (w *watcher) mirrorDeadline() time.Time {
+	var next time.Time
+	for _, m := range w.mirrors.byGroup {
+		if d := m.Deadline(); !d.IsZero() && (next.IsZero() || d.Before(next)) {
+			next = d
+		}
+	}
+	return next
+}
+
+// expireMirrors removes mirrors held past the bound.
+func (w *watcher) expireMirrors() {
+	for _, m := range w.mirrors.byGroup {
+		if m.Expire() > 0 {
+			w.state.LockMirror.Expired++
+		}
+	}
+}
+
+// closeMirrors removes every mirror (stop, reload).
+func (w *watcher) closeMirrors() {
+	for _, m := range w.mirrors.byGroup {
+		m.Close()
+	}
+}
