@@ -226,6 +226,7 @@ func (c *Config) buildSource(s Source, env Env) (broker.Source, error) {
 		o.Codec = keychain.GeminiCodec{}
 	case "claude":
 		o.WriteLock = keychain.ClaudeWriteLock(filepath.Dir(s.Path))
+		o.ConfigDir, o.NoLockMirror = filepath.Dir(s.Path), s.NoLockMirror
 	}
 	if env.goos() == "darwin" {
 		o.Watch = []string{keychain.LoginKeychain(env.Home)}

@@ -15,6 +15,14 @@ type RefreshLockMirroring interface {
 	MirrorRefreshLock() bool
 }
 
+// RefreshLockDirectory is implemented by sources whose CLI takes its
+// refresh lock somewhere other than beside a watched file: a Keychain
+// source's Claude takes it in its config directory, while the file the
+// watcher watches for it is the keychain database.
+type RefreshLockDirectory interface {
+	RefreshLockDir() string
+}
+
 // LockMirrorState is what status shows of refresh-lock mirroring.
 type LockMirrorState struct {
 	// Directories counts the directories locks are mirrored across.
@@ -64,7 +72,19 @@ func (w *watcher) installMirrors(b *broker.Broker) {
 			}
 		}
 		if opt, ok := s.(RefreshLockMirroring); !ok || opt.MirrorRefreshLock() {
-			add(s)
+			if rd, ok := s.(RefreshLockDirectory); ok {
+				if d := rd.RefreshLockDir(); d != "" {
+					d = clean(d)
+					if _, taken := w.mirrors.byDir[d]; !taken {
+						w.mirrors.byDir[d] = s.Name()
+						dirs = append(dirs, d)
+						// Watched for the lock only: no login file there.
+						w.dirs[d] = true
+					}
+				}
+			} else {
+				add(s)
+			}
 		}
 		for _, c := range b.Copies {
 			if c.Source == s.Name() {

@@ -14,7 +14,9 @@ import (
 
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/config"
+	"github.com/mc-broker/mc-broker/broker/credential"
 	"github.com/mc-broker/mc-broker/broker/watch/lockmirror"
+	"github.com/mc-broker/mc-broker/sinks/dir"
 )
 
 // mirrorLogin is a Claude login whose tokens carry n, so that a leak of
@@ -246,4 +248,56 @@ func TestWatchWithoutMirroring(t *testing.T) {
 	if lockIn(w.host) || lockIn(w.copies[1]) {
 		t.Error("lock mirrored with mirroring off")
 	}
+}
+
+// keychainLikeSource is a Claude source whose login is not in its config
+// directory (the macOS Keychain): the watcher watches another file for it,
+// and its CLI takes the refresh lock in RefreshLockDir.
+type keychainLikeSource struct {
+	configDir, keychainDB string
+}
+
+func (s keychainLikeSource) Name() string          { return "claude" }
+func (s keychainLikeSource) Kind() credential.Kind { return credential.Claude }
+func (s keychainLikeSource) Location() string      { return "Keychain item" }
+func (s keychainLikeSource) Read(context.Context) ([]byte, error) {
+	return mirrorLogin(1, 4102444800000), nil
+}
+func (s keychainLikeSource) WatchedFiles() []string  { return []string{s.keychainDB} }
+func (s keychainLikeSource) RefreshLockDir() string  { return s.configDir }
+func (s keychainLikeSource) MirrorRefreshLock() bool { return true }
+
+func TestWatchMirrorsIntoAKeychainSourcesConfigDirNotTheKeychains(t *testing.T) {
+	root := t.TempDir()
+	src := keychainLikeSource{configDir: filepath.Join(root, "home/.claude"), keychainDB: filepath.Join(root, "home/Library/Keychains/login.keychain-db")}
+	copyDir := filepath.Join(root, "copies/0")
+	for _, d := range []string{src.configDir, filepath.Dir(src.keychainDB), copyDir} {
+		os.MkdirAll(d, 0o700)
+	}
+	os.WriteFile(src.keychainDB, []byte("db"), 0o600)
+	b := &broker.Broker{
+		Sources: []broker.Source{src},
+		Copies: []broker.Copy{{Source: "claude", Sink: dir.New(dir.Options{
+			Dir: copyDir, FileName: ".credentials.json", LockDir: filepath.Join(root, "locks")})}},
+	}
+	ready := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{Load: func() (*broker.Broker, error) { return b, nil }, StateDir: filepath.Join(root, "state"), Ready: ready})
+	}()
+	defer func() { cancel(); <-done }()
+	<-ready
+
+	// A container's Claude takes the lock in its copy directory: the host's
+	// Claude must see it in its config directory.
+	if err := os.Mkdir(filepath.Join(copyDir, lockmirror.LockName), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the lock in the host's config directory", func() bool { return lockIn(src.configDir) })
+	if lockIn(filepath.Dir(src.keychainDB)) {
+		t.Fatal("a refresh lock was created in the Keychain's directory")
+	}
+	os.Remove(filepath.Join(copyDir, lockmirror.LockName))
+	waitFor(t, "the mirror to be removed", func() bool { return !lockIn(src.configDir) })
 }

@@ -102,7 +102,20 @@ type Options struct {
 	WriteLock string
 	// LockWait bounds the wait for WriteLock; DefaultTimeout when zero.
 	LockWait time.Duration
+	// ConfigDir is the CLI's config directory on this host (Claude: where
+	// it takes its refresh lock, whatever store holds the login); watch
+	// mirrors the refresh lock there unless NoLockMirror.
+	ConfigDir    string
+	NoLockMirror bool
 }
+
+// RefreshLockDir is the directory where the CLI on the host takes its
+// refresh lock: its config directory, not the Keychain's.
+func (s *Source) RefreshLockDir() string { return s.o.ConfigDir }
+
+// MirrorRefreshLock reports whether watch may mirror the refresh lock into
+// RefreshLockDir (config: mirror_refresh_lock).
+func (s *Source) MirrorRefreshLock() bool { return !s.o.NoLockMirror && s.o.ConfigDir != "" }
 
 // ClaudeWriteLock is the lock directory Claude Code takes around writing
 // its secure storage: .storage-write.lock in its config directory.
