@@ -59,20 +59,27 @@ func NewCmdRoot(f *Factory) *cobra.Command {
 		Use:   "mc-broker",
 		Short: "Keep container copies of your Claude Code, Codex and Gemini CLI logins in step",
 		Long: `mc-broker reads the logins that Claude Code, Codex and Gemini CLI keep on this
-host and writes container-ready copies of them: directories that compose
-bind-mounts as each CLI's config directory. A copy is never overwritten with
-an older login, and a broken login (blanked, truncated) is never copied.
+host (files, or the macOS Keychain) and writes container-ready copies of
+them: directories that compose bind-mounts as each CLI's config directory,
+and Docker named volumes. A copy is never overwritten with an older login,
+and a broken login (blanked, truncated) is never copied. 'watch' (or 'run',
+or the background service from 'launch install') keeps the host and every
+copy acting as one store, so that single-use refresh tokens never split.
 
 With no config file, mc-broker finds the CLIs logged in on this host and keeps
 one copy per CLI under $XDG_DATA_HOME/mc-broker/<cli>/ (default
-~/.local/share/mc-broker/<cli>/).
+~/.local/share/mc-broker/<cli>/), plus a named volume mc-<cli>-auth when a
+Docker engine answers. Start with 'mc-broker init' for a config of your own,
+and 'mc-broker doctor' to check the set-up.
 
 Nothing mc-broker prints contains a token: logins are shown by fingerprint
 (sha256: and 12 hex digits) and expiry time.
 
 Exit codes: 0 all good; 1 a copy or source could not be read or written;
 2 bad usage or config; 3 a login is broken, missing when asked for with
---only, or expires sooner than --min-ttl; 4 compose check found a problem.`,
+--only, or expires sooner than --min-ttl; 4 compose check found a problem.
+'run' exits with its command's status; 'doctor' and 'launch status' exit 1
+when something needs you.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
