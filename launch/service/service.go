@@ -50,6 +50,10 @@ const (
 // Docker engine it talks to. Path values are made absolute.
 var CarriedEnv = []string{
 	"CLAUDE_CONFIG_DIR", "CODEX_HOME", "GEMINI_CLI_HOME",
+	// Which Keychain item holds Claude's login, and whether Gemini's is in
+	// the Keychain at all (config.Source.StoreFor, KeychainItem). Claude
+	// hashes CLAUDE_SECURESTORAGE_CONFIG_DIR as written: carried verbatim.
+	"CLAUDE_SECURESTORAGE_CONFIG_DIR", "GEMINI_FORCE_ENCRYPTED_FILE_STORAGE",
 	"XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME",
 	"DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY",
 }

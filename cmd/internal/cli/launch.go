@@ -51,6 +51,7 @@ when you give one (or MC_BROKER_CONFIG is set); otherwise watch finds its
 config file, or uses the built-in defaults, as in a shell. The service
 manager does not see your shell's environment, so install copies the
 variables that matter (CLAUDE_CONFIG_DIR, CODEX_HOME, GEMINI_CLI_HOME,
+CLAUDE_SECURESTORAGE_CONFIG_DIR, GEMINI_FORCE_ENCRYPTED_FILE_STORAGE,
 XDG_*_HOME, DOCKER_HOST, DOCKER_CONTEXT and the other DOCKER_* settings)
 into the service file. Run install again after changing them, after an
 upgrade, or to switch configs: it updates the file in place and restarts
