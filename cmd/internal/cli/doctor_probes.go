@@ -57,6 +57,8 @@ func realDoctorProbes(f *Factory) *doctorProbes {
 			out := doctor.Service{Installed: st.Installed, Running: st.State == service.StateRunning, Detail: st.File, Logs: st.Logs.String()}
 			if st.Installed && st.ManagerErr != nil {
 				out.Err = st.ManagerErr
+			} else if st.ManagerErr != nil {
+				out.Unreachable = st.ManagerErr
 			}
 			return out
 		},

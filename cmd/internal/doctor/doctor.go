@@ -69,6 +69,9 @@ type Service struct {
 	Detail             string // unit or plist path, binary
 	Logs               string
 	Err                error
+	// Unreachable is why the service manager does not answer when no
+	// service is installed: launch install cannot work here.
+	Unreachable error
 }
 
 // Finding is a compose-file problem.
@@ -255,6 +258,8 @@ func checkService(r *Result, ctx context.Context, in Inputs) {
 		c.Status, c.Detail, c.Fix = Fail, "installed but not running ("+s.Detail+"); logs: "+s.Logs, "look at the logs, then mc-broker launch install to restart it"
 	case in.WatcherRunning:
 		c.Status, c.Detail = OK, "not installed, but a watcher is running (mc-broker watch or run)"
+	case s.Unreachable != nil:
+		c.Status, c.Detail, c.Fix = Warn, "not installed, and no service manager answers here ("+s.Unreachable.Error()+"): copies are only refreshed when you run mc-broker sync", "run mc-broker watch under your own supervisor (or mc-broker run -- COMMAND), so that a container's token refresh reaches the host"
 	default:
 		c.Status, c.Detail, c.Fix = Warn, "not installed: copies are only refreshed when you run mc-broker sync, and a container's token refresh does not reach the host", "mc-broker launch install"
 	}

@@ -101,3 +101,19 @@ func TestAConfigErrorStopsTheChecks(t *testing.T) {
 		t.Fatalf("checks = %+v", r.Checks)
 	}
 }
+
+// Where no service manager answers (a container, a login without a
+// systemd user instance), launch install fails: the fix must not send the
+// user there.
+func TestNoServiceManagerSuggestsAWatcherNotInstall(t *testing.T) {
+	in := Inputs{Service: func(context.Context) Service {
+		return Service{Unreachable: errors.New("cannot reach your systemd user instance (systemctl --user): Failed to connect to bus")}
+	}}
+	c := find(t, Run(context.Background(), in), "service", "background")
+	if c.Status != Warn || !strings.Contains(c.Fix, "mc-broker watch") || !strings.Contains(c.Detail, "Failed to connect to bus") {
+		t.Fatalf("no service manager: %s %q fix %q; want warn, the reason, and mc-broker watch as the fix", c.Status, c.Detail, c.Fix)
+	}
+	if strings.HasPrefix(c.Fix, "mc-broker launch install") {
+		t.Errorf("fix %q sends the user to a command that cannot work here", c.Fix)
+	}
+}
