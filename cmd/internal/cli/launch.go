@@ -247,8 +247,12 @@ func launchError(err error) error {
 		return &ExitError{Code: broker.ExitUsage, Err: err, Hint: "run mc-broker watch under your own supervisor"}
 	case errors.As(err, &tmp):
 		return &ExitError{Code: broker.ExitUsage, Err: err, Hint: "install mc-broker first (make install, or go install ./cmd/mc-broker) and run launch install with that binary"}
+	case errors.As(err, new(*ExitError)), errors.As(err, new(*config.Error)):
+		return err
 	}
-	return err
+	// Anything else failed on this host (writing the service file, finding
+	// the binary): not a usage mistake.
+	return &ExitError{Code: broker.ExitCopyFailed, Err: err, Hint: "check the path in the message and its permissions, then run the command again"}
 }
 
 func managerName(m string) string {
