@@ -1,7 +1,9 @@
 package keychain
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"github.com/mc-broker/mc-broker/broker/credential"
@@ -98,6 +100,9 @@ func (e *SecurityError) Unwrap() error { return e.Err }
 
 // Hint says what to do.
 func (e *SecurityError) Hint() string {
+	if errors.Is(e.Err, fs.ErrNotExist) {
+		return "security is macOS's program: off a Mac use store: file for this source, or name a stand-in with " + BinEnv
+	}
 	return "run `security find-generic-password -s SERVICE -a ACCOUNT` yourself to see the Keychain's message (it prints no secret without -w)"
 }
 

@@ -158,6 +158,11 @@ func TestReadErrorsAreTypedAndSayWhatToDo(t *testing.T) {
 	if !errors.As(err, &se) || se.ExitCode != -1 {
 		t.Errorf("missing program: %v", err)
 	}
+	// store: keychain off a Mac: the hint must not say to run the
+	// program that is not there.
+	if se != nil && (!strings.Contains(se.Hint(), "store: file") || !strings.Contains(se.Hint(), BinEnv)) {
+		t.Errorf("missing program hint: %q", se.Hint())
+	}
 }
 
 func TestHungSecurityIsKilledWithinTheTimeout(t *testing.T) {
