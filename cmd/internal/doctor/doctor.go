@@ -69,6 +69,9 @@ type Service struct {
 	Detail             string // unit or plist path, binary
 	Logs               string
 	Err                error
+	// Warnings are what launch status warns about: another binary, a file
+	// install would now write differently.
+	Warnings []string
 	// Unreachable is why the service manager does not answer when no
 	// service is installed: launch install cannot work here.
 	Unreachable error
@@ -252,6 +255,8 @@ func checkService(r *Result, ctx context.Context, in Inputs) {
 	switch {
 	case s.Err != nil:
 		c.Status, c.Detail = Info, "cannot ask the service manager: "+s.Err.Error()
+	case s.Installed && s.Running && len(s.Warnings) > 0:
+		c.Status, c.Detail, c.Fix = Warn, "installed and running ("+s.Detail+"), but "+strings.Join(s.Warnings, "; "), "mc-broker launch install (it updates the service in place)"
 	case s.Installed && s.Running:
 		c.Status, c.Detail = OK, "installed and running ("+s.Detail+"); logs: "+s.Logs
 	case s.Installed:

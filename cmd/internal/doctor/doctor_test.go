@@ -117,3 +117,21 @@ func TestNoServiceManagerSuggestsAWatcherNotInstall(t *testing.T) {
 		t.Errorf("fix %q sends the user to a command that cannot work here", c.Fix)
 	}
 }
+
+// A running service that runs another binary, or a file install would now
+// write differently (an upgrade, a changed environment), needs the user:
+// doctor must not call it all well.
+func TestServiceWarningsNeedTheUser(t *testing.T) {
+	in := Inputs{Service: func(context.Context) Service {
+		return Service{Installed: true, Running: true, Detail: "mc-broker.service",
+			Warnings: []string{"the service runs /old/mc-broker, not this mc-broker (/new/mc-broker): run mc-broker launch install to switch to this one"}}
+	}}
+	r := Run(context.Background(), in)
+	c := find(t, r, "service", "background")
+	if c.Status != Warn || !strings.Contains(c.Detail, "/old/mc-broker") || !strings.Contains(c.Fix, "mc-broker launch install") {
+		t.Fatalf("service with a warning: %s %q fix %q", c.Status, c.Detail, c.Fix)
+	}
+	if !r.NeedsAttention() {
+		t.Error("doctor says all is well")
+	}
+}
