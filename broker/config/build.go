@@ -184,6 +184,15 @@ func (s Source) KeychainItem(env Env) keychain.Item {
 		if dir == "" {
 			dir = env.Getenv("CLAUDE_CONFIG_DIR")
 		}
+		// A path other than the default names another config directory:
+		// the item Claude run with CLAUDE_CONFIG_DIR set to it keeps (none
+		// set for ~/.claude), not the default item of another login.
+		if s.Path != sources.DefaultPath(s.Kind, env.Home, env.Getenv) {
+			dir = filepath.Dir(s.Path)
+			if dir == filepath.Join(env.Home, ".claude") {
+				dir = ""
+			}
+		}
 		item = keychain.ClaudeItem(dir, env.User)
 	case "gemini":
 		item = keychain.GeminiItem()

@@ -153,3 +153,44 @@ func TestBuildNeverWritesTheHostsClaudeFileOnMacOS(t *testing.T) {
 		t.Errorf("on Linux a copy into ~/.claude from another source is allowed: %v", err)
 	}
 }
+
+// A second Claude login, configured by its config directory, is the item
+// Claude keeps for that directory, not the default one: reading (and
+// writing back into) the default item would copy the wrong account, and
+// overwrite the main login with the other one.
+func TestAClaudeSourceAtAnotherDirectoryNamesThatDirectorysItem(t *testing.T) {
+	vars := map[string]string{}
+	env := Env{Home: "/Users/dev", Getenv: func(k string) string { return vars[k] }, GOOS: "darwin", User: "dev"}
+	cfg, err := Parse("cfg.yaml", []byte(`
+sources:
+  claude: {}
+  work: {kind: claude, path: /Users/dev/.claude-work/.credentials.json, store: keychain}
+  home: {kind: claude, path: ~/.claude/.credentials.json, store: keychain}
+`), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		want keychain.Item
+	}{
+		{"claude", keychain.ClaudeItem("", "dev")},
+		{"work", keychain.ClaudeItem("/Users/dev/.claude-work", "dev")},
+		{"home", keychain.ClaudeItem("", "dev")},
+	} {
+		s, _ := cfg.Source(tc.name)
+		if got := s.KeychainItem(env); got != tc.want {
+			t.Errorf("%s: item %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+	// With CLAUDE_CONFIG_DIR set, the default source follows it, and a
+	// source pinned to ~/.claude is Claude run without it.
+	vars["CLAUDE_CONFIG_DIR"] = "/Users/dev/.claude-work"
+	cfg, _ = Parse("cfg.yaml", []byte("sources:\n  claude: {}\n  home: {kind: claude, path: ~/.claude/.credentials.json, store: keychain}\n"), env)
+	for name, want := range map[string]keychain.Item{"claude": keychain.ClaudeItem("/Users/dev/.claude-work", "dev"), "home": keychain.ClaudeItem("", "dev")} {
+		s, _ := cfg.Source(name)
+		if got := s.KeychainItem(env); got != want {
+			t.Errorf("with CLAUDE_CONFIG_DIR, %s: item %+v, want %+v", name, got, want)
+		}
+	}
+}

@@ -161,3 +161,26 @@ func TestLaunchctlPrintParsing(t *testing.T) {
 		t.Errorf("a stopped agent parsed as %+v", p)
 	}
 }
+
+// The variables that decide which Keychain item, or whether the Keychain
+// at all, holds a login must reach the agent: without them watch under
+// launchd reads another store than sync in the shell, and reports the
+// user logged out.
+func TestLaunchdCarriesTheKeychainSelectingVariables(t *testing.T) {
+	w := newWorld(t)
+	w.env["GEMINI_FORCE_ENCRYPTED_FILE_STORAGE"] = "true"
+	w.env["CLAUDE_SECURESTORAGE_CONFIG_DIR"] = "/Users/me/.claude-work"
+	content, err := w.service(t, "darwin", "").Content()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := parsePlist(t, string(content))["EnvironmentVariables"].(map[string]any)
+	for name, want := range map[string]string{
+		"GEMINI_FORCE_ENCRYPTED_FILE_STORAGE": "true",
+		"CLAUDE_SECURESTORAGE_CONFIG_DIR":     "/Users/me/.claude-work",
+	} {
+		if env[name] != want {
+			t.Errorf("the agent's %s is %v, want %q", name, env[name], want)
+		}
+	}
+}

@@ -50,6 +50,10 @@ const (
 // Docker engine it talks to. Path values are made absolute.
 var CarriedEnv = []string{
 	"CLAUDE_CONFIG_DIR", "CODEX_HOME", "GEMINI_CLI_HOME",
+	// Which Keychain item holds Claude's login, and whether Gemini's is in
+	// the Keychain at all (config.Source.StoreFor, KeychainItem). Claude
+	// hashes CLAUDE_SECURESTORAGE_CONFIG_DIR as written: carried verbatim.
+	"CLAUDE_SECURESTORAGE_CONFIG_DIR", "GEMINI_FORCE_ENCRYPTED_FILE_STORAGE",
 	"XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME",
 	"DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY",
 }
@@ -148,10 +152,12 @@ func (s *Service) File() string { return s.b.file() }
 func (s *Service) Logs() Logs { return s.b.logs() }
 
 // Args is the command line the service runs.
-func (s *Service) Args() []string {
+func (s *Service) Args() []string { return s.argsFor(s.opts.ConfigFile) }
+
+func (s *Service) argsFor(config string) []string {
 	args := []string{s.opts.Binary, "watch"}
-	if s.opts.ConfigFile != "" {
-		args = append(args, "--config", s.opts.ConfigFile)
+	if config != "" {
+		args = append(args, "--config", config)
 	}
 	return args
 }
@@ -432,9 +438,6 @@ func (s *Service) Status(ctx context.Context) *Status {
 }
 
 func (s *Service) inspectFile(st *Status, data []byte) {
-	if want, err := s.Content(); err == nil && bytes.Equal(data, want) {
-		st.UpToDate = true
-	}
 	args, err := s.b.program(data)
 	if err != nil || len(args) == 0 {
 		st.Warnings = append(st.Warnings, fmt.Sprintf("%s does not say what it runs (%v): run mc-broker launch install to rewrite it", st.File, err))
@@ -445,6 +448,15 @@ func (s *Service) inspectFile(st *Status, data []byte) {
 		if a == "--config" && i+1 < len(args) {
 			st.Config = args[i+1]
 		}
+	}
+	// Asked without a config, compare with the one the service runs: a
+	// status must not need install's flags repeated.
+	config := s.opts.ConfigFile
+	if config == "" {
+		config = st.Config
+	}
+	if want, err := s.b.render(s.argsFor(config), s.env()); err == nil && bytes.Equal(data, want) {
+		st.UpToDate = true
 	}
 	installed, err := os.Stat(st.Binary)
 	if err != nil {

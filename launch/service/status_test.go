@@ -136,3 +136,26 @@ func TestNewRefusesWhatCannotWork(t *testing.T) {
 		}
 	}
 }
+
+// launch status (and doctor) asked without --config, of a service
+// installed with one, compare with the config the service runs: asking
+// must not need the install's flags repeated.
+func TestStatusWithoutConfigKeepsTheInstalledOne(t *testing.T) {
+	for _, goos := range []string{"linux", "darwin"} {
+		t.Run(goos, func(t *testing.T) {
+			w := newWorld(t)
+			cfg := filepath.Join(w.home, "c.yaml")
+			if _, err := w.service(t, goos, cfg).Install(ctx); err != nil {
+				t.Fatal(err)
+			}
+			st := w.service(t, goos, "").Status(ctx)
+			if !st.UpToDate || st.Config != cfg || len(st.Warnings) != 0 {
+				t.Errorf("status without --config: up to date %v, config %q, warnings %q", st.UpToDate, st.Config, st.Warnings)
+			}
+			// Asked with another config, it is out of date.
+			if st := w.service(t, goos, filepath.Join(w.home, "other.yaml")).Status(ctx); st.UpToDate {
+				t.Error("status with another --config says up to date")
+			}
+		})
+	}
+}

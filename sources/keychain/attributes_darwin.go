@@ -13,7 +13,16 @@ import (
 	gokeychain "github.com/keybase/go-keychain"
 )
 
-func platformAttributes(*Security) attributeReader { return frameworkAttributes{} }
+// platformAttributes asks the framework only when the real security
+// program is in use: with MC_BROKER_SECURITY_BIN naming a fake (the
+// tests, on a Mac too), the fake's items are not in the Keychain, so
+// their dates must come from the fake as well.
+func platformAttributes(s *Security) attributeReader {
+	if s.Bin != "" && s.Bin != DefaultBin {
+		return securityAttributes{s}
+	}
+	return frameworkAttributes{}
+}
 
 type frameworkAttributes struct{}
 

@@ -1,7 +1,9 @@
 package keychain
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"time"
 
 	"github.com/mc-broker/mc-broker/broker/credential"
@@ -98,6 +100,9 @@ func (e *SecurityError) Unwrap() error { return e.Err }
 
 // Hint says what to do.
 func (e *SecurityError) Hint() string {
+	if errors.Is(e.Err, fs.ErrNotExist) {
+		return "security is macOS's program: off a Mac use store: file for this source, or name a stand-in with " + BinEnv
+	}
 	return "run `security find-generic-password -s SERVICE -a ACCOUNT` yourself to see the Keychain's message (it prints no secret without -w)"
 }
 
@@ -121,15 +126,20 @@ func (e *VerifyError) Hint() string {
 type TooLargeError struct {
 	Item Item
 	Size int
+	// Max is the largest login, in bytes, that fits the line with this
+	// item's names.
+	Max int
 }
 
 func (e *TooLargeError) Error() string {
-	return fmt.Sprintf("cannot write %s: the login is %d bytes, more than security -i takes on one line (about %d)", e.Item, e.Size, maxSecretForLine)
+	return fmt.Sprintf("cannot write %s: the login is %d bytes, more than the %d that security -i takes on one line", e.Item, e.Size, e.Max)
 }
 
 // Hint says what to do.
 func (e *TooLargeError) Hint() string {
-	return "the Keychain item was left as it was; log in again in the CLI on the host"
+	return "the Keychain item was left as it was (mc-broker never puts a login on security's command line, where other processes can read it); " +
+		"Claude's item also holds the host's MCP server tokens (mcpOAuth), which make it this large. " +
+		"The copies keep the newer login; if Claude on the host then cannot refresh, run claude and /login there"
 }
 
 // UnsafeNameError is a service, account or label that cannot be passed to

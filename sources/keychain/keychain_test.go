@@ -158,6 +158,11 @@ func TestReadErrorsAreTypedAndSayWhatToDo(t *testing.T) {
 	if !errors.As(err, &se) || se.ExitCode != -1 {
 		t.Errorf("missing program: %v", err)
 	}
+	// store: keychain off a Mac: the hint must not say to run the
+	// program that is not there.
+	if se != nil && (!strings.Contains(se.Hint(), "store: file") || !strings.Contains(se.Hint(), BinEnv)) {
+		t.Errorf("missing program hint: %q", se.Hint())
+	}
 }
 
 func TestHungSecurityIsKilledWithinTheTimeout(t *testing.T) {
@@ -461,5 +466,34 @@ func TestUpdateWaitsForClaudesWriteLock(t *testing.T) {
 	s.o.WriteLock = ClaudeWriteLock(filepath.Join(configDir, "missing"))
 	if err := s.Update(context.Background(), func([]byte, bool) ([]byte, bool) { return login, true }); err != nil {
 		t.Errorf("no config directory: %v", err)
+	}
+}
+
+// A login that fits one security -i line is written, however close to the
+// line's end: a host login with a few MCP server tokens is that large.
+func TestUpdateWritesALoginThatJustFitsTheLine(t *testing.T) {
+	f := newFake(t)
+	s := claudeSource(f)
+	f.put(fakeItem{Service: claudeItem.Service, Account: "dev", Label: claudeItem.Service, Secret: string(fixture(t, "claude/credentials.valid.json"))})
+	prefix := `add-generic-password -U -s "` + claudeItem.Service + `" -a "dev" -l "` + claudeItem.Service + `" -X "`
+	fits := (interactiveLineCap - 1 - len(prefix) - len("\"\n")) / 2
+	mk := func(n int) []byte {
+		head, tail := `{"claudeAiOauth":{"accessToken":"sk-ant-oat01-FAKE`, `"}}`
+		return []byte(head + strings.Repeat("A", n-len(head)-len(tail)) + tail)
+	}
+	big := mk(fits)
+	if err := s.Update(context.Background(), func([]byte, bool) ([]byte, bool) { return big, true }); err != nil {
+		t.Fatalf("a %d-byte login that fits one line: %v", len(big), err)
+	}
+	if it, _ := f.get(claudeItem); it.Secret != string(big) {
+		t.Errorf("the item holds %d bytes, want the %d written", len(it.Secret), len(big))
+	}
+	err := s.Update(context.Background(), func([]byte, bool) ([]byte, bool) { return mk(fits + 1), true })
+	var tl *TooLargeError
+	if !errors.As(err, &tl) {
+		t.Fatalf("one byte more: %v, want *TooLargeError", err)
+	}
+	if !strings.Contains(err.Error(), strconv.Itoa(fits)) {
+		t.Errorf("the error does not say the largest login that fits (%d): %v", fits, err)
 	}
 }

@@ -40,11 +40,6 @@ const (
 	interactiveLineCap = 4096 // security -i reads one command per line into this buffer
 )
 
-// maxSecretForLine is the largest value (in bytes, before hex encoding)
-// written with one `security -i` line, leaving room for the command, the
-// names and the newline.
-const maxSecretForLine = (interactiveLineCap - 512) / 2
-
 // Security runs the security program.
 type Security struct {
 	// Bin is the program; DefaultBin when empty.
@@ -248,20 +243,19 @@ func addCommand(item Item, label string, secret []byte) ([]byte, error) {
 			return nil, &UnsafeNameError{What: what}
 		}
 	}
-	if len(secret) > maxSecretForLine {
-		return nil, &TooLargeError{Item: item, Size: len(secret)}
-	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `add-generic-password -U -s "%s" -a "%s"`, item.Service, item.Account)
 	if label != "" {
 		fmt.Fprintf(&b, ` -l "%s"`, label)
 	}
 	b.WriteString(` -X "`)
+	// The whole line, newline included, must fit in the line buffer's
+	// interactiveLineCap-1 bytes; the hex takes two per byte of secret.
+	if max := (interactiveLineCap - 1 - b.Len() - len("\"\n")) / 2; len(secret) > max {
+		return nil, &TooLargeError{Item: item, Size: len(secret), Max: max}
+	}
 	b.WriteString(hex.EncodeToString(secret))
 	b.WriteString("\"\n")
-	if b.Len() >= interactiveLineCap {
-		return nil, &TooLargeError{Item: item, Size: len(secret)}
-	}
 	return b.Bytes(), nil
 }
 

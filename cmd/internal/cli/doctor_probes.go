@@ -54,9 +54,11 @@ func realDoctorProbes(f *Factory) *doctorProbes {
 				return doctor.Service{Err: err}
 			}
 			st := svc.Status(ctx)
-			out := doctor.Service{Installed: st.Installed, Running: st.State == service.StateRunning, Detail: st.File, Logs: st.Logs.String()}
+			out := doctor.Service{Installed: st.Installed, Running: st.State == service.StateRunning, Detail: st.File, Logs: st.Logs.String(), Warnings: st.Warnings}
 			if st.Installed && st.ManagerErr != nil {
 				out.Err = st.ManagerErr
+			} else if st.ManagerErr != nil {
+				out.Unreachable = st.ManagerErr
 			}
 			return out
 		},

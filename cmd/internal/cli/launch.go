@@ -51,6 +51,7 @@ when you give one (or MC_BROKER_CONFIG is set); otherwise watch finds its
 config file, or uses the built-in defaults, as in a shell. The service
 manager does not see your shell's environment, so install copies the
 variables that matter (CLAUDE_CONFIG_DIR, CODEX_HOME, GEMINI_CLI_HOME,
+CLAUDE_SECURESTORAGE_CONFIG_DIR, GEMINI_FORCE_ENCRYPTED_FILE_STORAGE,
 XDG_*_HOME, DOCKER_HOST, DOCKER_CONTEXT and the other DOCKER_* settings)
 into the service file. Run install again after changing them, after an
 upgrade, or to switch configs: it updates the file in place and restarts
@@ -246,8 +247,12 @@ func launchError(err error) error {
 		return &ExitError{Code: broker.ExitUsage, Err: err, Hint: "run mc-broker watch under your own supervisor"}
 	case errors.As(err, &tmp):
 		return &ExitError{Code: broker.ExitUsage, Err: err, Hint: "install mc-broker first (make install, or go install ./cmd/mc-broker) and run launch install with that binary"}
+	case errors.As(err, new(*ExitError)), errors.As(err, new(*config.Error)):
+		return err
 	}
-	return err
+	// Anything else failed on this host (writing the service file, finding
+	// the binary): not a usage mistake.
+	return &ExitError{Code: broker.ExitCopyFailed, Err: err, Hint: "check the path in the message and its permissions, then run the command again"}
 }
 
 func managerName(m string) string {

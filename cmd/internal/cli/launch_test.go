@@ -285,3 +285,22 @@ func TestCompletionIsListedAndPrintsScripts(t *testing.T) {
 		}
 	}
 }
+
+// A service file that cannot be written is not a usage mistake: exit 1,
+// as documented, and no "see mc-broker --help".
+func TestLaunchInstallThatCannotWriteTheFileExitsOne(t *testing.T) {
+	w := newLaunchWorld(t)
+	// ~/.config/systemd/user is a file, so the unit cannot be written.
+	if err := os.MkdirAll(filepath.Join(w.home, ".config", "systemd"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(w.home, ".config", "systemd", "user"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code := w.run("linux", "install", nil); code != 1 {
+		t.Errorf("exit %d, want 1; stderr:\n%s", code, w.err)
+	}
+	if strings.Contains(w.err.String(), "--help") {
+		t.Errorf("a failed write points at --help:\n%s", w.err)
+	}
+}

@@ -69,6 +69,12 @@ type Service struct {
 	Detail             string // unit or plist path, binary
 	Logs               string
 	Err                error
+	// Warnings are what launch status warns about: another binary, a file
+	// install would now write differently.
+	Warnings []string
+	// Unreachable is why the service manager does not answer when no
+	// service is installed: launch install cannot work here.
+	Unreachable error
 }
 
 // Finding is a compose-file problem.
@@ -249,12 +255,16 @@ func checkService(r *Result, ctx context.Context, in Inputs) {
 	switch {
 	case s.Err != nil:
 		c.Status, c.Detail = Info, "cannot ask the service manager: "+s.Err.Error()
+	case s.Installed && s.Running && len(s.Warnings) > 0:
+		c.Status, c.Detail, c.Fix = Warn, "installed and running ("+s.Detail+"), but "+strings.Join(s.Warnings, "; "), "mc-broker launch install (it updates the service in place)"
 	case s.Installed && s.Running:
 		c.Status, c.Detail = OK, "installed and running ("+s.Detail+"); logs: "+s.Logs
 	case s.Installed:
 		c.Status, c.Detail, c.Fix = Fail, "installed but not running ("+s.Detail+"); logs: "+s.Logs, "look at the logs, then mc-broker launch install to restart it"
 	case in.WatcherRunning:
 		c.Status, c.Detail = OK, "not installed, but a watcher is running (mc-broker watch or run)"
+	case s.Unreachable != nil:
+		c.Status, c.Detail, c.Fix = Warn, "not installed, and no service manager answers here ("+s.Unreachable.Error()+"): copies are only refreshed when you run mc-broker sync", "run mc-broker watch under your own supervisor (or mc-broker run -- COMMAND), so that a container's token refresh reaches the host"
 	default:
 		c.Status, c.Detail, c.Fix = Warn, "not installed: copies are only refreshed when you run mc-broker sync, and a container's token refresh does not reach the host", "mc-broker launch install"
 	}

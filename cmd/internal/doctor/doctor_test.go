@@ -101,3 +101,37 @@ func TestAConfigErrorStopsTheChecks(t *testing.T) {
 		t.Fatalf("checks = %+v", r.Checks)
 	}
 }
+
+// Where no service manager answers (a container, a login without a
+// systemd user instance), launch install fails: the fix must not send the
+// user there.
+func TestNoServiceManagerSuggestsAWatcherNotInstall(t *testing.T) {
+	in := Inputs{Service: func(context.Context) Service {
+		return Service{Unreachable: errors.New("cannot reach your systemd user instance (systemctl --user): Failed to connect to bus")}
+	}}
+	c := find(t, Run(context.Background(), in), "service", "background")
+	if c.Status != Warn || !strings.Contains(c.Fix, "mc-broker watch") || !strings.Contains(c.Detail, "Failed to connect to bus") {
+		t.Fatalf("no service manager: %s %q fix %q; want warn, the reason, and mc-broker watch as the fix", c.Status, c.Detail, c.Fix)
+	}
+	if strings.HasPrefix(c.Fix, "mc-broker launch install") {
+		t.Errorf("fix %q sends the user to a command that cannot work here", c.Fix)
+	}
+}
+
+// A running service that runs another binary, or a file install would now
+// write differently (an upgrade, a changed environment), needs the user:
+// doctor must not call it all well.
+func TestServiceWarningsNeedTheUser(t *testing.T) {
+	in := Inputs{Service: func(context.Context) Service {
+		return Service{Installed: true, Running: true, Detail: "mc-broker.service",
+			Warnings: []string{"the service runs /old/mc-broker, not this mc-broker (/new/mc-broker): run mc-broker launch install to switch to this one"}}
+	}}
+	r := Run(context.Background(), in)
+	c := find(t, r, "service", "background")
+	if c.Status != Warn || !strings.Contains(c.Detail, "/old/mc-broker") || !strings.Contains(c.Fix, "mc-broker launch install") {
+		t.Fatalf("service with a warning: %s %q fix %q", c.Status, c.Detail, c.Fix)
+	}
+	if !r.NeedsAttention() {
+		t.Error("doctor says all is well")
+	}
+}
