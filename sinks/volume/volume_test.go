@@ -374,3 +374,36 @@ func TestPrunedHelperImageIsMadeAgain(t *testing.T) {
 	}
 	assertNoHelpers(t, e)
 }
+
+// When the engine connection is dropped (the engine restarted, Docker
+// Desktop woke from sleep) the watcher reconnects; the poll helper made on
+// the old connection still exists on the engine and must not be left
+// beside the new one, holding the volume in use.
+func TestReconnectKeepsOnePollHelper(t *testing.T) {
+	sh, e := volumetest.NeedEngine(t)
+	vol := volumetest.UniqueVolume(t, e)
+	s := volume.New(volume.Options{Volume: vol, FileName: "auth.json", LockDir: t.TempDir(), Shared: sh})
+	t.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	if err := s.Update(ctx, always([]byte(`{"a":1}`))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Changed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first, err := sh.Lazy().Engine(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh.Lazy().Forget(first) // what a failed call does when the engine went away
+	if _, err := s.Changed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(volumetest.Helpers(t, e, volumetest.VolumeLabels(vol)...)); n != 1 {
+		t.Errorf("%d poll helpers for %s after a reconnect, want 1", n, vol)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertNoHelpers(t, e)
+}
