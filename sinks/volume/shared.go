@@ -164,6 +164,8 @@ func (s *Shared) createHelper(ctx context.Context, c *client.Client, volume, rol
 }
 
 func (s *Shared) create(ctx context.Context, c *client.Client, volume, role string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	res, err := c.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Config: &container.Config{
 			Image:           helperImage,

@@ -283,6 +283,8 @@ func (s *Sink) missingCompanions(ctx context.Context, c *client.Client, id strin
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	for _, name := range names {
 		if id != "" {
 			_, err := c.ContainerStatPath(ctx, id, client.ContainerStatPathOptions{Path: path.Join(mountPoint, s.o.Path, name)})
