@@ -44,11 +44,27 @@ if ! command -v docker-compose >/dev/null && [ "$(id -u)" = 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >&2 || say "docker-compose not installed; compose tests will be skipped"
 fi
 
+# A FROM-scratch image has no dynamic loader: only a static busybox runs in
+# it (Debian's busybox package is dynamic; busybox-static is not).
+static_busybox() {
+  local b
+  for b in /bin/busybox "$(command -v busybox || true)"; do
+    if [ -n "$b" ] && [ -x "$b" ] && ! ldd "$b" >/dev/null 2>&1; then
+      echo "$b"
+      return 0
+    fi
+  done
+  return 1
+}
+
 if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
-  busybox=$(command -v busybox || true)
-  [ -x /bin/busybox ] && busybox=/bin/busybox
-  if [ -z "$busybox" ]; then
-    say "busybox not found: cannot build $IMAGE"
+  if ! busybox=$(static_busybox) && [ "$(id -u)" = 0 ]; then
+    say "installing busybox-static"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >&2
+  fi
+  if ! busybox=$(static_busybox); then
+    say "no statically linked busybox: cannot build $IMAGE; install busybox-static (as root: apt-get install busybox-static)"
     exit 1
   fi
   ctx=$(mktemp -d)

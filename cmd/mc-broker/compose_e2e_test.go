@@ -140,7 +140,7 @@ func TestComposeVolumesSurviveDownV(t *testing.T) {
 	name := fmt.Sprintf("e2e%d", time.Now().UnixNano()%1e9)
 	volume := "mc-" + name + "-auth"
 	cfg := filepath.Join(work, "config.yaml")
-	writeFile(t, cfg, []byte("sources:\n  "+name+": {kind: claude}\n"))
+	writeFile(t, cfg, []byte("sources:\n  "+name+": {kind: claude}\nsinks:\n  - {source: "+name+", volume: "+volume+"}\n"))
 	composeProject(t, home, work, "echo kept > /root/.claude/marker", "--config", cfg, "--volumes", "--service", "app="+name)
 	docker := func(args ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

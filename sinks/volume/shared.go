@@ -45,6 +45,9 @@ const (
 // once from an empty tar, so nothing is pulled and no registry is needed.
 const HelperImage = "mc-broker-helper:empty"
 
+// helperImage is HelperImage; tests use an image of their own.
+var helperImage = HelperImage
+
 // mountPoint is where a helper container mounts the volume.
 const mountPoint = "/mc-broker-volume"
 
@@ -124,33 +127,48 @@ func (s *Shared) classify(e *engine.Engine, err error) error {
 func (s *Shared) ensureImage(ctx context.Context, c *client.Client) error {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	if _, err := c.ImageInspect(ctx, HelperImage); err == nil {
+	if _, err := c.ImageInspect(ctx, helperImage); err == nil {
 		return nil
 	} else if !cerrdefs.IsNotFound(err) {
-		return fmt.Errorf("cannot look up the helper image %s: %w", HelperImage, err)
+		return fmt.Errorf("cannot look up the helper image %s: %w", helperImage, err)
 	}
 	var empty bytes.Buffer
 	tw := tar.NewWriter(&empty)
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	res, err := c.ImageImport(ctx, client.ImageImportSource{Source: &empty, SourceName: "-"}, HelperImage, client.ImageImportOptions{
+	res, err := c.ImageImport(ctx, client.ImageImportSource{Source: &empty, SourceName: "-"}, helperImage, client.ImageImportOptions{
 		Message: "mc-broker helper: an empty image; its containers are created, never started",
 		Changes: []string{"LABEL " + LabelManaged + "=true"},
 	})
 	if err != nil {
-		return fmt.Errorf("cannot create the helper image %s: %w", HelperImage, err)
+		return fmt.Errorf("cannot create the helper image %s: %w", helperImage, err)
 	}
 	defer res.Close()
 	_, err = io.Copy(io.Discard, res)
 	return err
 }
 
-// createHelper creates (never starts) a container that mounts volume.
+// createHelper creates (never starts) a container that mounts volume. A
+// helper image removed since it was made (`docker image prune -a` removes
+// it whenever no container uses it) is made again.
 func (s *Shared) createHelper(ctx context.Context, c *client.Client, volume, role string) (string, error) {
+	id, err := s.create(ctx, c, volume, role)
+	if cerrdefs.IsNotFound(err) {
+		if ierr := s.ensureImage(ctx, c); ierr != nil {
+			return "", ierr
+		}
+		id, err = s.create(ctx, c, volume, role)
+	}
+	return id, err
+}
+
+func (s *Shared) create(ctx context.Context, c *client.Client, volume, role string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	res, err := c.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Config: &container.Config{
-			Image:           HelperImage,
+			Image:           helperImage,
 			Cmd:             neverRun,
 			NetworkDisabled: true,
 			Labels: map[string]string{

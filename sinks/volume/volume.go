@@ -283,6 +283,8 @@ func (s *Sink) missingCompanions(ctx context.Context, c *client.Client, id strin
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
 	for _, name := range names {
 		if id != "" {
 			_, err := c.ContainerStatPath(ctx, id, client.ContainerStatPathOptions{Path: path.Join(mountPoint, s.o.Path, name)})
@@ -469,7 +471,14 @@ func (s *Sink) Changed(ctx context.Context) (bool, error) {
 	c := e.Client()
 	s.pollMu.Lock()
 	defer s.pollMu.Unlock()
-	if s.pollID == "" || s.pollOn != e {
+	if s.pollID != "" && s.pollOn != e {
+		// Reconnected: the engine usually just restarted and still has the
+		// old poll helper, which would hold the volume in use beside the
+		// new one until the next run cleaned up.
+		_ = removeHelper(ctx, c, s.pollID)
+		s.pollID, s.pollOn = "", nil
+	}
+	if s.pollID == "" {
 		exists, err := s.volumeExists(ctx, c)
 		if err != nil {
 			return false, s.fail(e, "inspect volume", err)

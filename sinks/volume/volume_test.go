@@ -346,3 +346,64 @@ func TestCompanionsAreAddedOnceAndNeverReplaced(t *testing.T) {
 	}
 	assertNoHelpers(t, e)
 }
+
+// `docker image prune -a` (or `docker system prune -a`) removes the helper
+// image whenever no container uses it, which is most of the time. A
+// long-running watcher made it once at start; its next copy must make it
+// again rather than fail until restarted.
+func TestPrunedHelperImageIsMadeAgain(t *testing.T) {
+	sh, e := volumetest.NeedEngine(t)
+	image := fmt.Sprintf("mc-broker-helper-test-%d:empty", os.Getpid())
+	t.Cleanup(volume.UseHelperImage(image))
+	t.Cleanup(func() {
+		e.Client().ImageRemove(context.Background(), image, client.ImageRemoveOptions{Force: true})
+	})
+	vol := volumetest.UniqueVolume(t, e)
+	s := volume.New(volume.Options{Volume: vol, FileName: "auth.json", LockDir: t.TempDir(), Shared: sh})
+	if err := s.Update(context.Background(), always([]byte(`{"a":1}`))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Client().ImageRemove(context.Background(), image, client.ImageRemoveOptions{}); err != nil {
+		t.Fatalf("removing the helper image as a prune would: %v", err)
+	}
+	if err := s.Update(context.Background(), always([]byte(`{"a":2}`))); err != nil {
+		t.Fatalf("Update after the helper image was pruned: %v", err)
+	}
+	if got := volumetest.Run(t, vol, "cat /d/auth.json"); got != `{"a":2}` {
+		t.Errorf("volume holds %q", got)
+	}
+	assertNoHelpers(t, e)
+}
+
+// When the engine connection is dropped (the engine restarted, Docker
+// Desktop woke from sleep) the watcher reconnects; the poll helper made on
+// the old connection still exists on the engine and must not be left
+// beside the new one, holding the volume in use.
+func TestReconnectKeepsOnePollHelper(t *testing.T) {
+	sh, e := volumetest.NeedEngine(t)
+	vol := volumetest.UniqueVolume(t, e)
+	s := volume.New(volume.Options{Volume: vol, FileName: "auth.json", LockDir: t.TempDir(), Shared: sh})
+	t.Cleanup(func() { s.Close() })
+	ctx := context.Background()
+	if err := s.Update(ctx, always([]byte(`{"a":1}`))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Changed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first, err := sh.Lazy().Engine(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh.Lazy().Forget(first) // what a failed call does when the engine went away
+	if _, err := s.Changed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(volumetest.Helpers(t, e, volumetest.VolumeLabels(vol)...)); n != 1 {
+		t.Errorf("%d poll helpers for %s after a reconnect, want 1", n, vol)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertNoHelpers(t, e)
+}

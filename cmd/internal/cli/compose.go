@@ -58,8 +58,9 @@ docker-compose 1.29.
 --dirs (the default) mounts the directory copies from the config (without a
 config: $XDG_DATA_HOME/mc-broker/<cli>), or with --dir PATH the pre-run hook
 layout PATH/<cli> that 'mc-broker sync --dir PATH' writes. Directories work
-with every engine and need no Docker API. --volumes mounts the named volumes
-mc-claude-auth, mc-codex-auth, mc-gemini-auth instead.
+with every engine and need no Docker API. --volumes mounts the volume copies
+from the config instead (without a config: mc-claude-auth, mc-codex-auth,
+mc-gemini-auth).
 
 CLI names are claude, codex and gemini, or the source names in your config.
 
@@ -91,7 +92,7 @@ says so) unless --force is given; an unchanged file is not rewritten.`,
 	fl.StringArrayVar(&opts.Services, "service", nil, "a compose service and the CLIs it runs: `NAME=CLI[,CLI]` (repeat for more services)")
 	fl.StringVar(&opts.Home, "home", compose.DefaultHome, "the container user's home `DIR`: copies are mounted at DIR/.claude, DIR/.codex, DIR/.gemini")
 	fl.BoolVar(&opts.Dirs, "dirs", false, "mount the directory copies (the default)")
-	fl.BoolVar(&opts.Volumes, "volumes", false, "mount the named volumes mc-<cli>-auth instead of directories")
+	fl.BoolVar(&opts.Volumes, "volumes", false, "mount the config's volume copies (without a config mc-<cli>-auth) instead of directories")
 	fl.StringVarP(&opts.Output, "output", "o", "", "write the override to `FILE` (mode 0644) instead of printing it")
 	fl.BoolVar(&opts.Force, "force", false, "with -o, replace a file mc-broker did not write")
 	fl.StringVar(&opts.ConfigFile, "config", "", configFlagUsage)
@@ -178,19 +179,18 @@ func composeMount(cfg *config.Config, name string, volumes bool) (compose.Mount,
 	if _, ok := compose.CLIDirs[src.Kind]; !ok {
 		return compose.Mount{}, usageError("source %s is a %s source: only claude, codex and gemini logins have a config directory to mount", name, src.Kind)
 	}
+	where := "the config"
+	if cfg.File != "" {
+		where = cfg.File
+	}
 	if volumes {
-		// The default volume names; config volume sinks will name others.
-		return compose.Mount{CLI: src.Kind, Volume: "mc-" + name + "-auth"}, nil
+		return composeVolume(cfg, name, src.Kind, where)
 	}
 	var dirs []string
 	for _, sk := range cfg.Sinks {
 		if sk.Source == name && sk.Dir != "" {
 			dirs = append(dirs, sk.Dir)
 		}
-	}
-	where := "the config"
-	if cfg.File != "" {
-		where = cfg.File
 	}
 	switch len(dirs) {
 	case 0:
@@ -203,6 +203,40 @@ func composeMount(cfg *config.Config, name string, volumes bool) (compose.Mount,
 	return compose.Mount{}, &ExitError{Code: broker.ExitUsage,
 		Err:  fmt.Errorf("%s has %d directory copies in %s (%s): a service mounts one", name, len(dirs), where, strings.Join(dirs, ", ")),
 		Hint: "use --dir PATH for a project's own copy, or a config with one copy per source"}
+}
+
+// composeVolume finds the named volume holding the copy of the source
+// called name: the config's volume copy, or without a config file the
+// default volume sync keeps when an engine answers.
+func composeVolume(cfg *config.Config, name, kind, where string) (compose.Mount, error) {
+	if cfg.File == "" {
+		return compose.Mount{CLI: kind, Volume: config.DefaultVolume(kind)}, nil
+	}
+	var vols []config.Sink
+	for _, sk := range cfg.Sinks {
+		if sk.Source == name && sk.Volume != "" {
+			vols = append(vols, sk)
+		}
+	}
+	switch {
+	case len(vols) == 0:
+		return compose.Mount{}, &ExitError{Code: broker.ExitUsage,
+			Err:  fmt.Errorf("%s has no volume copy in %s", name, where),
+			Hint: "add a sink with volume: for it, or leave out --volumes to mount its directory copy"}
+	case len(vols) > 1:
+		var names []string
+		for _, sk := range vols {
+			names = append(names, sk.Volume)
+		}
+		return compose.Mount{}, &ExitError{Code: broker.ExitUsage,
+			Err:  fmt.Errorf("%s has %d volume copies in %s (%s): a service mounts one", name, len(vols), where, strings.Join(names, ", ")),
+			Hint: "use a config with one volume copy per source"}
+	case vols[0].Path != "" && vols[0].Path != "/":
+		return compose.Mount{}, &ExitError{Code: broker.ExitUsage,
+			Err:  fmt.Errorf("%s's volume copy is in %s inside %s: the override mounts a volume's root as the config directory", name, vols[0].Path, vols[0].Volume),
+			Hint: "drop path: from that sink (the volume's root is then the config directory), or write that mount yourself"}
+	}
+	return compose.Mount{CLI: kind, Volume: vols[0].Volume}, nil
 }
 
 // noteMissingDirs says which copies 'up' would stop on; not an error: the

@@ -239,3 +239,35 @@ func writeTestFile(t *testing.T, name, content string) {
 		t.Fatal(err)
 	}
 }
+
+// --volumes mounts the volume copies the config names, as --dirs mounts
+// its directory copies: a service must not get a volume sync never fills.
+func TestComposeVolumesFollowTheConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "config.yaml")
+	writeTestFile(t, cfgFile, "sources:\n  work: {kind: claude, path: /nonexistent/creds.json}\n  codex: {}\n  gemini: {}\n"+
+		"sinks:\n  - {source: work, volume: team-claude}\n  - {source: codex, dir: "+dir+"/codex}\n"+
+		"  - {source: gemini, volume: shared-auth, path: /home/.gemini}\n")
+
+	f, out, errb := testFactory(t, nil)
+	if code := Main([]string{"compose", "--config", cfgFile, "--volumes", "--service", "app=work"}, f); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb)
+	}
+	for _, want := range []string{"source: team-claude\n        target: /root/.claude", "  team-claude:\n    external: true"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the configured volume is not mounted (want %q):\n%s", want, out)
+		}
+	}
+	for _, tt := range []struct{ service, want string }{
+		{"app=codex", "codex has no volume copy in " + cfgFile},
+		{"app=gemini", "gemini's volume copy is in /home/.gemini inside shared-auth"},
+	} {
+		f, out, errb := testFactory(t, nil)
+		if code := Main([]string{"compose", "--config", cfgFile, "--volumes", "--service", tt.service}, f); code != 2 {
+			t.Errorf("%s: exit %d, want 2", tt.service, code)
+		}
+		if !strings.Contains(errb.String(), tt.want) || out.Len() != 0 {
+			t.Errorf("%s: stderr %q lacks %q (stdout %q)", tt.service, errb, tt.want, out)
+		}
+	}
+}
