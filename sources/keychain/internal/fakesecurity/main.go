@@ -103,9 +103,16 @@ func load(path string) *store {
 	return st
 }
 
+// save replaces the store by rename, as the real Keychain commits a write
+// at once: a test or a concurrent call never reads it half-written.
 func save(path string, st *store) {
 	data, _ := json.MarshalIndent(st, "", "  ")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
+	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+	err := os.WriteFile(tmp, data, 0o600)
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "fakesecurity:", err)
 		os.Exit(2)
 	}
