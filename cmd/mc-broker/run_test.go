@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mc-broker/mc-broker/broker/watch"
 )
 
 // TestRunExitStatus: run exits with its command's status, and refuses to
@@ -153,5 +155,29 @@ func TestWatchStopsWithinGraceWhenBlocked(t *testing.T) {
 	t.Logf("stopped %v after SIGTERM while blocked on a lock", time.Since(start))
 	for _, c := range w.copies {
 		w.valid(c)
+	}
+}
+
+// TestRunSaysAtOnceWhenItCannotWatch: a watcher that cannot start (here its
+// lock file is a directory) is reported while the command runs, not only
+// after it ends: otherwise `run -- docker compose up` runs for hours with
+// copies nobody keeps current and nothing said.
+func TestRunSaysAtOnceWhenItCannotWatch(t *testing.T) {
+	w := newWorld(t, "claude", 1)
+	if err := os.MkdirAll(filepath.Join(w.state, watch.LockFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stop := filepath.Join(w.root, "stop")
+	p := w.start("run", "--config", w.config, "--log-format", "json", "--", "sh", "-c", `while [ ! -e "$1" ]; do sleep 0.01; done`, "sh", stop)
+	t.Cleanup(func() { os.WriteFile(stop, nil, 0o600) }) // ends the command if the test fails
+	waitFor(t, 5*time.Second, "run to say that it is not watching", func() (bool, string) {
+		return p.log.count("the watcher stopped early; copies are not kept current while the command runs") == 1, p.log.String()
+	})
+	writeFile(t, stop, nil)
+	if code := p.wait(5 * time.Second); code != 0 {
+		t.Errorf("run exited %d, want the command's 0", code)
+	}
+	if n := p.log.count("the watcher stopped early; copies are not kept current while the command runs"); n != 1 {
+		t.Errorf("the failure was logged %d times, want once:\n%s", n, p.log.String())
 	}
 }

@@ -120,17 +120,21 @@ func runRun(ctx context.Context, opts *RunOptions) error {
 	}
 	wo.Quiet, wo.PollInterval = opts.Quiet, opts.PollInterval
 	watchCtx, stopWatch := context.WithCancel(ctx)
-	watchDone := make(chan error, 1)
-	go func() { watchDone <- watch.Run(watchCtx, wo) }()
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		// Said when it happens, not when COMMAND ends: the user must know
+		// now that the copies are no longer kept current.
+		err := watch.Run(watchCtx, wo)
+		var running *watch.AlreadyRunningError
+		if err != nil && !errors.As(err, &running) {
+			log.Warn("the watcher stopped early; copies are not kept current while the command runs", "error", err)
+		}
+	}()
 
 	code, err := runCommand(f, opts.Command, sigs)
 	stopWatch()
-	if werr := <-watchDone; werr != nil {
-		var running *watch.AlreadyRunningError
-		if !errors.As(werr, &running) {
-			log.Warn("the watcher stopped early", "error", werr)
-		}
-	}
+	<-watchDone
 	if err != nil {
 		return err
 	}
