@@ -181,3 +181,62 @@ func TestRunSaysAtOnceWhenItCannotWatch(t *testing.T) {
 		t.Errorf("the failure was logged %d times, want once:\n%s", n, p.log.String())
 	}
 }
+
+// TestRunDoesNotStartTheCommandAfterASignal: a signal that arrives while
+// run is still syncing (here blocked on a copy lock, as on a slow engine)
+// means the user wants out: the command must not be started afterwards.
+func TestRunDoesNotStartTheCommandAfterASignal(t *testing.T) {
+	w := newWorld(t, "claude", 1)
+	if _, errOut, code := w.run("sync", "--config", w.config); code != 0 {
+		t.Fatalf("sync exited %d:\n%s", code, errOut)
+	}
+	w.replace(w.source, w.login(2))
+	locks, _ := filepath.Glob(filepath.Join(w.state, "locks", "*"))
+	if len(locks) == 0 {
+		t.Fatal("no copy locks in the state directory")
+	}
+	var held []*os.File
+	for _, l := range locks {
+		f, err := os.OpenFile(l, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, f)
+	}
+	marker := filepath.Join(w.root, "ran")
+	p := w.start("run", "--config", w.config, "--", "touch", marker)
+	// Until exec completes the child still has this test's lock files
+	// open: a lock seen open twice, 10 ms apart, is mc-broker's own.
+	seen := 0
+	waitFor(t, 5*time.Second, "run to wait for a copy lock in its first sync", func() (bool, string) {
+		fds, _ := filepath.Glob(filepath.Join("/proc", strconv.Itoa(p.cmd.Process.Pid), "fd", "*"))
+		for _, fd := range fds {
+			if target, err := os.Readlink(fd); err == nil && filepath.Dir(target) == filepath.Join(w.state, "locks") {
+				if seen++; seen == 2 {
+					return true, ""
+				}
+				time.Sleep(10 * time.Millisecond)
+				return false, "a copy lock open once"
+			}
+		}
+		seen = 0
+		return false, "no copy lock open"
+	})
+	p.signal(syscall.SIGTERM)
+	for _, f := range held {
+		unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	}
+	if code := p.wait(10 * time.Second); code != 128+int(syscall.SIGTERM) {
+		t.Errorf("run exited %d after SIGTERM during its sync, want %d", code, 128+int(syscall.SIGTERM))
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("run started the command after it was told to stop")
+	}
+	if !strings.Contains(p.log.String(), "touch was not started") {
+		t.Errorf("run does not say that the command was not started:\n%s", p.log.String())
+	}
+}
