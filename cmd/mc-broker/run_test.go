@@ -122,20 +122,7 @@ func TestRunKeepsCopiesCurrent(t *testing.T) {
 func TestWatchStopsWithinGraceWhenBlocked(t *testing.T) {
 	w := newWorld(t, "claude", 2)
 	p := w.watch()
-	locks, _ := filepath.Glob(filepath.Join(w.state, "locks", "*"))
-	if len(locks) == 0 {
-		t.Fatal("no copy locks in the state directory")
-	}
-	for _, l := range locks {
-		f, err := os.OpenFile(l, os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-			t.Fatal(err)
-		}
-	}
+	holdCopyLocks(t, w)
 	w.replace(w.source, w.login(2))
 	// The watcher is stuck once it has a copy lock open (and cannot take it).
 	waitFor(t, 5*time.Second, "the watcher to wait for a copy lock", func() (bool, string) {
@@ -191,22 +178,7 @@ func TestRunDoesNotStartTheCommandAfterASignal(t *testing.T) {
 		t.Fatalf("sync exited %d:\n%s", code, errOut)
 	}
 	w.replace(w.source, w.login(2))
-	locks, _ := filepath.Glob(filepath.Join(w.state, "locks", "*"))
-	if len(locks) == 0 {
-		t.Fatal("no copy locks in the state directory")
-	}
-	var held []*os.File
-	for _, l := range locks {
-		f, err := os.OpenFile(l, os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, f)
-	}
+	held := holdCopyLocks(t, w)
 	marker := filepath.Join(w.root, "ran")
 	p := w.start("run", "--config", w.config, "--", "touch", marker)
 	// Until exec completes the child still has this test's lock files
@@ -239,4 +211,27 @@ func TestRunDoesNotStartTheCommandAfterASignal(t *testing.T) {
 	if !strings.Contains(p.log.String(), "touch was not started") {
 		t.Errorf("run does not say that the command was not started:\n%s", p.log.String())
 	}
+}
+
+// holdCopyLocks takes mc-broker's lock on every copy, as a stuck `mc-broker
+// sync` elsewhere would; they are let go when the test ends.
+func holdCopyLocks(t *testing.T, w *world) []*os.File {
+	t.Helper()
+	locks, _ := filepath.Glob(filepath.Join(w.state, "locks", "*"))
+	if len(locks) == 0 {
+		t.Fatal("no copy locks in the state directory")
+	}
+	var held []*os.File
+	for _, l := range locks {
+		f, err := os.OpenFile(l, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, f)
+	}
+	return held
 }
