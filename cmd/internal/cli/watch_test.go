@@ -60,3 +60,15 @@ func TestWatchNamesTheDefaultConfigFile(t *testing.T) {
 		t.Errorf("the log does not name the config file:\n%s", errb)
 	}
 }
+
+// TestStatusDatesTheLastPass: a watcher idle for days shows the day of its
+// last pass, not a time of day that reads as today.
+func TestStatusDatesTheLastPass(t *testing.T) {
+	now := time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)
+	ws := &watcherStatus{Running: true, State: &watch.State{PID: 42, StartedAt: now.Add(-96 * time.Hour), UpdatedAt: now.Add(-71 * time.Hour)}}
+	var out strings.Builder
+	printWatcher(&out, ws, now)
+	if !strings.Contains(out.String(), "last pass 2026-11-29 10:00:00 UTC") {
+		t.Errorf("status shows:\n%s\nwant the last pass with its day", out.String())
+	}
+}
