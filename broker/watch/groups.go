@@ -98,6 +98,19 @@ func (w *watcher) track(g *group, v any) {
 // seen. It returns nothing; groups whose directory just appeared get a pass,
 // since their file may have been written before the watch was in place.
 func (w *watcher) rewatch() {
+	// A directory created (mkdir -p) between looking for the nearest
+	// existing one and watching it raised its event before the watch:
+	// look again until nothing changes, or it stays unwatched until the
+	// next poll.
+	for range 8 {
+		if !w.rewatchOnce() {
+			return
+		}
+	}
+}
+
+// rewatchOnce is one round of rewatch; it reports whether it added a watch.
+func (w *watcher) rewatchOnce() (added bool) {
 	want := map[string]bool{}
 	for d := range w.dirs {
 		want[nearestDir(d)] = true
@@ -117,11 +130,13 @@ func (w *watcher) rewatch() {
 			continue
 		}
 		w.watched[p] = true
+		added = true
 		if w.dirs[p] && w.started {
 			w.scheduleUnder(p)
 			w.mirrorEvent(filepath.Join(p, lockmirror.LockName)) // taken before the watch
 		}
 	}
+	return added
 }
 
 // nearestDir is d, or its nearest ancestor that exists as a directory.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/mc-broker/mc-broker/broker/watch"
 )
 
 // TestRunExitStatus: run exits with its command's status, and refuses to
@@ -120,20 +122,7 @@ func TestRunKeepsCopiesCurrent(t *testing.T) {
 func TestWatchStopsWithinGraceWhenBlocked(t *testing.T) {
 	w := newWorld(t, "claude", 2)
 	p := w.watch()
-	locks, _ := filepath.Glob(filepath.Join(w.state, "locks", "*"))
-	if len(locks) == 0 {
-		t.Fatal("no copy locks in the state directory")
-	}
-	for _, l := range locks {
-		f, err := os.OpenFile(l, os.O_RDWR, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-			t.Fatal(err)
-		}
-	}
+	holdCopyLocks(t, w)
 	w.replace(w.source, w.login(2))
 	// The watcher is stuck once it has a copy lock open (and cannot take it).
 	waitFor(t, 5*time.Second, "the watcher to wait for a copy lock", func() (bool, string) {
@@ -154,4 +143,95 @@ func TestWatchStopsWithinGraceWhenBlocked(t *testing.T) {
 	for _, c := range w.copies {
 		w.valid(c)
 	}
+}
+
+// TestRunSaysAtOnceWhenItCannotWatch: a watcher that cannot start (here its
+// lock file is a directory) is reported while the command runs, not only
+// after it ends: otherwise `run -- docker compose up` runs for hours with
+// copies nobody keeps current and nothing said.
+func TestRunSaysAtOnceWhenItCannotWatch(t *testing.T) {
+	w := newWorld(t, "claude", 1)
+	if err := os.MkdirAll(filepath.Join(w.state, watch.LockFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stop := filepath.Join(w.root, "stop")
+	p := w.start("run", "--config", w.config, "--log-format", "json", "--", "sh", "-c", `while [ ! -e "$1" ]; do sleep 0.01; done`, "sh", stop)
+	t.Cleanup(func() { os.WriteFile(stop, nil, 0o600) }) // ends the command if the test fails
+	waitFor(t, 5*time.Second, "run to say that it is not watching", func() (bool, string) {
+		return p.log.count("the watcher stopped early; copies are not kept current while the command runs") == 1, p.log.String()
+	})
+	writeFile(t, stop, nil)
+	if code := p.wait(5 * time.Second); code != 0 {
+		t.Errorf("run exited %d, want the command's 0", code)
+	}
+	if n := p.log.count("the watcher stopped early; copies are not kept current while the command runs"); n != 1 {
+		t.Errorf("the failure was logged %d times, want once:\n%s", n, p.log.String())
+	}
+}
+
+// TestRunDoesNotStartTheCommandAfterASignal: a signal that arrives while
+// run is still syncing (here blocked on a copy lock, as on a slow engine)
+// means the user wants out: the command must not be started afterwards.
+func TestRunDoesNotStartTheCommandAfterASignal(t *testing.T) {
+	w := newWorld(t, "claude", 1)
+	if _, errOut, code := w.run("sync", "--config", w.config); code != 0 {
+		t.Fatalf("sync exited %d:\n%s", code, errOut)
+	}
+	w.replace(w.source, w.login(2))
+	held := holdCopyLocks(t, w)
+	marker := filepath.Join(w.root, "ran")
+	p := w.start("run", "--config", w.config, "--", "touch", marker)
+	// Until exec completes the child still has this test's lock files
+	// open: a lock seen open twice, 10 ms apart, is mc-broker's own.
+	seen := 0
+	waitFor(t, 5*time.Second, "run to wait for a copy lock in its first sync", func() (bool, string) {
+		fds, _ := filepath.Glob(filepath.Join("/proc", strconv.Itoa(p.cmd.Process.Pid), "fd", "*"))
+		for _, fd := range fds {
+			if target, err := os.Readlink(fd); err == nil && filepath.Dir(target) == filepath.Join(w.state, "locks") {
+				if seen++; seen == 2 {
+					return true, ""
+				}
+				time.Sleep(10 * time.Millisecond)
+				return false, "a copy lock open once"
+			}
+		}
+		seen = 0
+		return false, "no copy lock open"
+	})
+	p.signal(syscall.SIGTERM)
+	for _, f := range held {
+		unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	}
+	if code := p.wait(10 * time.Second); code != 128+int(syscall.SIGTERM) {
+		t.Errorf("run exited %d after SIGTERM during its sync, want %d", code, 128+int(syscall.SIGTERM))
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("run started the command after it was told to stop")
+	}
+	if !strings.Contains(p.log.String(), "touch was not started") {
+		t.Errorf("run does not say that the command was not started:\n%s", p.log.String())
+	}
+}
+
+// holdCopyLocks takes mc-broker's lock on every copy, as a stuck `mc-broker
+// sync` elsewhere would; they are let go when the test ends.
+func holdCopyLocks(t *testing.T, w *world) []*os.File {
+	t.Helper()
+	locks, _ := filepath.Glob(filepath.Join(w.state, "locks", "*"))
+	if len(locks) == 0 {
+		t.Fatal("no copy locks in the state directory")
+	}
+	var held []*os.File
+	for _, l := range locks {
+		f, err := os.OpenFile(l, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, f)
+	}
+	return held
 }

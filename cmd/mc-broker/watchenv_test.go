@@ -315,6 +315,9 @@ func (w *world) start(args ...string) *proc {
 	w.t.Helper()
 	p := &proc{t: w.t, cmd: w.command(args...), log: &logBuffer{}, out: &logBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.log
+	// A command run by `run` may outlive a killed mc-broker and hold its
+	// output pipes: Wait must not hang the test on them.
+	p.cmd.WaitDelay = 5 * time.Second
 	if err := p.cmd.Start(); err != nil {
 		w.t.Fatal(err)
 	}

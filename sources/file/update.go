@@ -64,8 +64,10 @@ func (s *Source) Update(ctx context.Context, decide broker.Decide) error {
 		return fmt.Errorf("cannot resolve %s: %w", s.path, errors.Unwrap(err))
 	}
 	dir := filepath.Dir(target)
+	// The CLI takes its locks in its own directory (where the link is),
+	// not beside a dotfile manager's target.
 	for _, name := range s.lockFiles {
-		unlock, err := filelock.Lock(ctx, filepath.Join(dir, name), lockTimeout)
+		unlock, err := filelock.Lock(ctx, filepath.Join(filepath.Dir(s.path), name), lockTimeout)
 		if err != nil {
 			return err
 		}

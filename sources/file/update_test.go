@@ -95,3 +95,39 @@ func TestUpdateWaitsForClaudesStorageWriteLock(t *testing.T) {
 		t.Fatal("write-back left claude's lock directory behind")
 	}
 }
+
+// TestUpdateTakesTheCLIsLocksBesideTheLink: Codex flocks auth.lock and
+// auth.json.lock in its own directory ($CODEX_HOME), whatever auth.json
+// links to; a write-back through a symlinked auth.json must wait for those,
+// not for lock files beside the link's target that nobody takes.
+func TestUpdateTakesTheCLIsLocksBesideTheLink(t *testing.T) {
+	real := filepath.Join(t.TempDir(), "auth.json")
+	os.WriteFile(real, []byte(`{"old":1}`), 0o600)
+	home := t.TempDir()
+	link := filepath.Join(home, "auth.json")
+	os.Symlink(real, link)
+	unlock, err := filelock.Lock(context.Background(), filepath.Join(home, "auth.lock"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New("codex", credential.Codex, link).WithLockFiles([]string{"auth.lock", "auth.json.lock"})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Update(context.Background(), func([]byte, bool) ([]byte, bool) { return []byte(`{"new":1}`), true })
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("write-back finished (%v) while codex held auth.lock in its home", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(real); string(got) != `{"new":1}` {
+		t.Fatalf("after the lock was released: %q", got)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(real), "auth.lock")); err == nil {
+		t.Error("lock file made beside the link's target, where codex never looks")
+	}
+}

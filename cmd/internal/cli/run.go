@@ -52,7 +52,9 @@ Signals: SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to mc-broker are
 passed on to COMMAND; so is SIGINT, except when run in a terminal, where
 Ctrl-C already reaches COMMAND directly (passing it on again would make
 tools like docker compose force-stop). A COMMAND killed by a signal gives
-exit status 128 + the signal number.
+exit status 128 + the signal number. A SIGINT, SIGTERM, SIGHUP or SIGQUIT
+that arrives during the first sync stops run before COMMAND starts (exit
+128 + the signal number).
 
 The watcher logs only warnings and errors by default (--log-level) to
 stderr, so COMMAND's output stays readable.`,
@@ -114,23 +116,31 @@ func runRun(ctx context.Context, opts *RunOptions) error {
 		}
 	}
 
+	if err := stoppedBeforeStart(sigs, opts.Command[0]); err != nil {
+		return err
+	}
+
 	wo, err := watchOptions(f, opts.ConfigFile, log)
 	if err != nil {
 		return err
 	}
 	wo.Quiet, wo.PollInterval = opts.Quiet, opts.PollInterval
 	watchCtx, stopWatch := context.WithCancel(ctx)
-	watchDone := make(chan error, 1)
-	go func() { watchDone <- watch.Run(watchCtx, wo) }()
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		// Said when it happens, not when COMMAND ends: the user must know
+		// now that the copies are no longer kept current.
+		err := watch.Run(watchCtx, wo)
+		var running *watch.AlreadyRunningError
+		if err != nil && !errors.As(err, &running) {
+			log.Warn("the watcher stopped early; copies are not kept current while the command runs", "error", err)
+		}
+	}()
 
 	code, err := runCommand(f, opts.Command, sigs)
 	stopWatch()
-	if werr := <-watchDone; werr != nil {
-		var running *watch.AlreadyRunningError
-		if !errors.As(werr, &running) {
-			log.Warn("the watcher stopped early", "error", werr)
-		}
-	}
+	<-watchDone
 	if err != nil {
 		return err
 	}
@@ -138,6 +148,39 @@ func runRun(ctx context.Context, opts *RunOptions) error {
 		return &ExitError{Code: code}
 	}
 	return nil
+}
+
+// stoppedBeforeStart returns an *ExitError (128 + the signal) when a
+// signal that asks to stop (Ctrl-C, SIGTERM, SIGHUP, SIGQUIT) came while
+// run was syncing: the user wants out, and in a terminal the command would
+// otherwise start and never see that Ctrl-C. Other signals stay queued for
+// the command.
+func stoppedBeforeStart(sigs chan os.Signal, command string) error {
+	var keep []os.Signal
+	defer func() {
+		for _, s := range keep {
+			select {
+			case sigs <- s:
+			default:
+			}
+		}
+	}()
+	for {
+		select {
+		case s := <-sigs:
+			switch s {
+			case os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT:
+				code := 1
+				if n, ok := s.(syscall.Signal); ok {
+					code = 128 + int(n)
+				}
+				return &ExitError{Code: code, Err: fmt.Errorf("%v while syncing: %s was not started", s, command)}
+			}
+			keep = append(keep, s)
+		default:
+			return nil
+		}
+	}
 }
 
 // runCommand runs argv with the process's standard streams, passes sigs on,

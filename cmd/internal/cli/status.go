@@ -120,7 +120,7 @@ func printWatcher(w io.Writer, ws *watcherStatus, now time.Time) {
 	switch {
 	case ws.Running && st != nil:
 		fmt.Fprintf(w, "watcher: running since %s (pid %d, %s ago), last pass %s\n",
-			st.StartedAt.UTC().Format("2006-01-02 15:04:05 MST"), st.PID, humanDuration(now.Sub(st.StartedAt)), st.UpdatedAt.UTC().Format("15:04:05 MST"))
+			st.StartedAt.UTC().Format("2006-01-02 15:04:05 MST"), st.PID, humanDuration(now.Sub(st.StartedAt)), st.UpdatedAt.UTC().Format("2006-01-02 15:04:05 MST"))
 	case ws.Running:
 		fmt.Fprintln(w, "watcher: running")
 	case st != nil:

@@ -175,6 +175,13 @@ func watchOptions(f *Factory, configFile string, log *slog.Logger) (watch.Option
 	if name == "" {
 		name = f.Getenv("MC_BROKER_CONFIG")
 	}
+	if name == "" {
+		// What selection.config reads when it exists: the log and status
+		// must not say "built-in defaults" for it.
+		if _, err := os.Stat(env.ConfigFile()); err == nil {
+			name = env.ConfigFile()
+		}
+	}
 	return watch.Options{
 		Load: func() (*broker.Broker, error) {
 			b, _, err := sel.load(context.Background(), f)
