@@ -98,6 +98,9 @@ func (w *watcher) installMirrors(b *broker.Broker) {
 			continue
 		}
 		total += len(dirs)
+		if n := lockmirror.RemoveLeftovers(dirs, self); n > 0 {
+			w.log.Info("removed refresh locks left by a process that is gone (an mc-broker killed while mirroring?)", "source", s.Name(), "locks", n)
+		}
 		w.mirrors.byGroup[s.Name()] = lockmirror.New(lockmirror.Options{
 			Dirs: dirs, Bound: w.o.LockMirrorBound, Self: self, Now: w.o.Now,
 			Log: w.log.With("source", s.Name()),

@@ -34,3 +34,15 @@ func itoa(n int) string {
 	}
 	return string(b)
 }
+
+// startOf is the procStart of a running pid; ok is false when there is no
+// such process.
+func startOf(pid int) (start string, ok bool) {
+	cmd := exec.Command("ps", "-o", "lstart=", "-p", itoa(pid))
+	cmd.Env = append(os.Environ(), "LC_ALL=C", "TZ=UTC")
+	out, err := cmd.Output()
+	if err != nil || strings.TrimSpace(string(out)) == "" {
+		return "", false
+	}
+	return strings.TrimSpace(string(out)), true
+}

@@ -2,6 +2,7 @@ package lockmirror
 
 import (
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -44,4 +45,14 @@ func procStart(stat string) string {
 		return ""
 	}
 	return fields[19]
+}
+
+// startOf is the procStart of a running pid; ok is false when there is no
+// such process.
+func startOf(pid int) (start string, ok bool) {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", false
+	}
+	return procStart(string(stat)), true
 }

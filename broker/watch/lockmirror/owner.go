@@ -117,3 +117,37 @@ func ReadOwner(dir string) (*Owner, error) {
 	}
 	return &o, nil
 }
+
+// RemoveLeftovers removes refresh locks in dirs whose owner is a process
+// of this machine and pid namespace that is gone: the mirrors of an
+// mc-broker that was killed (kill -9, power loss) before it could take them
+// down, or a lock of a host Claude Code that died holding it. A waiting
+// Claude Code in a container never takes over a lock whose owner is in
+// another pid domain, so without this such a leftover would block its
+// refreshes. A lock without an owner file, or whose owner lives or is
+// from another machine or namespace, is left alone. It returns how many it
+// removed.
+func RemoveLeftovers(dirs []string, self Identity) int {
+	n := 0
+	for _, dir := range dirs {
+		owner, err := ReadOwner(dir)
+		if err != nil || owner == nil || owner.PIDDomain != self.PIDDomain || owner.PIDSpace != self.PIDSpace {
+			continue
+		}
+		if owner.PID == self.PID && owner.ProcStart == self.ProcStart {
+			continue // ours, alive
+		}
+		if start, alive := startOf(owner.PID); alive && start == owner.ProcStart {
+			continue
+		}
+		if fi, err := os.Lstat(filepath.Join(dir, LockName)); err != nil || !fi.IsDir() {
+			continue
+		}
+		// The owner file first, then the directory, as Claude Code does.
+		_ = os.Remove(filepath.Join(dir, OwnerName))
+		if os.Remove(filepath.Join(dir, LockName)) == nil {
+			n++
+		}
+	}
+	return n
+}
