@@ -63,6 +63,10 @@ type Options struct {
 	// Ready, when set, is closed once the first full sync is done and the
 	// watches are in place.
 	Ready chan<- struct{}
+	// Recheck, when set, is asked at every poll whether the config should
+	// be loaded again although no SIGHUP came (the built-in defaults gain
+	// their Docker volumes once an engine answers).
+	Recheck func() bool
 	// NoLockMirror turns refresh-lock mirroring off (mirror.go);
 	// LockMirrorBound caps how long a mirrored lock is held
 	// (lockmirror.DefaultBound when 0).
@@ -215,6 +219,9 @@ func (w *watcher) loop(ctx context.Context) error {
 		case <-poll.C:
 			w.rewatch()
 			w.pollStores()
+			if w.o.Recheck != nil && w.o.Recheck() {
+				w.reload()
+			}
 		case <-w.o.Reload:
 			w.reload()
 		}

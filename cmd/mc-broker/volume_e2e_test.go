@@ -459,3 +459,69 @@ func TestWatchAdoptsARefreshInsideAVolume(t *testing.T) {
 		t.Errorf("%d backups, want 1", n)
 	}
 }
+
+// TestWatchAddsDefaultVolumesWhenTheEngineComesUp: a watcher on the
+// built-in defaults started before Docker (a service at login, Docker
+// Desktop still starting) gains the default volume copies once the engine
+// answers, without a SIGHUP.
+func TestWatchAddsDefaultVolumesWhenTheEngineComesUp(t *testing.T) {
+	_, e := volumetest.NeedEngine(t)
+	ctx := context.Background()
+	names := []string{"mc-claude-auth", "mc-codex-auth", "mc-gemini-auth"}
+	for _, n := range names {
+		if _, err := e.Client().VolumeInspect(ctx, n, client.VolumeInspectOptions{}); err == nil {
+			t.Skipf("volume %s exists on this engine already (not this test's): not touching it", n)
+		}
+	}
+	t.Cleanup(func() {
+		for _, n := range names {
+			volumetest.RemoveVolume(e, n)
+		}
+	})
+	realSock, ok := strings.CutPrefix(e.Endpoint.Host, "unix://")
+	if !ok {
+		t.Skipf("the engine is not on a unix socket (%s)", e.Endpoint.Host)
+	}
+	root := t.TempDir()
+	home := filepath.Join(root, "home")
+	putFixture(t, "codex/auth.chatgpt.json", filepath.Join(home, ".codex/auth.json"))
+	sock := filepath.Join(root, "docker.sock") // nothing there yet
+	cmd := exec.Command(filepath.Join(binDir, "mc-broker"), "watch", "--poll-interval", "200ms", "--log-format", "json")
+	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "XDG_STATE_HOME=" + filepath.Join(root, "state"), "DOCKER_HOST=unix://" + sock}
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("watch logs:\n%s", logs.String())
+		}
+	}()
+	waitFor(t, 10*time.Second, "the watcher's first pass", func() (bool, string) {
+		_, err := os.Stat(filepath.Join(root, "state", "mc-broker", "watch.json"))
+		return err == nil, "no state file"
+	})
+	if _, err := e.Client().VolumeInspect(ctx, "mc-codex-auth", client.VolumeInspectOptions{}); err == nil {
+		t.Fatal("a volume was made while no engine answered")
+	}
+
+	// Docker comes up.
+	if err := os.Symlink(realSock, sock); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(filepath.Join(home, ".codex/auth.json"))
+	waitFor(t, 10*time.Second, "the default Codex volume", func() (bool, string) {
+		if _, err := e.Client().VolumeInspect(ctx, "mc-codex-auth", client.VolumeInspectOptions{}); err != nil {
+			return false, "no volume yet"
+		}
+		return volumetest.Run(t, "mc-codex-auth", "cat /d/auth.json 2>/dev/null; true") == string(want), "not written yet"
+	})
+	for _, n := range []string{"mc-claude-auth", "mc-gemini-auth"} {
+		if _, err := e.Client().VolumeInspect(ctx, n, client.VolumeInspectOptions{}); err == nil {
+			t.Errorf("volume %s made for a CLI that is not logged in", n)
+		}
+	}
+}

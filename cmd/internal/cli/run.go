@@ -120,7 +120,11 @@ func runRun(ctx context.Context, opts *RunOptions) error {
 		return err
 	}
 
-	wo, err := watchOptions(f, opts.ConfigFile, log)
+	// The first sync said what there was to say about the config (the
+	// "no Docker engine" note): the watcher's own load stays quiet.
+	quiet := *f
+	quiet.Stderr = io.Discard
+	wo, err := watchOptions(&quiet, opts.ConfigFile, log)
 	if err != nil {
 		return err
 	}

@@ -15,8 +15,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mc-broker/mc-broker/broker"
+	"github.com/mc-broker/mc-broker/broker/config"
 	"github.com/mc-broker/mc-broker/broker/watch"
 	"github.com/mc-broker/mc-broker/broker/watch/lockmirror"
+	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 )
 
 // WatchOptions are the inputs of `mc-broker watch`.
@@ -182,16 +184,49 @@ func watchOptions(f *Factory, configFile string, log *slog.Logger) (watch.Option
 			name = env.ConfigFile()
 		}
 	}
+	// With the built-in defaults, the volume copies depend on whether an
+	// engine answered at load time. A service started at login, before
+	// Docker Desktop, must not go without them until the next SIGHUP.
+	var noEngine bool
 	return watch.Options{
 		Load: func() (*broker.Broker, error) {
-			b, _, err := sel.load(context.Background(), f)
+			b, cfg, err := sel.load(context.Background(), f)
+			if err == nil {
+				noEngine = cfg.File == "" && !hasVolumeCopies(cfg)
+			}
 			return b, err
+		},
+		Recheck: func() bool {
+			if !noEngine {
+				return false
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), engine.PingTimeout)
+			defer cancel()
+			e, err := engine.Connect(ctx, env.Getenv, env.Home)
+			if err != nil {
+				return false
+			}
+			defer e.Close()
+			if e.Ping(ctx) != nil {
+				return false
+			}
+			log.Info("a Docker engine answers now: adding the default volume copies", "engine", e.Endpoint.Host)
+			return true
 		},
 		StateDir:   env.StateDir(),
 		ConfigFile: name,
 		Log:        log,
 		Now:        f.Now,
 	}, nil
+}
+
+func hasVolumeCopies(cfg *config.Config) bool {
+	for _, sk := range cfg.Sinks {
+		if sk.Volume != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func runWatcher(ctx context.Context, wo watch.Options) error {
