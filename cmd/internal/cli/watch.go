@@ -158,6 +158,9 @@ func watchRun(ctx context.Context, opts *WatchOptions, reload <-chan struct{}) e
 		return err
 	}
 	wo.Quiet, wo.PollInterval, wo.Reload, wo.Ready = opts.Quiet, opts.PollInterval, reload, opts.Ready
+	if opts.LockMirrorBound > 7*time.Second {
+		return usageError("--lock-mirror-bound %v is too long: a waiting Claude Code gives up after about 7.5s and reports an error; keep it at 7s or less", opts.LockMirrorBound)
+	}
 	if opts.LockMirrorBound <= 0 {
 		return usageError("--lock-mirror-bound must be more than 0 (turn mirroring off with --mirror-refresh-lock=false)")
 	}
