@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,6 +41,8 @@ type group struct {
 	failing map[string]string
 	// sourceProblem is the last source problem logged.
 	sourceProblem string
+	// adoptProblem is the last write-back failure logged.
+	adoptProblem string
 	// noWriteBack is set once it was logged that the source cannot take a
 	// newer login back.
 	noWriteBack bool
@@ -376,12 +379,19 @@ func (w *watcher) adopt(g *group, srcData []byte, srcInfo credential.Info, srcEr
 	})
 	switch {
 	case err != nil:
-		w.log.Warn("cannot write a newer login back into the host's store; retrying", "source", g.name, "store", g.src.Location(), "from", best.copy.Sink.Location(), "error", err)
+		// Said once per problem; the retries (with backoff) stay quiet.
+		level := slog.LevelWarn
+		if err.Error() == g.adoptProblem {
+			level = slog.LevelDebug
+		}
+		g.adoptProblem = err.Error()
+		w.log.Log(w.work, level, "cannot write a newer login back into the host's store; retrying", "source", g.name, "store", g.src.Location(), "from", best.copy.Sink.Location(), "error", err)
 		g.attempt++
 		w.schedule(g.name, w.backoff(g.attempt))
 	case backupPath == "":
 		w.log.Debug("newer login in a copy not adopted", "source", g.name, "from", best.copy.Sink.Location(), "reason", declined)
 	default:
+		g.adoptProblem = ""
 		w.log.Info("adopted a newer login from a copy into the host's store",
 			"source", g.name, "store", g.src.Location(), "from", best.copy.Sink.Location(),
 			"fingerprint", best.info.Fingerprint, "expires_at", expiry(best.info), "backup", backupPath)
