@@ -40,11 +40,6 @@ func TestWatchLockMirrorFlags(t *testing.T) {
 	if !errors.As(err, &exit) || exit.Code != broker.ExitUsage || !strings.Contains(err.Error(), "--lock-mirror-bound must be more than 0") {
 		t.Errorf("a zero bound: %v, want a usage error", err)
 	}
-	opts.LockMirrorBound = 10 * time.Second
-	err = watchRun(context.Background(), opts, nil)
-	if !errors.As(err, &exit) || exit.Code != broker.ExitUsage || !strings.Contains(err.Error(), "gives up after about 7.5s") {
-		t.Errorf("a bound past Claude Code's wait: %v, want a usage error", err)
-	}
 }
 
 func TestStatusShowsLockMirroring(t *testing.T) {
