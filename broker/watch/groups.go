@@ -41,6 +41,12 @@ type group struct {
 	failing map[string]string
 	// sourceProblem is the last source problem logged.
 	sourceProblem string
+	// polledChanged is set when a poller reported a change (and at start):
+	// only then does adoption read the copies that are not files here
+	// (volumes). A file event then never waits for a Docker round trip
+	// before the fan-out, and creates no container to read a volume that
+	// its poller says did not change.
+	polledChanged bool
 	// adoptProblem is the last write-back failure logged.
 	adoptProblem string
 	// noWriteBack is set once it was logged that the source cannot take a
@@ -67,7 +73,7 @@ func (w *watcher) install(b *broker.Broker) {
 	w.deadline = map[string]time.Time{}
 	w.since = map[string]time.Time{}
 	for _, s := range b.Sources {
-		g := &group{name: s.Name(), src: s, inSync: map[string][sha256.Size]byte{}, failing: map[string]string{}}
+		g := &group{name: s.Name(), src: s, inSync: map[string][sha256.Size]byte{}, failing: map[string]string{}, polledChanged: true}
 		w.groups[g.name] = g
 		w.track(g, s)
 	}
@@ -297,7 +303,11 @@ type candidate struct {
 func (w *watcher) adopt(g *group, srcData []byte, srcInfo credential.Info, srcErr error) {
 	kind := g.src.Kind()
 	var best *candidate
+	readPolled := g.polledChanged
 	for _, c := range g.copies {
+		if _, isFile := c.Sink.(broker.WatchedFiles); !isFile && !readPolled {
+			continue
+		}
 		data, err := c.Sink.Read(w.work)
 		if err != nil {
 			continue
@@ -326,6 +336,7 @@ func (w *watcher) adopt(g *group, srcData []byte, srcInfo credential.Info, srcEr
 		best = &candidate{copy: c, data: data, info: info}
 	}
 	if best == nil {
+		g.polledChanged = false
 		return
 	}
 	ws, ok := g.src.(broker.WritableSource)
@@ -389,8 +400,10 @@ func (w *watcher) adopt(g *group, srcData []byte, srcInfo credential.Info, srcEr
 		g.attempt++
 		w.schedule(g.name, w.backoff(g.attempt))
 	case backupPath == "":
+		g.polledChanged = false
 		w.log.Debug("newer login in a copy not adopted", "source", g.name, "from", best.copy.Sink.Location(), "reason", declined)
 	default:
+		g.polledChanged = false
 		g.adoptProblem = ""
 		w.log.Info("adopted a newer login from a copy into the host's store",
 			"source", g.name, "store", g.src.Location(), "from", best.copy.Sink.Location(),

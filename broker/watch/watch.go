@@ -313,6 +313,7 @@ func (w *watcher) pollStores() {
 				changed = true
 			}
 			if changed {
+				g.polledChanged = true
 				w.schedule(name, 0)
 			}
 		}

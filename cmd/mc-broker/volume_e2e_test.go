@@ -525,3 +525,37 @@ func TestWatchAddsDefaultVolumesWhenTheEngineComesUp(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchFileEventsDoNotReadVolumes: a change on the host is fanned out
+// to a volume copy with one helper container (its update), not two: the
+// pass a file event starts does not first read the volume to look for a
+// newer login there (the poller says when a volume changed), so directory
+// copies never wait for a Docker round trip before the fan-out.
+func TestWatchFileEventsDoNotReadVolumes(t *testing.T) {
+	_, e := volumetest.NeedEngine(t)
+	vol := volumetest.UniqueVolume(t, e)
+	w := newWorld(t, "claude", 1)
+	w.env = append(w.env, dockerHostEnv(e))
+	cfg, _ := os.ReadFile(w.config)
+	writeFile(t, w.config, append(cfg, []byte("  - source: claude\n    volume: "+vol+"\n")...))
+	p := w.watch("--poll-interval", "1h")
+	defer func() {
+		p.signal(syscall.SIGTERM)
+		p.wait(2 * time.Second)
+	}()
+	newer := w.forCopy(w.login(2))
+	ev := volumetest.Events(t, e, []string{vol}, func() {
+		w.replace(w.source, w.login(2))
+		waitFor(t, 5*time.Second, "the volume copy to follow the host", func() (bool, string) {
+			return volumetest.Run(t, vol, "cat /d/.credentials.json") == string(newer), "not yet"
+		})
+	})
+	// Events counts mc-broker's helpers only (the test's docker run
+	// readers carry no helper label): one container that reads and writes.
+	if ev["create"] != 1 || ev["archive-path"] != 1 || ev["extract-to-dir"] != 1 {
+		t.Errorf("helper events for one host change: %v, want 1 create, 1 read, 1 write", ev)
+	}
+	if ok, why := copiesHold(w.copies, newer); !ok {
+		t.Errorf("the directory copy: %s", why)
+	}
+}
