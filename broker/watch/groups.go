@@ -47,6 +47,8 @@ type group struct {
 	// before the fan-out, and creates no container to read a volume that
 	// its poller says did not change.
 	polledChanged bool
+	// passData is what the source held during the current pass.
+	passData []byte
 	// adoptProblem is the last write-back failure logged.
 	adoptProblem string
 	// noWriteBack is set once it was logged that the source cannot take a
@@ -282,10 +284,17 @@ func (w *watcher) reconcile(name string) {
 		g.lastValid, g.hasLastValid = info.Freshness, true
 	}
 	if err == nil || (credential.IsBroken(err) && !credential.IsPartial(err) && g.hasLastValid) {
-		w.adopt(g, data, info, err)
+		if wrote := w.adopt(g, data, info, err); wrote != nil {
+			data = wrote
+		}
 	}
 	rep := w.b.Sync(w.work, broker.Options{Only: []string{name}})
+	// What the source held for this pass, so that learning what is in sync
+	// needs no third read (a Keychain read runs a program); learn checks it
+	// against the pass's fingerprint.
+	g.passData = data
 	w.record(g, rep)
+	g.passData = nil
 }
 
 // candidate is a copy holding a login newer than the host's.
@@ -300,7 +309,7 @@ type candidate struct {
 // failed refresh blanks it), newer than the last valid login the host had:
 // a container refreshed, and its login rescues the host's. A broken,
 // blanked or older copy is never adopted; the fan-out repairs it.
-func (w *watcher) adopt(g *group, srcData []byte, srcInfo credential.Info, srcErr error) {
+func (w *watcher) adopt(g *group, srcData []byte, srcInfo credential.Info, srcErr error) (wrote []byte) {
 	kind := g.src.Kind()
 	var best *candidate
 	readPolled := g.polledChanged
@@ -337,7 +346,7 @@ func (w *watcher) adopt(g *group, srcData []byte, srcInfo credential.Info, srcEr
 	}
 	if best == nil {
 		g.polledChanged = false
-		return
+		return nil
 	}
 	ws, ok := g.src.(broker.WritableSource)
 	if !ok {
@@ -345,7 +354,7 @@ func (w *watcher) adopt(g *group, srcData []byte, srcInfo credential.Info, srcEr
 			g.noWriteBack = true
 			w.log.Warn("a copy holds a newer login, but this source cannot take it back", "source", g.name, "copy", best.copy.Sink.Location())
 		}
-		return
+		return nil
 	}
 	var backupPath, declined string
 	err := ws.Update(w.work, func(cur []byte, exists bool) ([]byte, bool) {
@@ -386,6 +395,7 @@ func (w *watcher) adopt(g *group, srcData []byte, srcInfo credential.Info, srcEr
 			return nil, false
 		}
 		backupPath = p
+		wrote = next
 		return next, true
 	})
 	switch {
@@ -410,6 +420,10 @@ func (w *watcher) adopt(g *group, srcData []byte, srcInfo credential.Info, srcEr
 			"fingerprint", best.info.Fingerprint, "expires_at", expiry(best.info), "backup", backupPath)
 		w.state.adopted(g.name, best.copy.Sink.Location(), best.info, w.o.Now())
 	}
+	if err != nil {
+		return nil
+	}
+	return wrote
 }
 
 func expiry(info credential.Info) any {
@@ -495,9 +509,12 @@ func (w *watcher) learn(g *group, sr broker.SourceReport) {
 		return
 	}
 	kind := g.src.Kind()
-	data, err := g.src.Read(w.work)
-	if err != nil {
-		return
+	data := g.passData
+	if data == nil {
+		var err error
+		if data, err = g.src.Read(w.work); err != nil {
+			return
+		}
 	}
 	info, err := kind.Inspect(data)
 	if err != nil || info.Fingerprint != sr.Fingerprint {
