@@ -29,6 +29,7 @@ func TestMirrorRefreshLockKey(t *testing.T) {
 	for yaml, msg := range map[string]string{
 		"sources:\n  claude: {mirror_refresh_lock: no-thanks}\n": "sources.claude.mirror_refresh_lock must be true or false",
 		"sources:\n  codex: {mirror_refresh_lock: false}\n":      "sources.codex.mirror_refresh_lock applies to claude sources only",
+		"sources:\n  gemini: {mirror_refresh_lock: true}\n":      "sources.gemini.mirror_refresh_lock applies to claude sources only",
 	} {
 		_, err := Parse("cfg.yaml", []byte(yaml), testEnv(nil))
 		var ce *Error

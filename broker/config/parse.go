@@ -149,6 +149,7 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 			return p.errorf(k, "%s: source given twice", where)
 		}
 		src := Source{Name: name, Store: "auto", Line: k.Line}
+		mirrorKeyGiven := false
 		if !(v.Kind == yaml.ScalarNode && v.Tag == "!!null") {
 			err := p.fields(v, where, sourceKeys, func(key string, _, v *yaml.Node) error {
 				s, err := p.scalar(v, where+"."+key)
@@ -161,7 +162,7 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 					if convErr != nil || v.Tag != "!!bool" {
 						return p.errorf(v, "%s.mirror_refresh_lock must be true or false", where)
 					}
-					src.NoLockMirror = !on
+					src.NoLockMirror, mirrorKeyGiven = !on, true
 				case "kind":
 					src.Kind = s
 				case "path":
@@ -199,7 +200,7 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 		if _, known := credential.ByName(src.Kind); !known {
 			return p.errorf(v, "%s.kind must be one of %s", where, kindList())
 		}
-		if src.NoLockMirror && src.Kind != "claude" {
+		if mirrorKeyGiven && src.Kind != "claude" {
 			return p.errorf(v, "%s.mirror_refresh_lock applies to claude sources only", where)
 		}
 		switch src.Store {
