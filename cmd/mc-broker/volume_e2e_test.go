@@ -142,17 +142,7 @@ func TestVolumeCopiesEndToEnd(t *testing.T) {
 func TestDefaultVolumesOnlyForLoggedInCLIs(t *testing.T) {
 	_, e := volumetest.NeedEngine(t)
 	ctx := context.Background()
-	names := []string{"mc-claude-auth", "mc-codex-auth", "mc-gemini-auth"}
-	for _, n := range names {
-		if _, err := e.Client().VolumeInspect(ctx, n, client.VolumeInspectOptions{}); err == nil {
-			t.Skipf("volume %s exists on this engine already (not this test's): not touching it", n)
-		}
-	}
-	t.Cleanup(func() {
-		for _, n := range names {
-			volumetest.RemoveVolume(e, n)
-		}
-	})
+	claimDefaultVolumes(t, e)
 	home := t.TempDir()
 	putFixture(t, "codex/auth.chatgpt.json", filepath.Join(home, ".codex/auth.json"))
 	out, errOut, code := run(t, home, []string{dockerHostEnv(e)}, "sync")
@@ -467,17 +457,7 @@ func TestWatchAdoptsARefreshInsideAVolume(t *testing.T) {
 func TestWatchAddsDefaultVolumesWhenTheEngineComesUp(t *testing.T) {
 	_, e := volumetest.NeedEngine(t)
 	ctx := context.Background()
-	names := []string{"mc-claude-auth", "mc-codex-auth", "mc-gemini-auth"}
-	for _, n := range names {
-		if _, err := e.Client().VolumeInspect(ctx, n, client.VolumeInspectOptions{}); err == nil {
-			t.Skipf("volume %s exists on this engine already (not this test's): not touching it", n)
-		}
-	}
-	t.Cleanup(func() {
-		for _, n := range names {
-			volumetest.RemoveVolume(e, n)
-		}
-	})
+	claimDefaultVolumes(t, e)
 	realSock, ok := strings.CutPrefix(e.Endpoint.Host, "unix://")
 	if !ok {
 		t.Skipf("the engine is not on a unix socket (%s)", e.Endpoint.Host)
@@ -558,4 +538,22 @@ func TestWatchFileEventsDoNotReadVolumes(t *testing.T) {
 	if ok, why := copiesHold(w.copies, newer); !ok {
 		t.Errorf("the directory copy: %s", why)
 	}
+}
+
+// claimDefaultVolumes lets a test use the real default volume names: it
+// skips when any of them exists (not the test's to touch) and removes them
+// after the test.
+func claimDefaultVolumes(t *testing.T, e *engine.Engine) {
+	t.Helper()
+	names := []string{"mc-claude-auth", "mc-codex-auth", "mc-gemini-auth"}
+	for _, n := range names {
+		if _, err := e.Client().VolumeInspect(context.Background(), n, client.VolumeInspectOptions{}); err == nil {
+			t.Skipf("volume %s exists on this engine already (not this test's): not touching it", n)
+		}
+	}
+	t.Cleanup(func() {
+		for _, n := range names {
+			volumetest.RemoveVolume(e, n)
+		}
+	})
 }
