@@ -400,19 +400,7 @@ func holdsOpen(pid int, ino uint64) bool {
 // file and fans it out to the directory copy. Polling with nothing changed
 // creates no container.
 func TestWatchAdoptsARefreshInsideAVolume(t *testing.T) {
-	_, e := volumetest.NeedEngine(t)
-	vol := volumetest.UniqueVolume(t, e)
-	w := newWorld(t, "claude", 1)
-	w.env = append(w.env, dockerHostEnv(e))
-	cfg, _ := os.ReadFile(w.config)
-	writeFile(t, w.config, append(cfg, []byte("  - source: claude\n    volume: "+vol+"\n")...))
-	p := w.watch("--poll-interval", "200ms")
-	defer func() {
-		p.signal(syscall.SIGTERM)
-		if code := p.wait(2 * time.Second); code != 0 {
-			t.Errorf("watch exited %d after SIGTERM", code)
-		}
-	}()
+	e, vol, w := watchWithVolume(t, "200ms")
 	first := w.forCopy(w.login(1))
 	waitFor(t, 10*time.Second, "the volume copy", func() (bool, string) {
 		return volumetest.Run(t, vol, "cat /d/.credentials.json") == string(first), "not there yet"
@@ -512,17 +500,7 @@ func TestWatchAddsDefaultVolumesWhenTheEngineComesUp(t *testing.T) {
 // newer login there (the poller says when a volume changed), so directory
 // copies never wait for a Docker round trip before the fan-out.
 func TestWatchFileEventsDoNotReadVolumes(t *testing.T) {
-	_, e := volumetest.NeedEngine(t)
-	vol := volumetest.UniqueVolume(t, e)
-	w := newWorld(t, "claude", 1)
-	w.env = append(w.env, dockerHostEnv(e))
-	cfg, _ := os.ReadFile(w.config)
-	writeFile(t, w.config, append(cfg, []byte("  - source: claude\n    volume: "+vol+"\n")...))
-	p := w.watch("--poll-interval", "1h")
-	defer func() {
-		p.signal(syscall.SIGTERM)
-		p.wait(2 * time.Second)
-	}()
+	e, vol, w := watchWithVolume(t, "1h")
 	newer := w.forCopy(w.login(2))
 	ev := volumetest.Events(t, e, []string{vol}, func() {
 		w.replace(w.source, w.login(2))
@@ -556,4 +534,25 @@ func claimDefaultVolumes(t *testing.T, e *engine.Engine) {
 			volumetest.RemoveVolume(e, n)
 		}
 	})
+}
+
+// watchWithVolume runs watch over a Claude world with one directory copy
+// and one volume copy, polled every poll; the watcher must stop cleanly
+// (exit 0 on SIGTERM) when the test ends.
+func watchWithVolume(t *testing.T, poll string) (*engine.Engine, string, *world) {
+	t.Helper()
+	_, e := volumetest.NeedEngine(t)
+	vol := volumetest.UniqueVolume(t, e)
+	w := newWorld(t, "claude", 1)
+	w.env = append(w.env, dockerHostEnv(e))
+	cfg, _ := os.ReadFile(w.config)
+	writeFile(t, w.config, append(cfg, []byte("  - source: claude\n    volume: "+vol+"\n")...))
+	p := w.watch("--poll-interval", poll)
+	t.Cleanup(func() {
+		p.signal(syscall.SIGTERM)
+		if code := p.wait(2 * time.Second); code != 0 {
+			t.Errorf("watch exited %d after SIGTERM", code)
+		}
+	})
+	return e, vol, w
 }
