@@ -101,10 +101,10 @@ func startLockWorld(t *testing.T) *lockWorld {
 		_ = watch.Wait()
 		assertNoSecret(t, "watch log", logs.String())
 	})
-	waitUntil(t, 20*time.Second, "watch has done its first pass", func() bool {
+	waitFor(t, 20*time.Second, "watch has done its first pass", notYet(func() bool {
 		_, err := os.Stat(filepath.Join(state, "mc-broker", "watch.json"))
 		return err == nil
-	})
+	}))
 	return w
 }
 
@@ -123,14 +123,14 @@ func TestRealClaudeWaitsOnAMirroredLock(t *testing.T) {
 	stop := startClaude(t, claude, copyDir)
 	var theirs claudeOwner
 	birth, haveBirth := 0.0, false
-	waitUntil(t, 15*time.Second, "claude takes its refresh lock in the copy (control)", func() bool {
+	waitFor(t, 15*time.Second, "claude takes its refresh lock in the copy (control)", notYet(func() bool {
 		o, ok := readClaudeOwner(copyDir)
 		if ok && o.PID != w.watchPID {
 			theirs = o
 			birth, haveBirth = lockBirthMs(filepath.Join(copyDir, ".oauth_refresh.lock"))
 		}
 		return ok && o.PID != w.watchPID
-	})
+	}))
 	if self := lockmirror.Self(); theirs.PIDDomain != self.PIDDomain || theirs.PIDSpace != self.PIDSpace {
 		t.Errorf("claude names its pid domain %q and space %q, mc-broker %q and %q", theirs.PIDDomain, theirs.PIDSpace, self.PIDDomain, self.PIDSpace)
 	}
@@ -139,20 +139,20 @@ func TestRealClaudeWaitsOnAMirroredLock(t *testing.T) {
 	}
 	// Offline its refresh request fails at once and it releases the lock
 	// (killing it would leave the lock behind, as a dead holder does).
-	waitUntil(t, 10*time.Second, "claude releases its lock (control)", func() bool {
+	waitFor(t, 10*time.Second, "claude releases its lock (control)", notYet(func() bool {
 		_, err := os.Lstat(filepath.Join(copyDir, ".oauth_refresh.lock"))
 		return err != nil
-	})
+	}))
 	stop()
 
 	// The host's Claude refreshes: mc-broker mirrors its lock into the copy.
 	if err := os.Mkdir(filepath.Join(hostDir, ".oauth_refresh.lock"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 5*time.Second, "the host's lock is mirrored into the copy", func() bool {
+	waitFor(t, 5*time.Second, "the host's lock is mirrored into the copy", notYet(func() bool {
 		o, ok := readClaudeOwner(copyDir)
 		return ok && o.PID == w.watchPID
-	})
+	}))
 	stop = startClaude(t, claude, copyDir)
 	defer stop()
 	// Within the ~7.5 s claude retries for: it must neither take the lock
@@ -173,20 +173,11 @@ func TestRealClaudeWaitsOnAMirroredLock(t *testing.T) {
 	if err := os.Remove(filepath.Join(hostDir, ".oauth_refresh.lock")); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 6*time.Second, "claude, still waiting, takes the lock once the mirror is gone", func() bool {
+	waitFor(t, 6*time.Second, "claude, still waiting, takes the lock once the mirror is gone", notYet(func() bool {
 		o, ok := readClaudeOwner(copyDir)
 		return ok && o.PID != w.watchPID
-	})
+	}))
 	t.Logf("claude took the lock %v after the host released its own", time.Since(released).Round(time.Millisecond))
-}
-
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for end := time.Now().Add(d); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(end) {
-			t.Fatalf("timed out after %v waiting until %s", d, what)
-		}
-	}
 }
 
 // TestRealClaudeOnTheHostKeepsOffAMirroredLock: in the host's own config
@@ -200,10 +191,10 @@ func TestRealClaudeOnTheHostKeepsOffAMirroredLock(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(w.copyDir, ".oauth_refresh.lock"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 5*time.Second, "the copy's lock is mirrored into the host's dir", func() bool {
+	waitFor(t, 5*time.Second, "the copy's lock is mirrored into the host's dir", notYet(func() bool {
 		o, ok := readClaudeOwner(w.hostDir)
 		return ok && o.PID == w.watchPID
-	})
+	}))
 	stop := startClaude(t, w.claude, w.hostDir)
 	defer stop()
 	for end := time.Now().Add(11 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
@@ -214,8 +205,13 @@ func TestRealClaudeOnTheHostKeepsOffAMirroredLock(t *testing.T) {
 	if err := os.Remove(filepath.Join(w.copyDir, ".oauth_refresh.lock")); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 5*time.Second, "the mirror is removed", func() bool {
+	waitFor(t, 5*time.Second, "the mirror is removed", notYet(func() bool {
 		_, err := os.Lstat(filepath.Join(w.hostDir, ".oauth_refresh.lock"))
 		return err != nil
-	})
+	}))
+}
+
+// notYet adapts a plain condition to waitFor.
+func notYet(cond func() bool) func() (bool, string) {
+	return func() (bool, string) { return cond(), "not yet" }
 }
