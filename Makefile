@@ -12,11 +12,14 @@ build:
 
 # Installs what the tests need (scripts/test-env.sh: the real claude and codex
 # CLIs from the npm registry, used offline to judge copies; scripts/docker-env.sh:
-# a Docker engine and the FROM-scratch busybox test image), then runs every
-# test with the race detector.
+# a Docker engine and the FROM-scratch busybox test image; scripts/podman-env.sh:
+# rootful and rootless Podman services; scripts/ssh-env.sh: an sshd on
+# 127.0.0.1 for ssh:// engines), then runs every test with the race detector.
 test: fmt-check vet cross
 	./scripts/test-env.sh
 	./scripts/docker-env.sh
+	./scripts/podman-env.sh
+	./scripts/ssh-env.sh
 	PATH="$(CURDIR)/.cache/clis/node_modules/.bin:$$PATH" $(GO) test -race -count=1 ./...
 
 install:
