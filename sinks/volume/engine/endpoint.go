@@ -1,8 +1,13 @@
 // Package engine finds and reaches the Docker engine the way the docker CLI
 // does: DOCKER_HOST, else the context named by DOCKER_CONTEXT, else the
-// config file's currentContext, else the default socket. On macOS the
-// engine (Docker Desktop, OrbStack, colima) is rarely at
-// /var/run/docker.sock, so following the active context matters.
+// config file's currentContext, else the default socket, and, when nothing
+// answers there, Podman's socket. On macOS the engine (Docker Desktop,
+// OrbStack, colima) is rarely at /var/run/docker.sock, so following the
+// active context matters. A copy may also name its engine in the config
+// (Selection): an address, or a docker context.
+//
+// unix://, tcp:// and ssh:// engines are reached; ssh:// as the docker CLI
+// does it, by running `ssh HOST docker system dial-stdio`.
 //
 // It is a small reader of the docker CLI's files rather than a dependency on
 // github.com/docker/cli, which would pull in most of the CLI.
@@ -24,15 +29,39 @@ import (
 // context.
 const DefaultHost = "unix:///var/run/docker.sock"
 
+// Selection names the engine one copy uses, as the config gives it: Host
+// an address (DOCKER_HOST's form), or Context a docker context's name. The
+// zero Selection is the environment's engine (see Resolve).
+type Selection struct {
+	Host, Context string
+}
+
+// IsZero reports whether s leaves the choice to the environment.
+func (s Selection) IsZero() bool { return s.Host == "" && s.Context == "" }
+
+// String is how people see the selection: the address, or "context NAME";
+// "" for the environment's engine.
+func (s Selection) String() string {
+	switch {
+	case s.Host != "":
+		return s.Host
+	case s.Context != "":
+		return "context " + s.Context
+	}
+	return ""
+}
+
 // Endpoint is where the engine is, and how to talk TLS to it.
 type Endpoint struct {
-	// Host is the engine address: unix:///path or tcp://host:port.
+	// Host is the engine address: unix:///path, tcp://host:port or
+	// ssh://[user@]host[:port][/socket].
 	Host string
 	// Context names the docker context it came from ("default" when it came
 	// from DOCKER_HOST or nothing).
 	Context string
 	// From says what chose it, for messages: "DOCKER_HOST",
-	// "DOCKER_CONTEXT", "currentContext in <file>", or "default".
+	// "DOCKER_CONTEXT", "currentContext in <file>", "default", "the config",
+	// or "the Podman socket".
 	From string
 	// TLS material; empty paths mean none. CAFile, CertFile and KeyFile are
 	// ca.pem, cert.pem and key.pem from the context's TLS directory or
@@ -88,12 +117,52 @@ func Resolve(getenv func(string) string, home string) (Endpoint, error) {
 		if from == "DOCKER_CONTEXT" || name == "" {
 			from = "default"
 		}
-		ep := Endpoint{Host: DefaultHost, Context: "default", From: from}
+		ep := Endpoint{Host: defaultHost, Context: "default", From: from}
 		envTLS(&ep, getenv, home)
 		return ep, nil
 	}
 	return readContext(cfgDir, name, from)
 }
+
+// defaultHost is DefaultHost; tests move it to see the Podman fallback.
+var defaultHost = DefaultHost
+
+// ResolveSelection finds the endpoint a copy's selection names: its Host,
+// or its docker context read from the docker CLI's files (DOCKER_CONFIG is
+// honoured); the zero Selection is Resolve's answer.
+func ResolveSelection(sel Selection, getenv func(string) string, home string) (Endpoint, error) {
+	switch {
+	case sel.Host != "":
+		return Endpoint{Host: sel.Host, From: FromConfig}, nil
+	case sel.Context == "default":
+		return Endpoint{Host: DefaultHost, Context: "default", From: FromConfig}, nil
+	case sel.Context != "":
+		return readContext(ConfigDir(getenv, home), sel.Context, FromConfig)
+	}
+	return Resolve(getenv, home)
+}
+
+// FromConfig is Endpoint.From for an engine named in mc-broker's config.
+const FromConfig = "the config"
+
+// FromPodman is Endpoint.From for Podman's socket, used when nothing chose
+// an engine and none answers at DefaultHost.
+const FromPodman = "the Podman socket"
+
+// PodmanSockets are the sockets tried, in order, when nothing chose an
+// engine and DefaultHost does not answer: rootless Podman's
+// ($XDG_RUNTIME_DIR/podman/podman.sock), then rootful Podman's.
+func PodmanSockets(getenv func(string) string) []string {
+	var out []string
+	if d := getenv("XDG_RUNTIME_DIR"); filepath.IsAbs(d) {
+		out = append(out, "unix://"+filepath.Join(d, "podman", "podman.sock"))
+	}
+	return append(out, "unix://"+rootfulPodmanSocket)
+}
+
+// rootfulPodmanSocket is where `podman system service` (and podman.socket)
+// listens when run as root; a variable so that tests can move it.
+var rootfulPodmanSocket = "/run/podman/podman.sock"
 
 // currentContext reads currentContext from the docker CLI's config.json; a
 // missing file means none.

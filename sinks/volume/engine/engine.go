@@ -9,9 +9,11 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,6 +38,26 @@ type Engine struct {
 	// and the client's).
 	APIVersion string
 	client     *client.Client
+	seen       *seen
+}
+
+// Podman reports whether the engine is Podman's Docker-compatible service
+// (it answers with a Libpod-Api-Version header). Podman differs where it
+// matters to volume copies: see sinks/volume.
+func (e *Engine) Podman() bool { return e.seen.podman.Load() }
+
+// seen is what the connection learnt on the way: which engine answered,
+// and the last thing ssh said when it failed (the API client replaces
+// connection errors with a generic message).
+type seen struct {
+	podman atomic.Bool
+	ssh    atomic.Pointer[SSHError]
+}
+
+func (s *seen) response(res *http.Response) {
+	if res.Header.Get("Libpod-Api-Version") != "" {
+		s.podman.Store(true)
+	}
 }
 
 // Client is the Docker API client, with the API version negotiated.
@@ -60,8 +82,16 @@ func (e *UnreachableError) PermissionDenied() bool {
 }
 
 func (e *UnreachableError) Error() string {
-	if e.PermissionDenied() {
+	var se *SSHError
+	switch {
+	case errors.As(e.Err, &se):
+		return "docker engine not reachable at " + e.Host + ": " + se.Msg + " (check that `ssh HOST docker version` works without a prompt)"
+	case strings.HasPrefix(e.Host, "ssh://"):
+		return "docker engine not reachable at " + e.Host + ": no answer through ssh (check that `ssh HOST docker version` works without a prompt)"
+	case e.PermissionDenied():
 		return "permission denied on the docker socket " + e.Host + ": add your user to the docker group (then log in again), or run as a user that may use Docker"
+	case e.From == FromPodman:
+		return "docker engine not reachable at " + e.Host + " (the Podman socket): is `podman system service` (podman.socket) running?"
 	}
 	return "docker engine not reachable at " + e.Host + ": is Docker Desktop / colima running?"
 }
@@ -86,20 +116,41 @@ func (e *TooOldError) Error() string {
 // errors a caller checks with errors.As are *UnreachableError,
 // *TooOldError and *ContextError.
 func Connect(ctx context.Context, getenv func(string) string, home string) (*Engine, error) {
-	ep, err := Resolve(getenv, home)
+	return ConnectTo(ctx, Selection{}, getenv, home)
+}
+
+// ConnectTo is Connect for the engine sel names. When nothing chose the
+// engine (no DOCKER_HOST, no context, no selection) and none answers at the
+// default socket, Podman's sockets are tried (PodmanSockets): a Linux user
+// with Podman and no Docker needs no setting.
+func ConnectTo(ctx context.Context, sel Selection, getenv func(string) string, home string) (*Engine, error) {
+	ep, err := ResolveSelection(sel, getenv, home)
 	if err != nil {
 		return nil, err
 	}
-	return Dial(ctx, ep)
+	e, err := Dial(ctx, ep)
+	var ue *UnreachableError
+	if err == nil || ep.From != "default" || !errors.As(err, &ue) {
+		return e, err
+	}
+	for _, host := range PodmanSockets(getenv) {
+		if _, serr := os.Stat(strings.TrimPrefix(host, "unix://")); serr != nil {
+			continue
+		}
+		if pe, perr := Dial(ctx, Endpoint{Host: host, Context: "default", From: FromPodman}); perr == nil {
+			return pe, nil
+		}
+	}
+	return nil, err
 }
 
 // Dial connects to ep and pings it.
 func Dial(ctx context.Context, ep Endpoint) (*Engine, error) {
-	c, err := newClient(ep)
+	c, obs, err := newClient(ep)
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{Endpoint: ep, client: c}
+	e := &Engine{Endpoint: ep, client: c, seen: obs}
 	if err := e.Ping(ctx); err != nil {
 		c.Close()
 		return nil, err
@@ -107,23 +158,44 @@ func Dial(ctx context.Context, ep Endpoint) (*Engine, error) {
 	return e, nil
 }
 
-func newClient(ep Endpoint) (*client.Client, error) {
-	proto, addr, ok := strings.Cut(ep.Host, "://")
+// CheckHost reports whether host is an engine address mc-broker can use:
+// unix:///path, tcp://host:port or ssh://[user@]host[:port][/socket]. The
+// config checks `engine:` with it.
+func CheckHost(host string) error {
+	proto, addr, ok := strings.Cut(host, "://")
 	if !ok || addr == "" {
-		return nil, fmt.Errorf("docker host %q (from %s) is not an address like unix:///var/run/docker.sock or tcp://host:2376", ep.Host, ep.From)
+		return fmt.Errorf("%q is not an address like unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host", host)
 	}
 	switch proto {
 	case "unix", "tcp":
+		return nil
 	case "ssh":
-		return nil, fmt.Errorf("docker host %s (from %s): ssh:// engines are not supported; forward the socket (ssh -L /tmp/docker.sock:/var/run/docker.sock HOST) and set DOCKER_HOST=unix:///tmp/docker.sock", ep.Host, ep.From)
-	default:
-		return nil, fmt.Errorf("docker host %s (from %s): only unix:// and tcp:// engines are supported", ep.Host, ep.From)
+		if _, err := parseSSH(host); err != nil {
+			return fmt.Errorf("%s %v", redact(host), err)
+		}
+		return nil
 	}
+	return fmt.Errorf("%s: only unix://, tcp:// and ssh:// engines are supported", host)
+}
+
+// redact hides a password in an address, for messages.
+func redact(host string) string {
+	if u, err := url.Parse(host); err == nil {
+		return u.Redacted()
+	}
+	return "the address"
+}
+
+func newClient(ep Endpoint) (*client.Client, *seen, error) {
+	if err := CheckHost(ep.Host); err != nil {
+		return nil, nil, fmt.Errorf("docker host (from %s): %v", ep.From, err)
+	}
+	proto, addr, _ := strings.Cut(ep.Host, "://")
 	tr := &http.Transport{}
 	if ep.TLS {
 		cfg, err := tlsConfig(ep)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		tr.TLSClientConfig = cfg
 	}
@@ -133,13 +205,24 @@ func newClient(ep Endpoint) (*client.Client, error) {
 		}
 	}
 	d := &net.Dialer{Timeout: DialTimeout}
+	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, proto, addr)
+	}
+	host := ep.Host
+	obs := &seen{}
+	if proto == "ssh" {
+		sp, _ := parseSSH(ep.Host)
+		dial = func(ctx context.Context, _, _ string) (net.Conn, error) { return dialSSH(ctx, sp, &obs.ssh) }
+		// The client needs an address of its own kind; every connection
+		// goes through ssh whatever it says.
+		host = "tcp://docker.invalid"
+	}
 	opts := []client.Opt{
 		client.WithHTTPClient(&http.Client{Transport: tr}),
-		client.WithHost(ep.Host),
+		client.WithHTTPResponseHook(obs.response),
+		client.WithHost(host),
 		// After WithHost, which installs a dialer without our timeout.
-		client.WithDialContext(func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return d.DialContext(ctx, proto, addr)
-		}),
+		client.WithDialContext(dial),
 		client.WithUserAgent("mc-broker"),
 	}
 	// Set the scheme outright: the client guesses it from the transport,
@@ -151,9 +234,9 @@ func newClient(ep Endpoint) (*client.Client, error) {
 	opts = append(opts, client.WithScheme(scheme))
 	c, err := client.New(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("docker host %s (from %s): %w", ep.Host, ep.From, err)
+		return nil, nil, fmt.Errorf("docker host %s (from %s): %w", ep.Host, ep.From, err)
 	}
-	return c, nil
+	return c, obs, nil
 }
 
 func tlsConfig(ep Endpoint) (*tls.Config, error) {
@@ -182,7 +265,11 @@ func tlsConfig(ep Endpoint) (*tls.Config, error) {
 // Ping checks that the engine answers within PingTimeout and speaks an API
 // this client supports, and settles the API version used from then on.
 func (e *Engine) Ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, PingTimeout)
+	timeout := PingTimeout
+	if e.SSH() {
+		timeout = SSHPingTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	// Dial first: the client's own errors drop the errno (permission
 	// denied, no such file), which is what tells the user what to do.
@@ -194,6 +281,9 @@ func (e *Engine) Ping(ctx context.Context) error {
 		return &TooOldError{Host: e.Endpoint.Host, EngineAPI: res.APIVersion, MinAPI: MinAPIVersion}
 	}
 	if err != nil {
+		if e.SSH() {
+			return &UnreachableError{Host: e.Endpoint.Host, From: e.Endpoint.From, Err: e.SSHFailure(err)}
+		}
 		if client.IsErrConnectionFailed(err) || errors.Is(err, context.DeadlineExceeded) {
 			return &UnreachableError{Host: e.Endpoint.Host, From: e.Endpoint.From, Err: err}
 		}
@@ -203,7 +293,22 @@ func (e *Engine) Ping(ctx context.Context) error {
 	return nil
 }
 
+// SSHFailure is what ssh last said when a connection failed (an
+// *SSHError), else err.
+func (e *Engine) SSHFailure(err error) error {
+	if se := e.seen.ssh.Load(); se != nil {
+		return se
+	}
+	return err
+}
+
+// SSH reports whether the engine is reached through ssh.
+func (e *Engine) SSH() bool { return strings.HasPrefix(e.Endpoint.Host, "ssh://") }
+
 func (e *Engine) dial(ctx context.Context) error {
+	if e.SSH() {
+		return nil // each connection is an ssh process; the ping says it all
+	}
 	proto, addr, _ := strings.Cut(e.Endpoint.Host, "://")
 	if proto == "tcp" {
 		addr, _, _ = strings.Cut(addr, "/")
@@ -227,6 +332,7 @@ func (e *Engine) dial(ctx context.Context) error {
 type Lazy struct {
 	getenv func(string) string
 	home   string
+	sel    Selection
 	// RetryAfter is how long a failed connect is remembered (default 5 s);
 	// a long-running watcher then reconnects once the engine is back.
 	RetryAfter time.Duration
@@ -242,8 +348,20 @@ func NewLazy(getenv func(string) string, home string) *Lazy {
 	return &Lazy{getenv: getenv, home: home}
 }
 
+// For returns a new handle, with the same environment, for the engine sel
+// names (l itself when sel is l's).
+func (l *Lazy) For(sel Selection) *Lazy {
+	if sel == l.sel {
+		return l
+	}
+	return &Lazy{getenv: l.getenv, home: l.home, sel: sel, RetryAfter: l.RetryAfter}
+}
+
+// Selection is the engine this handle connects to.
+func (l *Lazy) Selection() Selection { return l.sel }
+
 // Endpoint resolves where the engine is without connecting.
-func (l *Lazy) Endpoint() (Endpoint, error) { return Resolve(l.getenv, l.home) }
+func (l *Lazy) Endpoint() (Endpoint, error) { return ResolveSelection(l.sel, l.getenv, l.home) }
 
 // Engine returns the connected engine, connecting if needed.
 func (l *Lazy) Engine(ctx context.Context) (*Engine, error) {
@@ -259,7 +377,7 @@ func (l *Lazy) Engine(ctx context.Context) (*Engine, error) {
 	if l.err != nil && time.Since(l.failedAt) < retry {
 		return nil, l.err
 	}
-	e, err := Connect(ctx, l.getenv, l.home)
+	e, err := ConnectTo(ctx, l.sel, l.getenv, l.home)
 	if err != nil {
 		l.err, l.failedAt = err, time.Now()
 		return nil, err

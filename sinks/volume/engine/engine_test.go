@@ -132,9 +132,11 @@ func TestResolveErrorsSayWhatToDo(t *testing.T) {
 		t.Errorf("broken config.json: %v", err)
 	}
 	for host, want := range map[string]string{
-		"ssh://me@box":   "ssh:// engines are not supported",
-		"npipe:////./pp": "only unix:// and tcp://",
-		"/var/run/x":     "not an address",
+		"ssh://me:secret@box":    "never a password",
+		"ssh://me@box?x=1":       "query or fragment",
+		"ssh://-oProxyCommand=x": "starting with '-'",
+		"npipe:////./pp":         "only unix://, tcp:// and ssh://",
+		"/var/run/x":             "not an address",
 	} {
 		_, err := engine.Connect(context.Background(), envOf(map[string]string{"DOCKER_HOST": host}), home)
 		if err == nil || !strings.Contains(err.Error(), want) {
