@@ -8,3 +8,11 @@ func UseHelperImage(image string) (restore func()) {
 	helperImage = image
 	return func() { helperImage = old }
 }
+
+// WriteDockerStyleOnPodman makes writes to Podman unpack the archive at the
+// helper container's root, as mc-broker once did (the write lands in the
+// never-started container's own layer), until restore is called.
+func WriteDockerStyleOnPodman() (restore func()) {
+	dockerStyleOnPodman = true
+	return func() { dockerStyleOnPodman = false }
+}

@@ -39,6 +39,10 @@ const (
 	// LabelVolume names the volume a helper container mounts, for people
 	// looking at `docker ps -a` and for tests counting one volume's helpers.
 	LabelVolume = "org.mc-broker.volume"
+	// LabelOwner and LabelOwnerName say whose a volume is (Owner.ID and
+	// Owner.Name); mc-broker puts them on the volumes it creates.
+	LabelOwner     = "org.mc-broker.owner"
+	LabelOwnerName = "org.mc-broker.owner-name"
 )
 
 // HelperImage is the image helper containers are created from: imported
@@ -67,64 +71,99 @@ const (
 	removeTimeout = 10 * time.Second
 )
 
-// Shared is what all volume copies of one run share: the engine
+// Shared is what all volume copies of one run share: per engine, the
 // connection (made on first use), the helper image (made once), and the
-// removal of a crashed run's leftovers (done once).
+// removal of a crashed run's leftovers (done once). Copies name their
+// engine with Options.Engine; most use the environment's.
 type Shared struct {
-	lazy *engine.Lazy
+	lazy     *engine.Lazy // the environment's engine
+	hostname string
 
 	mu      sync.Mutex
-	ready   *engine.Engine // the engine the image and cleanup were done on
-	readyFn error
-
-	hostname string
+	engines map[engine.Selection]*engineHandle
 }
 
-// NewShared returns the handle for one run; lazy is the engine connection.
+// engineHandle is one engine's part of Shared.
+type engineHandle struct {
+	shared *Shared
+	lazy   *engine.Lazy
+
+	mu    sync.Mutex
+	ready *engine.Engine // the engine the image and cleanup were done on
+}
+
+// NewShared returns the handle for one run; lazy is the environment's
+// engine connection, and other engines are reached with its environment.
 func NewShared(lazy *engine.Lazy) *Shared {
 	h, _ := os.Hostname()
 	return &Shared{lazy: lazy, hostname: h}
 }
 
-// Lazy is the engine connection (doctor and init reuse it).
+// Lazy is the environment's engine connection (doctor and init reuse it).
 func (s *Shared) Lazy() *engine.Lazy { return s.lazy }
 
-// Close releases the engine connection.
-func (s *Shared) Close() error { return s.lazy.Close() }
+// on is the handle for the engine sel names.
+func (s *Shared) on(sel engine.Selection) *engineHandle {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.engines == nil {
+		s.engines = map[engine.Selection]*engineHandle{}
+	}
+	h := s.engines[sel]
+	if h == nil {
+		h = &engineHandle{shared: s, lazy: s.lazy.For(sel)}
+		s.engines[sel] = h
+	}
+	return h
+}
+
+// Close releases every engine connection.
+func (s *Shared) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	errs := []error{s.lazy.Close()}
+	for sel, h := range s.engines {
+		if !sel.IsZero() {
+			errs = append(errs, h.lazy.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
 
 // engine connects (once), then makes sure the helper image exists and
 // removes leftover helper containers, once per connection.
-func (s *Shared) engine(ctx context.Context) (*engine.Engine, error) {
-	e, err := s.lazy.Engine(ctx)
+func (h *engineHandle) engine(ctx context.Context) (*engine.Engine, error) {
+	e, err := h.lazy.Engine(ctx)
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ready == e {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ready == e {
 		return e, nil
 	}
-	if err := s.ensureImage(ctx, e.Client()); err != nil {
-		return nil, s.classify(e, err)
+	if err := ensureImage(ctx, e.Client()); err != nil {
+		return nil, h.classify(e, err)
 	}
 	// Leftovers are removed on a best-effort basis: a failure here must not
 	// stop the copies.
-	_, _ = s.RemoveLeftovers(ctx, e)
-	s.ready = e
+	_, _ = h.shared.RemoveLeftovers(ctx, e)
+	h.ready = e
 	return e, nil
 }
 
 // classify turns a failed call into an UnreachableError when the engine
-// went away, and drops the connection so the next call reconnects.
-func (s *Shared) classify(e *engine.Engine, err error) error {
+// went away (or ssh to it failed), and drops the connection so the next
+// call reconnects.
+func (h *engineHandle) classify(e *engine.Engine, err error) error {
 	if client.IsErrConnectionFailed(err) {
-		s.lazy.Forget(e)
-		return &engine.UnreachableError{Host: e.Endpoint.Host, From: e.Endpoint.From, Err: err}
+		h.lazy.Forget(e)
+		return &engine.UnreachableError{Host: e.Endpoint.Host, From: e.Endpoint.From, Err: e.SSHFailure(err)}
 	}
 	return err
 }
 
-func (s *Shared) ensureImage(ctx context.Context, c *client.Client) error {
+func ensureImage(ctx context.Context, c *client.Client) error {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	if _, err := c.ImageInspect(ctx, helperImage); err == nil {
@@ -155,7 +194,7 @@ func (s *Shared) ensureImage(ctx context.Context, c *client.Client) error {
 func (s *Shared) createHelper(ctx context.Context, c *client.Client, volume, role string) (string, error) {
 	id, err := s.create(ctx, c, volume, role)
 	if cerrdefs.IsNotFound(err) {
-		if ierr := s.ensureImage(ctx, c); ierr != nil {
+		if ierr := ensureImage(ctx, c); ierr != nil {
 			return "", ierr
 		}
 		id, err = s.create(ctx, c, volume, role)

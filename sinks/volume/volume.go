@@ -1,6 +1,6 @@
-// Package volume is the Docker named volume sink: a copy of a login kept as
-// one file in a named volume that containers mount as the CLI's config
-// directory.
+// Package volume is the named volume sink: a copy of a login kept as one
+// file in a Docker (or Podman) named volume that containers mount as the
+// CLI's config directory.
 //
 // It writes without running anything: a helper container is created (never
 // started) from an empty image with the volume mounted and networking
@@ -9,6 +9,17 @@
 // CopyFromContainer the same way. This works the same against Docker
 // Desktop, where volumes live inside a VM, and needs no image pull.
 //
+// Podman mounts a container's volumes only when it starts, but resolves a
+// copy whose destination lies inside a volume mount to the volume itself:
+// there the archive is unpacked at the mount point rather than at the
+// container's root (see files.go). Every write is read back through a fresh
+// helper container; a copy the engine reports written but that is not in
+// the volume fails.
+//
+// Volumes carry their owner (Owner); one another user created, or one
+// mc-broker did not create that holds other files, is neither read nor
+// written unless the copy adopts it (ForeignVolumeError).
+//
 // The engine replaces a file non-atomically (it removes the old file, then
 // writes the new one), so a container reading at that instant can find no
 // file; the CLIs treat that as "no login yet" for one read and the next
@@ -16,14 +27,11 @@
 package volume
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -38,7 +46,6 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/mc-broker/mc-broker/broker"
-	"github.com/mc-broker/mc-broker/broker/credential"
 	"github.com/mc-broker/mc-broker/broker/filelock"
 	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 )
@@ -69,17 +76,25 @@ type Options struct {
 	LockTimeout time.Duration
 	// Shared is the run's engine handle, shared by all volume copies.
 	Shared *Shared
+	// Engine is the engine the volume is on (the config's engine: or
+	// context:); the zero Selection is the environment's engine.
+	Engine engine.Selection
+	// Adopt uses the volume whoever created it: one labelled with another
+	// owner, or one mc-broker did not create that holds other files. Off,
+	// such a volume is refused (ForeignVolumeError).
+	Adopt bool
 	// Companions are non-secret files (by name) written beside the login
 	// when absent (credential.Companions). They are checked and written
 	// through the helper container Update uses anyway, so they cost no
-	// container of their own. A file the container wrote is never replaced;
-	// the engine cannot create-if-absent, so one a container writes in the
-	// instant between the check and the copy could be.
+	// container of their own; WriteIfAbsent then reports what Update did.
+	// A file the container wrote is never replaced; the engine cannot
+	// create-if-absent, so one a container writes in the instant between
+	// the check and the copy could be.
 	Companions map[string][]byte
 }
 
-// Sink is one volume copy. It implements broker.Sink, broker.ChangePoller
-// and broker.Closer.
+// Sink is one volume copy. It implements broker.Sink, broker.ChangePoller,
+// broker.CompanionWriter and broker.Closer.
 type Sink struct {
 	o Options
 
@@ -91,12 +106,18 @@ type Sink struct {
 	last    container.PathStat
 	lastErr bool // the previous stat found no file
 	polled  bool
+
+	// What the last Update did with each companion: true when it created
+	// it, false when it was there already (see WriteIfAbsent).
+	compMu   sync.Mutex
+	compDone map[string]bool
 }
 
 var (
-	_ broker.Sink         = (*Sink)(nil)
-	_ broker.ChangePoller = (*Sink)(nil)
-	_ broker.Closer       = (*Sink)(nil)
+	_ broker.Sink            = (*Sink)(nil)
+	_ broker.ChangePoller    = (*Sink)(nil)
+	_ broker.Closer          = (*Sink)(nil)
+	_ broker.CompanionWriter = (*Sink)(nil)
 )
 
 // New returns the sink for o. Options are checked when the sink is used.
@@ -112,19 +133,26 @@ func cleanPath(p string) string {
 	return path.Clean("/" + p)
 }
 
-// Location is how people see the copy: `volume NAME:/path/file`.
+// Location is how people see the copy: `volume NAME:/path/file`, with
+// ` on ENGINE` for a copy on an engine the config names.
 func (s *Sink) Location() string {
-	return "volume " + s.o.Volume + ":" + path.Join(s.o.Path, s.o.FileName)
+	loc := "volume " + s.o.Volume + ":" + path.Join(s.o.Path, s.o.FileName)
+	if !s.o.Engine.IsZero() {
+		loc += " on " + s.o.Engine.String()
+	}
+	return loc
 }
 
 // containerPath is the file's path inside a helper container.
-func (s *Sink) containerPath() string {
-	return path.Join(mountPoint, s.o.Path, s.o.FileName)
-}
+func (s *Sink) containerPath() string { return s.pathOf(s.o.FileName) }
+
+// pathOf is the path, inside a helper container, of the file name beside
+// the login.
+func (s *Sink) pathOf(name string) string { return path.Join(mountPoint, s.o.Path, name) }
 
 // VolumeError is a failure of one volume copy, naming the copy. It wraps
-// the cause: *engine.UnreachableError, *engine.TooOldError, or the engine's
-// answer.
+// the cause: *engine.UnreachableError, *engine.TooOldError,
+// *ForeignVolumeError, *NotWrittenError, or the engine's answer.
 type VolumeError struct {
 	Volume string
 	Op     string
@@ -134,7 +162,8 @@ type VolumeError struct {
 func (e *VolumeError) Error() string {
 	var ue *engine.UnreachableError
 	var te *engine.TooOldError
-	if errors.As(e.Err, &ue) || errors.As(e.Err, &te) {
+	var fe *ForeignVolumeError
+	if errors.As(e.Err, &ue) || errors.As(e.Err, &te) || errors.As(e.Err, &fe) {
 		return e.Err.Error()
 	}
 	return "volume " + e.Volume + ": " + e.Op + ": " + e.Err.Error()
@@ -159,84 +188,122 @@ func (s *Sink) check() error {
 }
 
 // Read returns the copy's bytes, or an error matching fs.ErrNotExist when
-// the volume or the file does not exist. It never creates the volume.
+// the volume or the file does not exist. It never creates the volume, and
+// refuses a volume that is not this user's (ForeignVolumeError).
 func (s *Sink) Read(ctx context.Context) ([]byte, error) {
-	e, err := s.connect(ctx)
+	e, h, err := s.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
 	c := e.Client()
-	exists, err := s.volumeExists(ctx, c)
+	labels, exists, err := s.inspectVolume(ctx, c)
 	if err != nil {
-		return nil, s.fail(e, "inspect volume", err)
+		return nil, s.fail(h, e, "inspect volume", err)
 	}
 	if !exists {
 		return nil, fmt.Errorf("volume %s does not exist: %w", s.o.Volume, fs.ErrNotExist)
 	}
+	if err := s.checkOwner(labels); err != nil {
+		return nil, s.fail(h, e, "check owner", err)
+	}
 	id, err := s.o.Shared.createHelper(ctx, c, s.o.Volume, "copy")
 	if err != nil {
-		return nil, s.fail(e, "create helper container", err)
+		return nil, s.fail(h, e, "create helper container", err)
 	}
 	defer removeHelper(ctx, c, id)
-	data, _, err := s.readFile(ctx, c, id)
+	if needsContentCheck(labels, s.o.Adopt) {
+		if err := s.checkContents(ctx, c, id); err != nil {
+			return nil, s.fail(h, e, "check contents", err)
+		}
+	}
+	data, _, err := s.readFile(ctx, c, id, s.o.FileName)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, s.fail(e, "read "+s.containerPathInVolume(), err)
+		return nil, s.fail(h, e, "read "+s.containerPathInVolume(), err)
 	}
 	return data, err
 }
 
 // Update reads the copy, calls decide, and writes what it returns, all
 // through one helper container and under mc-broker's lock for this volume
-// and path. A missing volume is created (labelled) only when there is
-// something to write.
+// and path; what was written is then read back through a fresh helper. A
+// missing volume is created (labelled with its owner) only when there is
+// something to write. A volume that is not this user's is refused
+// (ForeignVolumeError) before anything is read.
 func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
-	if s.o.LockDir == "" {
-		return fmt.Errorf("cannot update %s: no lock directory configured", s.Location())
+	s.compMu.Lock()
+	s.compDone = nil
+	s.compMu.Unlock()
+	done, err := s.update(ctx, decide, s.o.Companions)
+	if err == nil {
+		s.compMu.Lock()
+		s.compDone = done
+		s.compMu.Unlock()
 	}
-	e, err := s.connect(ctx)
+	return err
+}
+
+// update is Update with the companions to check; it returns what it did
+// with each (true: created).
+func (s *Sink) update(ctx context.Context, decide broker.Decide, companions map[string][]byte) (map[string]bool, error) {
+	if s.o.LockDir == "" {
+		return nil, fmt.Errorf("cannot update %s: no lock directory configured", s.Location())
+	}
+	e, h, err := s.connect(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c := e.Client()
 	unlock, err := s.lock(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer unlock()
 
-	exists, err := s.volumeExists(ctx, c)
+	labels, exists, err := s.inspectVolume(ctx, c)
 	if err != nil {
-		return s.fail(e, "inspect volume", err)
+		return nil, s.fail(h, e, "inspect volume", err)
 	}
 	var (
 		id      string
 		current []byte
-		hdr     *tar.Header
+		hdr     *fileHeader
 		found   bool
 	)
 	if exists {
+		if err := s.checkOwner(labels); err != nil {
+			return nil, s.fail(h, e, "check owner", err)
+		}
 		id, err = s.o.Shared.createHelper(ctx, c, s.o.Volume, "copy")
 		if err != nil {
-			return s.fail(e, "create helper container", err)
+			return nil, s.fail(h, e, "create helper container", err)
 		}
 		defer func() { removeHelper(ctx, c, id) }()
-		current, hdr, err = s.readFile(ctx, c, id)
+		if needsContentCheck(labels, s.o.Adopt) {
+			if err := s.checkContents(ctx, c, id); err != nil {
+				return nil, s.fail(h, e, "check contents", err)
+			}
+		}
+		current, hdr, err = s.readFile(ctx, c, id, s.o.FileName)
 		found = err == nil
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return s.fail(e, "read "+s.containerPathInVolume(), err)
+			return nil, s.fail(h, e, "read "+s.containerPathInVolume(), err)
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	next, write := decide(current, found)
+	done := map[string]bool{}
 	var missing []file
 	if write || found {
-		missing = s.missingCompanions(ctx, c, id)
+		missing, err = s.missingCompanions(ctx, c, id, companions, done)
+		if err != nil {
+			return nil, s.fail(h, e, "look for companion files", err)
+		}
 	}
 	if !write {
 		switch {
-		case found && !s.ownedRight(hdr):
+		case found && !s.ownedRight(hdr, e.Podman()):
 			// Left as it is, but readable by others or owned by someone
 			// else: write the same bytes again with the right mode and
 			// owner (a volume file's metadata cannot be changed without a
@@ -245,16 +312,22 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 		case found && len(missing) > 0:
 			next = nil // only the companions
 		default:
-			return nil
+			return done, nil
 		}
 	}
 	if !exists {
-		if err := s.createVolume(ctx, c); err != nil {
-			return s.fail(e, "create volume", err)
+		labels, err := s.createVolume(ctx, c)
+		if err != nil {
+			return nil, s.fail(h, e, "create volume", err)
+		}
+		// Created just now by someone else (another user's run): its
+		// labels are theirs.
+		if err := s.checkOwner(labels); err != nil {
+			return nil, s.fail(h, e, "check owner", err)
 		}
 		id, err = s.o.Shared.createHelper(ctx, c, s.o.Volume, "copy")
 		if err != nil {
-			return s.fail(e, "create helper container", err)
+			return nil, s.fail(h, e, "create helper container", err)
 		}
 		defer func() { removeHelper(ctx, c, id) }()
 	}
@@ -262,10 +335,17 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 	if next != nil {
 		files = append(files, file{s.o.FileName, next})
 	}
-	if err := s.writeFiles(ctx, c, id, append(files, missing...)); err != nil {
-		return s.fail(e, "write "+s.containerPathInVolume(), err)
+	files = append(files, missing...)
+	if err := s.writeFiles(ctx, c, id, files, e.Podman()); err != nil {
+		return nil, s.fail(h, e, "write "+s.containerPathInVolume(), err)
 	}
-	return nil
+	if err := s.verify(ctx, c, files, e.Podman()); err != nil {
+		return nil, s.fail(h, e, "read back "+s.containerPathInVolume(), err)
+	}
+	for _, f := range missing {
+		done[f.name] = true
+	}
+	return done, nil
 }
 
 // file is one file written into the volume, beside the login.
@@ -274,12 +354,16 @@ type file struct {
 	data []byte
 }
 
-// missingCompanions lists the companion files not in the volume yet; id is
-// the helper container ("" when the volume does not exist: all missing).
-func (s *Sink) missingCompanions(ctx context.Context, c *client.Client, id string) []file {
+// missingCompanions lists the companions not in the volume yet, and marks
+// those that are in done (false); id is the helper container ("" when the
+// volume does not exist: all missing).
+func (s *Sink) missingCompanions(ctx context.Context, c *client.Client, id string, companions map[string][]byte, done map[string]bool) ([]file, error) {
 	var out []file
-	names := make([]string, 0, len(s.o.Companions))
-	for name := range s.o.Companions {
+	names := make([]string, 0, len(companions))
+	for name := range companions {
+		if name == s.o.FileName || strings.ContainsRune(name, '/') || name == "." || name == ".." || name == "" {
+			return nil, fmt.Errorf("%q cannot be a companion file of %s", name, s.Location())
+		}
 		names = append(names, name)
 	}
 	sort.Strings(names)
@@ -287,34 +371,36 @@ func (s *Sink) missingCompanions(ctx context.Context, c *client.Client, id strin
 	defer cancel()
 	for _, name := range names {
 		if id != "" {
-			_, err := c.ContainerStatPath(ctx, id, client.ContainerStatPathOptions{Path: path.Join(mountPoint, s.o.Path, name)})
+			_, err := c.ContainerStatPath(ctx, id, client.ContainerStatPathOptions{Path: s.pathOf(name)})
 			if !cerrdefs.IsNotFound(err) {
+				done[name] = false
 				continue // there (or unknown: never risk replacing it)
 			}
 		}
-		out = append(out, file{name, s.o.Companions[name]})
+		out = append(out, file{name, companions[name]})
 	}
-	return out
+	return out, nil
 }
 
-// connect checks the options and returns the run's engine.
-func (s *Sink) connect(ctx context.Context) (*engine.Engine, error) {
+// connect checks the options and returns the copy's engine.
+func (s *Sink) connect(ctx context.Context) (*engine.Engine, *engineHandle, error) {
 	if err := s.check(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	e, err := s.o.Shared.engine(ctx)
+	h := s.o.Shared.on(s.o.Engine)
+	e, err := h.engine(ctx)
 	if err != nil {
-		return nil, &VolumeError{Volume: s.o.Volume, Op: "connect", Err: err}
+		return nil, nil, &VolumeError{Volume: s.o.Volume, Op: "connect", Err: err}
 	}
-	return e, nil
+	return e, h, nil
 }
 
 func (s *Sink) containerPathInVolume() string { return path.Join(s.o.Path, s.o.FileName) }
 
 // fail wraps an engine error for this copy, noticing an engine that went
 // away.
-func (s *Sink) fail(e *engine.Engine, op string, err error) error {
-	return &VolumeError{Volume: s.o.Volume, Op: op, Err: s.o.Shared.classify(e, err)}
+func (s *Sink) fail(h *engineHandle, e *engine.Engine, op string, err error) error {
+	return &VolumeError{Volume: s.o.Volume, Op: op, Err: h.classify(e, err)}
 }
 
 func (s *Sink) lock(ctx context.Context) (func(), error) {
@@ -325,34 +411,65 @@ func (s *Sink) lock(ctx context.Context) (func(), error) {
 	if timeout == 0 {
 		timeout = DefaultLockTimeout
 	}
-	return filelock.Lock(ctx, LockFile(s.o.LockDir, s.o.Volume, s.o.Path), timeout)
+	return filelock.Lock(ctx, lockFileOn(s.o.LockDir, s.o.Engine, s.o.Volume, s.o.Path), timeout)
 }
 
 // LockFile is mc-broker's own lock file, in lockDir, for the copy at path
-// inside volume: one per volume and path, named by a hash.
+// inside volume on the environment's engine: one per volume and path,
+// named by a hash.
 func LockFile(lockDir, volume, dir string) string {
-	sum := sha256.Sum256([]byte("volume\x00" + volume + "\x00" + cleanPath(dir)))
+	return lockFileOn(lockDir, engine.Selection{}, volume, dir)
+}
+
+// lockFileOn is LockFile for a volume on the engine sel names: the same
+// volume name on two engines is two locks.
+func lockFileOn(lockDir string, sel engine.Selection, volume, dir string) string {
+	key := "volume\x00" + volume + "\x00" + cleanPath(dir)
+	if !sel.IsZero() {
+		key += "\x00" + sel.Host + "\x00" + sel.Context
+	}
+	sum := sha256.Sum256([]byte(key))
 	return path.Join(lockDir, "volume-"+hex.EncodeToString(sum[:])[:16]+".lock")
 }
 
-func (s *Sink) volumeExists(ctx context.Context, c *client.Client) (bool, error) {
+// inspectVolume returns the volume's labels, and whether it exists.
+func (s *Sink) inspectVolume(ctx context.Context, c *client.Client) (map[string]string, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	_, err := c.VolumeInspect(ctx, s.o.Volume, client.VolumeInspectOptions{})
+	res, err := c.VolumeInspect(ctx, s.o.Volume, client.VolumeInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
-		return false, nil
+		return nil, false, nil
 	}
-	return err == nil, err
+	if err != nil {
+		return nil, false, err
+	}
+	return res.Volume.Labels, true, nil
 }
 
-func (s *Sink) createVolume(ctx context.Context, c *client.Client) error {
+// createVolume creates the volume labelled with its owner and returns the
+// labels of the volume now there: Docker answers a create of an existing
+// volume with that volume, Podman with an error, and either way another
+// run may have made it in between.
+func (s *Sink) createVolume(ctx context.Context, c *client.Client) (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	_, err := c.VolumeCreate(ctx, client.VolumeCreateOptions{
-		Name:   s.o.Volume,
-		Labels: map[string]string{LabelManaged: "true"},
+	me := CurrentOwner()
+	res, err := c.VolumeCreate(ctx, client.VolumeCreateOptions{
+		Name: s.o.Volume,
+		Labels: map[string]string{
+			LabelManaged:   "true",
+			LabelOwner:     me.ID,
+			LabelOwnerName: me.Name,
+		},
 	})
-	return err
+	if err == nil {
+		return res.Volume.Labels, nil
+	}
+	labels, exists, ierr := s.inspectVolume(ctx, c)
+	if ierr != nil || !exists {
+		return nil, err
+	}
+	return labels, nil
 }
 
 func (s *Sink) uid() int {
@@ -367,171 +484,4 @@ func (s *Sink) gid() int {
 		return *s.o.GID
 	}
 	return 0
-}
-
-func (s *Sink) ownedRight(h *tar.Header) bool {
-	return h != nil && h.FileInfo().Mode().Perm() == 0o600 && h.Uid == s.uid() && h.Gid == s.gid()
-}
-
-// readFile reads the copy through helper container id. The header is the
-// file's, for its mode and owner.
-func (s *Sink) readFile(ctx context.Context, c *client.Client, id string) ([]byte, *tar.Header, error) {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
-	res, err := c.CopyFromContainer(ctx, id, client.CopyFromContainerOptions{SourcePath: s.containerPath()})
-	if cerrdefs.IsNotFound(err) {
-		return nil, nil, fmt.Errorf("no copy in volume %s: %w", s.o.Volume, fs.ErrNotExist)
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	defer res.Content.Close()
-	tr := tar.NewReader(res.Content)
-	h, err := tr.Next()
-	if err != nil {
-		return nil, nil, fmt.Errorf("the engine sent a broken archive: %w", err)
-	}
-	switch {
-	case h.Typeflag == tar.TypeDir:
-		return nil, nil, fmt.Errorf("%s is a directory, not a file: remove it from the volume", s.containerPathInVolume())
-	case h.Typeflag == tar.TypeSymlink:
-		return nil, nil, fmt.Errorf("%s is a symlink: remove it from the volume and let mc-broker write a real file", s.containerPathInVolume())
-	case h.Typeflag != tar.TypeReg:
-		return nil, nil, fmt.Errorf("%s is not a regular file", s.containerPathInVolume())
-	}
-	// At most MaxSize+1 bytes, so that an oversized copy is judged broken
-	// rather than read whole.
-	data, err := io.ReadAll(io.LimitReader(tr, credential.MaxSize+1))
-	if err != nil {
-		return nil, nil, err
-	}
-	return data, h, nil
-}
-
-// writeFiles puts files into the volume through helper container id as a
-// tar holding the directories from the volume root down to Path (0700) and
-// the files (0600), all owned by UID/GID.
-func (s *Sink) writeFiles(ctx context.Context, c *client.Client, id string, files []file) error {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	now := time.Now()
-	// The archive is unpacked at the container's root, so that its first
-	// entry is the mount point itself: that is how the volume root gets
-	// its mode and owner (an entry for "." inside the volume is skipped).
-	root := strings.TrimPrefix(mountPoint, "/")
-	dirs := []string{root + "/"}
-	if s.o.Path != "/" {
-		parts := strings.Split(strings.TrimPrefix(s.o.Path, "/"), "/")
-		for i := range parts {
-			dirs = append(dirs, root+"/"+strings.Join(parts[:i+1], "/")+"/")
-		}
-	}
-	for _, d := range dirs {
-		if err := tw.WriteHeader(&tar.Header{
-			Typeflag: tar.TypeDir, Name: d, Mode: 0o700,
-			Uid: s.uid(), Gid: s.gid(), ModTime: now, Format: tar.FormatPAX,
-		}); err != nil {
-			return err
-		}
-	}
-	for _, f := range files {
-		name := root + path.Join(s.o.Path, f.name)
-		if err := tw.WriteHeader(&tar.Header{
-			Typeflag: tar.TypeReg, Name: name, Mode: 0o600, Size: int64(len(f.data)),
-			Uid: s.uid(), Gid: s.gid(), ModTime: now, Format: tar.FormatPAX,
-		}); err != nil {
-			return err
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
-	_, err := c.CopyToContainer(ctx, id, client.CopyToContainerOptions{
-		DestinationPath: "/",
-		Content:         &buf,
-	})
-	return err
-}
-
-// Changed reports whether the copy may have changed since the previous
-// call. It stats the file through one long-lived helper container (created
-// on the first call, never started, removed by Close), so polling with
-// nothing changed creates no container and reads no secret. The first call
-// reports true.
-func (s *Sink) Changed(ctx context.Context) (bool, error) {
-	e, err := s.connect(ctx)
-	if err != nil {
-		return false, err
-	}
-	c := e.Client()
-	s.pollMu.Lock()
-	defer s.pollMu.Unlock()
-	if s.pollID != "" && s.pollOn != e {
-		// Reconnected: the engine usually just restarted and still has the
-		// old poll helper, which would hold the volume in use beside the
-		// new one until the next run cleaned up.
-		_ = removeHelper(ctx, c, s.pollID)
-		s.pollID, s.pollOn = "", nil
-	}
-	if s.pollID == "" {
-		exists, err := s.volumeExists(ctx, c)
-		if err != nil {
-			return false, s.fail(e, "inspect volume", err)
-		}
-		if !exists {
-			// No volume yet: do not create it (a Changed call must not
-			// change anything); it is a change once it appears.
-			changed := !s.polled || !s.lastErr
-			s.polled, s.lastErr = true, true
-			return changed, nil
-		}
-		id, err := s.o.Shared.createHelper(ctx, c, s.o.Volume, "poll")
-		if err != nil {
-			return false, s.fail(e, "create poll container", err)
-		}
-		s.pollID, s.pollOn = id, e
-	}
-	sctx, cancel := context.WithTimeout(ctx, opTimeout)
-	defer cancel()
-	res, err := c.ContainerStatPath(sctx, s.pollID, client.ContainerStatPathOptions{Path: s.containerPath()})
-	missing := cerrdefs.IsNotFound(err)
-	if missing {
-		// A missing file and a missing container both answer 404: make
-		// sure the poll container is still there (someone may have pruned
-		// it), and make another next time if not.
-		if _, ierr := c.ContainerInspect(sctx, s.pollID, client.ContainerInspectOptions{}); cerrdefs.IsNotFound(ierr) {
-			s.pollID = ""
-			return true, nil
-		}
-	}
-	if err != nil && !missing {
-		return false, s.fail(e, "stat "+s.containerPathInVolume(), err)
-	}
-	changed := !s.polled || missing != s.lastErr || (!missing && !sameStat(res.Stat, s.last))
-	s.polled, s.lastErr = true, missing
-	if !missing {
-		s.last = res.Stat
-	}
-	return changed, nil
-}
-
-func sameStat(a, b container.PathStat) bool {
-	return a.Size == b.Size && a.Mode == b.Mode && a.Mtime.Equal(b.Mtime) && a.LinkTarget == b.LinkTarget
-}
-
-// Close removes the poll helper container, if any.
-func (s *Sink) Close() error {
-	s.pollMu.Lock()
-	defer s.pollMu.Unlock()
-	if s.pollID == "" {
-		return nil
-	}
-	err := removeHelper(context.Background(), s.pollOn.Client(), s.pollID)
-	s.pollID, s.pollOn = "", nil
-	return err
 }
