@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"path"
 	"path/filepath"
 
 	"github.com/mc-broker/mc-broker/broker"
@@ -68,28 +67,32 @@ func (c *Config) Build(env Env) (*broker.Broker, error) {
 			companions = credential.Companions(kind)
 		}
 		if sk.Volume != "" {
-			target := "volume " + sk.Volume + ":" + path.Join("/", sk.Path, name)
+			if docker == nil {
+				docker = volume.NewShared(engine.NewLazy(env.Getenv, env.Home))
+			}
+			sink := volume.New(volume.Options{
+				Volume:     sk.Volume,
+				Path:       sk.Path,
+				FileName:   name,
+				UID:        sk.UID,
+				GID:        sk.GID,
+				LockDir:    filepath.Join(env.StateDir(), "locks"),
+				Shared:     docker,
+				Engine:     engine.Selection{Host: sk.Engine, Context: sk.Context},
+				Adopt:      sk.Adopt,
+				Companions: companions,
+			})
+			// The location names the volume, the file and the engine: the
+			// same volume name on two engines is two copies.
+			target := sink.Location()
 			if written[target] {
 				return nil, &Error{File: c.File, Line: sk.Line, Msg: "two copies write " + target + ": give each copy its own volume or path"}
 			}
 			written[target] = true
-			if docker == nil {
-				docker = volume.NewShared(engine.NewLazy(env.Getenv, env.Home))
-			}
-			b.Copies = append(b.Copies, broker.Copy{
-				Source:  sk.Source,
-				Options: copyOpts,
-				Sink: volume.New(volume.Options{
-					Volume:     sk.Volume,
-					Path:       sk.Path,
-					FileName:   name,
-					UID:        sk.UID,
-					GID:        sk.GID,
-					LockDir:    filepath.Join(env.StateDir(), "locks"),
-					Shared:     docker,
-					Companions: companions,
-				}),
-			})
+			// Companions also on the copy, so that the sync reports the
+			// ones the volume got (the sink writes them during Update and
+			// answers WriteIfAbsent from that).
+			b.Copies = append(b.Copies, broker.Copy{Source: sk.Source, Options: copyOpts, Companions: companions, Sink: sink})
 			continue
 		}
 		target := filepath.Join(sk.Dir, name)

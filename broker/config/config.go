@@ -107,9 +107,16 @@ type Sink struct {
 	// Dir is a host directory copy; Volume a Docker named volume copy,
 	// with the file in Path inside it ("" for the volume root). Exactly
 	// one of Dir and Volume is set.
-	Dir             string
-	Volume          string
-	Path            string
+	Dir    string
+	Volume string
+	Path   string
+	// Engine (an address in DOCKER_HOST's form) or Context (a docker
+	// context) names the engine a volume copy is on; neither: the
+	// environment's engine.
+	Engine, Context string
+	// Adopt uses the volume even when another user's mc-broker made it, or
+	// it was not made by mc-broker and holds other files.
+	Adopt           bool
 	FileName        string // default: the kind's own file name, or the source file's base name
 	UID, GID        *int
 	IncludeMCPOAuth bool

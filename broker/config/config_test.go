@@ -80,6 +80,14 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"relative volume path", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, path: home}\n", 4, "sinks[0].path is the directory inside the volume"},
 		{"volume path escapes", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, path: /a/../..}\n", 4, "no '..'"},
 		{"path on a dir copy", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x, path: /a}\n", 4, "path applies to volume copies only"},
+		{"engine on a dir copy", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x, engine: 'ssh://box'}\n", 4, "engine, context and adopt apply to volume copies only"},
+		{"adopt on a dir copy", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x, adopt: true}\n", 4, "engine, context and adopt apply to volume copies only"},
+		{"engine and context", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, engine: 'ssh://box', context: box}\n", 4, "give engine or context, not both"},
+		{"engine not an address", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, engine: box}\n", 4, `sinks[0].engine: "box" is not an address like unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host`},
+		{"engine npipe", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, engine: 'npipe:////./pipe/x'}\n", 4, "only unix://, tcp:// and ssh:// engines"},
+		{"engine with a password", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, engine: 'ssh://me:pw@box'}\n", 4, "ssh://me:xxxxx@box holds a password"},
+		{"bad context", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, context: 'my box'}\n", 4, `sinks[0].context "my box" is not a docker context name`},
+		{"adopt not a bool", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, adopt: yes please}\n", 4, "sinks[0].adopt must be true or false"},
 		{"mcp on codex", "sources:\n  codex: {}\nsinks:\n  - {source: codex, dir: /x, include_mcp_oauth: true}\n", 4, "applies to claude sources only"},
 		{"bad name", "sources:\n  Work Claude: {kind: claude}\n", 2, "a source name uses lower-case"},
 		{"sinks not a list", "sources:\n  claude: {}\nsinks:\n  source: claude\n", 4, "sinks must be a list"},
@@ -224,6 +232,50 @@ sinks:
 	}
 }
 
+// One config serves the laptop's engine and a build box: engine: and
+// context: per copy, the same volume name on each, adopt: where asked.
+func TestVolumeCopiesOnSeveralEngines(t *testing.T) {
+	cfg, err := Parse("cfg.yaml", []byte(`
+sources:
+  claude: {}
+sinks:
+  - {source: claude, volume: mc-claude-auth}
+  - {source: claude, volume: mc-claude-auth, engine: 'ssh://me@build:2222'}
+  - {source: claude, volume: mc-claude-auth, context: colima, adopt: true}
+`), testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := cfg.Sinks[1]; k.Engine != "ssh://me@build:2222" || k.Context != "" || k.Adopt {
+		t.Errorf("sink 1: %+v", k)
+	}
+	if k := cfg.Sinks[2]; k.Context != "colima" || !k.Adopt {
+		t.Errorf("sink 2: %+v", k)
+	}
+	b, err := cfg.Build(testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range b.Copies {
+		got = append(got, c.Sink.Location())
+		if len(c.Companions) != 0 {
+			t.Errorf("%s: companions without companions: true", c.Sink.Location())
+		}
+	}
+	want := []string{"volume mc-claude-auth:/.credentials.json", "volume mc-claude-auth:/.credentials.json on ssh://me@build:2222", "volume mc-claude-auth:/.credentials.json on context colima"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("locations %q, want %q", got, want)
+	}
+	twice, err := Parse("cfg.yaml", []byte("sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, context: box}\n  - {source: claude, volume: v1, context: box}\n"), testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := twice.Build(testEnv(nil)); err == nil || !strings.Contains(err.Error(), "two copies write volume v1:/.credentials.json on context box") {
+		t.Errorf("two copies in one volume file on one engine: %v", err)
+	}
+}
+
 func TestDefaultVolumes(t *testing.T) {
 	cfg := Default(testEnv(nil)).WithDefaultVolumes()
 	var vols []string
@@ -240,5 +292,16 @@ func TestDefaultVolumes(t *testing.T) {
 	}
 	if dl := cfg.WithDirLayout("/hook"); len(dl.Sinks) != 3 || dl.Sinks[0].Volume != "" {
 		t.Errorf("--dir layout keeps volumes: %+v", dl.Sinks)
+	}
+	// The default volumes get companions, on the copy too, so that a sync
+	// reports them.
+	b, err := cfg.Build(testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range b.Copies {
+		if c.Source == "claude" && len(c.Companions) == 0 {
+			t.Errorf("%s: no companions", c.Sink.Location())
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/mc-broker/mc-broker/broker/credential"
 	"github.com/mc-broker/mc-broker/sinks/volume"
+	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 	"github.com/mc-broker/mc-broker/sources"
 	"go.yaml.in/yaml/v3"
 )
@@ -228,7 +230,10 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 
 var sourceKeys = []string{"kind", "path", "store", "service", "account", "timeout", "mirror_refresh_lock"}
 
-var sinkKeys = []string{"source", "dir", "volume", "path", "file_name", "uid", "gid", "include_mcp_oauth", "companions"}
+var sinkKeys = []string{"source", "dir", "volume", "path", "engine", "context", "adopt", "file_name", "uid", "gid", "include_mcp_oauth", "companions"}
+
+// dockerContextName is what `docker context create` accepts.
+var dockerContextName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.+-]*$`)
 
 func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
@@ -260,6 +265,22 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 					err = p.errorf(v, "%s.path is the directory inside the volume, like / or /home/.claude: absolute, no '..', no trailing '/'", where)
 				}
 				sink.Path = s
+			case "engine":
+				if cerr := engine.CheckHost(s); cerr != nil {
+					err = p.errorf(v, "%s.engine: %v", where, cerr)
+				}
+				sink.Engine = s
+			case "context":
+				if !dockerContextName.MatchString(s) {
+					err = p.errorf(v, "%s.context %q is not a docker context name (see `docker context ls`)", where, s)
+				}
+				sink.Context = s
+			case "adopt":
+				b, convErr := strconv.ParseBool(s)
+				if convErr != nil || v.Tag != "!!bool" {
+					return p.errorf(v, "%s.adopt must be true or false", where)
+				}
+				sink.Adopt = b
 			case "file_name":
 				if s == "" || s != filepath.Base(s) || s == "." || s == ".." || strings.TrimSpace(s) != s {
 					err = p.errorf(v, "%s.file_name must be a plain file name: no slashes, no leading or trailing spaces", where)
@@ -307,6 +328,10 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 			return p.errorf(v, "%s: give dir or volume, not both (make two copies for both)", where)
 		case sink.Path != "" && sink.Volume == "":
 			return p.errorf(v, "%s.path applies to volume copies only (for a directory copy, put the path in dir)", where)
+		case (sink.Engine != "" || sink.Context != "" || sink.Adopt) && sink.Volume == "":
+			return p.errorf(v, "%s: engine, context and adopt apply to volume copies only", where)
+		case sink.Engine != "" && sink.Context != "":
+			return p.errorf(v, "%s: give engine or context, not both (a context names an engine)", where)
 		}
 		if contains(cliLockFiles[src.Kind], sink.FileName) {
 			return p.errorf(v, "%s.file_name %q is a lock file of %s; choose another name", where, sink.FileName, src.Kind)
