@@ -25,7 +25,8 @@ import (
 func dockerHostEnv(e *engine.Engine) string { return "DOCKER_HOST=" + e.Endpoint.Host }
 
 // volumeConfig writes a config with one volume copy per CLI (uid/gid 1000,
-// Codex under /home/.codex) and one directory copy of Claude.
+// Codex under /home/.codex; Claude's with its companion) and one directory
+// copy of Claude.
 func volumeConfig(t *testing.T, home string, vols [3]string) string {
 	t.Helper()
 	cfg := filepath.Join(home, "config.yaml")
@@ -34,7 +35,7 @@ func volumeConfig(t *testing.T, home string, vols [3]string) string {
   codex: {}
   gemini: {}
 sinks:
-  - {source: claude, volume: %s, uid: 1000, gid: 1000}
+  - {source: claude, volume: %s, uid: 1000, gid: 1000, companions: true}
   - {source: codex, volume: %s, path: /home/.codex, uid: 1000, gid: 1000}
   - {source: gemini, volume: %s, uid: 1000, gid: 1000}
   - {source: claude, dir: ~/auth/claude}
@@ -68,10 +69,14 @@ func TestVolumeCopiesEndToEnd(t *testing.T) {
 			t.Errorf("no 'created volume %s' in\n%s", v, out)
 		}
 	}
-	// One helper container per volume copy, read and write through the
-	// same one.
-	if first["create"] != 3 || first["extract-to-dir"] != 3 || first["destroy"] != 3 {
-		t.Errorf("first sync: events %v, want 3 creates, 3 writes, 3 removals", first)
+	// The companion a volume got is reported, as for a directory.
+	if !regexp.MustCompile(`(?m)^  created +volume ` + regexp.QuoteMeta(vols[0]) + `:/.credentials.json \(.*added .claude.json`).MatchString(out) {
+		t.Errorf("no 'added .claude.json' for the Claude volume in\n%s", out)
+	}
+	// Per volume copy: one helper container to read and write, and a fresh
+	// one that reads the write back.
+	if first["create"] != 6 || first["extract-to-dir"] != 3 || first["destroy"] != 6 {
+		t.Errorf("first sync: events %v, want 6 creates, 3 writes, 6 removals", first)
 	}
 
 	// What a container started with the volume mounted sees: exactly the
@@ -495,7 +500,8 @@ func TestWatchAddsDefaultVolumesWhenTheEngineComesUp(t *testing.T) {
 }
 
 // TestWatchFileEventsDoNotReadVolumes: a change on the host is fanned out
-// to a volume copy with one helper container (its update), not two: the
+// to a volume copy with its update's helper container and the one that
+// reads the write back, and no read before: the
 // pass a file event starts does not first read the volume to look for a
 // newer login there (the poller says when a volume changed), so directory
 // copies never wait for a Docker round trip before the fan-out.
@@ -509,9 +515,10 @@ func TestWatchFileEventsDoNotReadVolumes(t *testing.T) {
 		})
 	})
 	// Events counts mc-broker's helpers only (the test's docker run
-	// readers carry no helper label): one container that reads and writes.
-	if ev["create"] != 1 || ev["archive-path"] != 1 || ev["extract-to-dir"] != 1 {
-		t.Errorf("helper events for one host change: %v, want 1 create, 1 read, 1 write", ev)
+	// readers carry no helper label): one container that reads and writes,
+	// and one that reads the write back.
+	if ev["create"] != 2 || ev["archive-path"] != 2 || ev["extract-to-dir"] != 1 {
+		t.Errorf("helper events for one host change: %v, want 2 creates, 2 reads, 1 write", ev)
 	}
 	if ok, why := copiesHold(w.copies, newer); !ok {
 		t.Errorf("the directory copy: %s", why)
@@ -538,15 +545,16 @@ func claimDefaultVolumes(t *testing.T, e *engine.Engine) {
 
 // watchWithVolume runs watch over a Claude world with one directory copy
 // and one volume copy, polled every poll; the watcher must stop cleanly
-// (exit 0 on SIGTERM) when the test ends.
-func watchWithVolume(t *testing.T, poll string) (*engine.Engine, string, *world) {
+// (exit 0 on SIGTERM) when the test ends. sinkYAML is more of the volume
+// copy's settings (e.g. "    engine: ssh://host\n").
+func watchWithVolume(t *testing.T, poll string, sinkYAML ...string) (*engine.Engine, string, *world) {
 	t.Helper()
 	_, e := volumetest.NeedEngine(t)
 	vol := volumetest.UniqueVolume(t, e)
 	w := newWorld(t, "claude", 1)
 	w.env = append(w.env, dockerHostEnv(e))
 	cfg, _ := os.ReadFile(w.config)
-	writeFile(t, w.config, append(cfg, []byte("  - source: claude\n    volume: "+vol+"\n")...))
+	writeFile(t, w.config, append(cfg, []byte("  - source: claude\n    volume: "+vol+"\n"+strings.Join(sinkYAML, ""))...))
 	p := w.watch("--poll-interval", poll)
 	t.Cleanup(func() {
 		p.signal(syscall.SIGTERM)
