@@ -89,6 +89,7 @@ Host $ALIAS
     HostKeyAlias $ALIAS
     UserKnownHostsFile $DIR/known_hosts
     StrictHostKeyChecking yes
+    GSSAPIAuthentication no
 EOF
 
 say "starting sshd on 127.0.0.1:$PORT (log: $DIR/sshd.log)"

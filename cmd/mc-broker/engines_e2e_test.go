@@ -142,7 +142,7 @@ sinks:
 // it over ssh, it takes back a refresh a container's CLI wrote there.
 func TestWatchOverSSH(t *testing.T) {
 	volumetest.NeedSSH(t)
-	e, vol, w := watchWithVolume(t, "300ms", "    engine: ssh://"+volumetest.SSHHost+"\n")
+	e, vol, w := watchWithVolumeOn(t, "300ms", "    engine: ssh://"+volumetest.SSHHost+"\n", 10*time.Second)
 	first := w.forCopy(w.login(1))
 	waitFor(t, 20*time.Second, "the volume copy over ssh", func() (bool, string) {
 		return volumetest.Run(t, vol, "cat /d/.credentials.json 2>/dev/null; true") == string(first), "not there yet"

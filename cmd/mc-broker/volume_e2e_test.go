@@ -545,21 +545,32 @@ func claimDefaultVolumes(t *testing.T, e *engine.Engine) {
 
 // watchWithVolume runs watch over a Claude world with one directory copy
 // and one volume copy, polled every poll; the watcher must stop cleanly
-// (exit 0 on SIGTERM) when the test ends. sinkYAML is more of the volume
-// copy's settings (e.g. "    engine: ssh://host\n").
-func watchWithVolume(t *testing.T, poll string, sinkYAML ...string) (*engine.Engine, string, *world) {
+// (exit 0 on SIGTERM, within 2 s) when the test ends.
+func watchWithVolume(t *testing.T, poll string) (*engine.Engine, string, *world) {
+	t.Helper()
+	return watchWithVolumeOn(t, poll, "", 2*time.Second)
+}
+
+// watchWithVolumeOn is watchWithVolume with more of the volume copy's
+// settings (sinkYAML, e.g. "    engine: ssh://host\n") and the time the
+// watcher may take to stop: over ssh, removing the poll helper can take a
+// new ssh connection.
+func watchWithVolumeOn(t *testing.T, poll, sinkYAML string, stopWithin time.Duration) (*engine.Engine, string, *world) {
 	t.Helper()
 	_, e := volumetest.NeedEngine(t)
 	vol := volumetest.UniqueVolume(t, e)
 	w := newWorld(t, "claude", 1)
 	w.env = append(w.env, dockerHostEnv(e))
 	cfg, _ := os.ReadFile(w.config)
-	writeFile(t, w.config, append(cfg, []byte("  - source: claude\n    volume: "+vol+"\n"+strings.Join(sinkYAML, ""))...))
+	writeFile(t, w.config, append(cfg, []byte("  - source: claude\n    volume: "+vol+"\n"+sinkYAML)...))
 	p := w.watch("--poll-interval", poll)
 	t.Cleanup(func() {
 		p.signal(syscall.SIGTERM)
-		if code := p.wait(2 * time.Second); code != 0 {
+		if code := p.wait(stopWithin); code != 0 {
 			t.Errorf("watch exited %d after SIGTERM", code)
+		}
+		if left := volumetest.Helpers(t, e, volumetest.VolumeLabels(vol)...); len(left) != 0 {
+			t.Errorf("%d helper containers left after the watcher stopped", len(left))
 		}
 	})
 	return e, vol, w

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -176,10 +177,18 @@ func (c *cmdConn) exitError() error {
 func (c *cmdConn) CloseWrite() error { return c.stdin.Close() }
 
 // Close ends ssh: its standard input is closed, which ends dial-stdio and
-// ssh with it; one that does not exit within a second is killed.
+// ssh with it. One that has not exited after closeGrace is told to stop
+// (the remote sshd then ends dial-stdio), and killed if it still runs: a
+// stopping watcher closes its connections one after the other.
 func (c *cmdConn) Close() error {
 	c.closeOnce.Do(func() {
 		c.stdin.Close()
+		select {
+		case <-c.done:
+			return
+		case <-time.After(closeGrace):
+		}
+		c.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-c.done:
 		case <-time.After(time.Second):
@@ -189,6 +198,9 @@ func (c *cmdConn) Close() error {
 	})
 	return nil
 }
+
+// closeGrace is how long Close waits for ssh to end by itself.
+const closeGrace = 200 * time.Millisecond
 
 func (c *cmdConn) LocalAddr() net.Addr  { return cmdAddr{} }
 func (c *cmdConn) RemoteAddr() net.Addr { return cmdAddr{} }
