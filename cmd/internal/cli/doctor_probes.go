@@ -30,12 +30,12 @@ func realDoctorProbes(f *Factory) *doctorProbes {
 			if err != nil {
 				return out
 			}
-			e, err := engine.Dial(ctx, ep)
+			// Connect, not Dial: with nothing chosen it falls back to
+			// Podman's socket, as sync does.
+			e, err := engine.Connect(ctx, env.Getenv, env.Home)
 			if err == nil {
 				defer e.Close()
-				err = e.Ping(ctx)
-			}
-			if err == nil {
+				out.Endpoint = e.Endpoint.Host
 				if v, verr := e.Client().ServerVersion(ctx, client.ServerVersionOptions{}); verr == nil {
 					out.Version = v.Version
 				}
