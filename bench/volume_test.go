@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/mc-broker/mc-broker/broker"
@@ -18,21 +19,38 @@ import (
 // volumeCounts are the volume copies per sync: one CLI, and all three.
 var volumeCounts = []int{1, 3}
 
-// volEnv is a host login (as env) and n named volumes on the real engine.
+// volEnv is a host login (as env) and n named volumes on a real engine.
 type volEnv struct {
 	*env
+	eng    *volumetest.Engine
 	shared *volume.Shared
 	vols   []string
 }
 
 func newVolEnv(tb testing.TB, n int) *volEnv {
 	tb.Helper()
-	shared, e := volumetest.NeedEngine(tb)
-	v := &volEnv{env: newEnv(tb, 0), shared: shared}
+	return newVolEnvOn(tb, n, volumetest.Docker(tb))
+}
+
+func newVolEnvOn(tb testing.TB, n int, eng *volumetest.Engine) *volEnv {
+	tb.Helper()
+	v := &volEnv{env: newEnv(tb, 0), eng: eng, shared: eng.Shared}
 	for range n {
-		v.vols = append(v.vols, volumetest.UniqueVolume(tb, e))
+		v.vols = append(v.vols, eng.UniqueVolume(tb))
 	}
 	return v
+}
+
+// benchEngines are the engines the engine benchmarks compare: Docker
+// through its socket, rootful and rootless Podman, and Docker through ssh.
+var benchEngines = []struct {
+	name string
+	get  func(testing.TB) *volumetest.Engine
+}{
+	{"docker", volumetest.Docker},
+	{"podman", func(tb testing.TB) *volumetest.Engine { return volumetest.NeedPodman(tb, false) }},
+	{"podman-rootless", func(tb testing.TB) *volumetest.Engine { return volumetest.NeedPodman(tb, true) }},
+	{"ssh", volumetest.SSH},
 }
 
 // broker is one claude source and one volume copy per volume, built
@@ -74,7 +92,11 @@ func (v *volEnv) checkVolumes(tb testing.TB) {
 // volumeSyncScenario is Broker.Sync over n volume copies, in sync already
 // (changed false) or all behind a login the host just refreshed.
 func volumeSyncScenario(tb testing.TB, n int, changed bool) (scenario, []string) {
-	v := newVolEnv(tb, n)
+	return volumeSyncScenarioOn(tb, newVolEnv(tb, n), changed)
+}
+
+func volumeSyncScenarioOn(tb testing.TB, v *volEnv, changed bool) (scenario, []string) {
+	n := len(v.vols)
 	b := v.broker(tb)
 	ctx := context.Background()
 	if err := checkReport(b.Sync(ctx, broker.Options{}), n, broker.Created); err != nil {
@@ -95,7 +117,18 @@ func volumeSyncScenario(tb testing.TB, n int, changed bool) (scenario, []string)
 // dockerRunScenario is what a user does instead: for each volume, start a
 // container from the test image that copies its stdin into the volume.
 func dockerRunScenario(tb testing.TB, n int) (scenario, []string) {
-	v := newVolEnv(tb, n)
+	return dockerRunScenarioOn(tb, newVolEnv(tb, n))
+}
+
+// dockerRunScenarioOn is dockerRunScenario with `docker -H HOST` for the
+// volumes' engine. On Podman the container gets no network and low limits:
+// rootless Podman cannot set up a network in this sandbox (slirp4netns
+// cannot open /dev/net/tun), rootful Podman cannot raise the limits.
+func dockerRunScenarioOn(tb testing.TB, v *volEnv) (scenario, []string) {
+	args := []string{"-H", v.eng.Host, "run", "--rm", "-i"}
+	if strings.HasPrefix(v.eng.Name, "podman") {
+		args = append(append(args, "--network", "none"), volumetest.PodmanLimits...)
+	}
 	return scenario{
 		prepare: v.refresh,
 		step: func() error {
@@ -104,7 +137,7 @@ func dockerRunScenario(tb testing.TB, n int) (scenario, []string) {
 				if err != nil {
 					return err
 				}
-				cmd := exec.Command("docker", "run", "--rm", "-i", "-v", vol+":/d", volumetest.Image, "sh", "-c", "cat > /d/"+copyFile)
+				cmd := exec.Command("docker", append(args, "-v", vol+":/d", volumetest.Image, "sh", "-c", "cat > /d/"+copyFile)...)
 				cmd.Stdin = src
 				out, err := cmd.CombinedOutput()
 				src.Close()
@@ -156,6 +189,36 @@ func BenchmarkDockerRunCat(b *testing.B) {
 
 func BenchmarkVolumePollUnchanged(b *testing.B) { run(b, first(pollScenario(b))) }
 
+// BenchmarkVolumeSyncEngines is BenchmarkVolumeSync on each engine: Podman
+// next to Docker, and Docker reached over ssh next to its socket.
+func BenchmarkVolumeSyncEngines(b *testing.B) {
+	for _, eng := range benchEngines {
+		b.Run("engine="+eng.name, func(b *testing.B) {
+			e := eng.get(b)
+			for _, n := range volumeCounts {
+				b.Run(fmt.Sprintf("copies=%d", n), func(b *testing.B) {
+					b.Run("unchanged", func(b *testing.B) { run(b, first(volumeSyncScenarioOn(b, newVolEnvOn(b, n, e), false))) })
+					b.Run("changed", func(b *testing.B) { run(b, first(volumeSyncScenarioOn(b, newVolEnvOn(b, n, e), true))) })
+				})
+			}
+		})
+	}
+}
+
+// BenchmarkDockerRunCatEngines is the user's way on each engine:
+// `docker -H HOST run --rm -i -v VOL:/d ... cat > FILE` per volume (for
+// ssh, `docker -H ssh://...` by hand).
+func BenchmarkDockerRunCatEngines(b *testing.B) {
+	for _, eng := range benchEngines {
+		b.Run("engine="+eng.name, func(b *testing.B) {
+			e := eng.get(b)
+			for _, n := range volumeCounts {
+				b.Run(fmt.Sprintf("copies=%d", n), func(b *testing.B) { run(b, first(dockerRunScenarioOn(b, newVolEnvOn(b, n, e)))) })
+			}
+		})
+	}
+}
+
 // TestVolumeScenarios runs each volume benchmark's step a few times and
 // counts, with the engine's events, the containers each one costs: the
 // figures in docs/BENCHMARKS.md say what a step does, and this keeps them
@@ -167,7 +230,8 @@ func TestVolumeScenarios(t *testing.T) {
 		new            func(t *testing.T) (scenario, []string)
 		creates, write int // per step
 	}{
-		{"sync/copies=3/changed", func(t *testing.T) (scenario, []string) { return volumeSyncScenario(t, 3, true) }, 3, 3},
+		// A write costs a second container: the read-back.
+		{"sync/copies=3/changed", func(t *testing.T) (scenario, []string) { return volumeSyncScenario(t, 3, true) }, 6, 3},
 		{"sync/copies=3/unchanged", func(t *testing.T) (scenario, []string) { return volumeSyncScenario(t, 3, false) }, 3, 0},
 		{"poll/unchanged", func(t *testing.T) (scenario, []string) { return pollScenario(t) }, 0, 0},
 	}
@@ -200,6 +264,24 @@ func TestVolumeScenarios(t *testing.T) {
 		}
 		sc.verify(t)
 	})
+	// The engine benchmarks' steps hold on every engine: a changed sync
+	// leaves the latest login in every volume, the hand-run way too.
+	for _, eng := range benchEngines {
+		t.Run("engines/"+eng.name, func(t *testing.T) {
+			e := eng.get(t)
+			for _, mk := range []func() (scenario, []string){
+				func() (scenario, []string) { return volumeSyncScenarioOn(t, newVolEnvOn(t, 2, e), true) },
+				func() (scenario, []string) { return dockerRunScenarioOn(t, newVolEnvOn(t, 1, e)) },
+			} {
+				sc, _ := mk()
+				sc.prepare(t)
+				if err := sc.step(); err != nil {
+					t.Fatal(err)
+				}
+				sc.verify(t)
+			}
+		})
+	}
 }
 
 // first drops a scenario constructor's volume names (used by the tests'

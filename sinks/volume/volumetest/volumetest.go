@@ -337,3 +337,16 @@ func NeedSSH(tb testing.TB) (port string) {
 	tb.Fatalf("ssh -G %s names no port", SSHHost)
 	return ""
 }
+
+// SSH is the machine's Docker engine reached as DOCKER_HOST=ssh://SSHHost
+// (see NeedSSH).
+func SSH(tb testing.TB) *Engine {
+	tb.Helper()
+	NeedSSH(tb)
+	e, err := dial("ssh", "ssh://"+SSHHost)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { e.Shared.Close() })
+	return e
+}
