@@ -276,11 +276,7 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 				}
 				sink.Context = s
 			case "adopt":
-				b, convErr := strconv.ParseBool(s)
-				if convErr != nil || v.Tag != "!!bool" {
-					return p.errorf(v, "%s.adopt must be true or false", where)
-				}
-				sink.Adopt = b
+				sink.Adopt, err = p.boolean(v, s, where+".adopt")
 			case "file_name":
 				if s == "" || s != filepath.Base(s) || s == "." || s == ".." || strings.TrimSpace(s) != s {
 					err = p.errorf(v, "%s.file_name must be a plain file name: no slashes, no leading or trailing spaces", where)
@@ -297,17 +293,9 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 					sink.GID = &id
 				}
 			case "include_mcp_oauth":
-				b, convErr := strconv.ParseBool(s)
-				if convErr != nil || v.Tag != "!!bool" {
-					return p.errorf(v, "%s.include_mcp_oauth must be true or false", where)
-				}
-				sink.IncludeMCPOAuth = b
+				sink.IncludeMCPOAuth, err = p.boolean(v, s, where+".include_mcp_oauth")
 			case "companions":
-				b, convErr := strconv.ParseBool(s)
-				if convErr != nil || v.Tag != "!!bool" {
-					return p.errorf(v, "%s.companions must be true or false", where)
-				}
-				sink.Companions = b
+				sink.Companions, err = p.boolean(v, s, where+".companions")
 			}
 			return err
 		})
@@ -362,6 +350,15 @@ func (p *parser) scalar(n *yaml.Node, where string) (string, error) {
 		return "", p.errorf(n, "%s must be a single value", where)
 	}
 	return n.Value, nil
+}
+
+// boolean reads a YAML true or false (not yes, 1, "true").
+func (p *parser) boolean(n *yaml.Node, s, where string) (bool, error) {
+	b, err := strconv.ParseBool(s)
+	if err != nil || n.Tag != "!!bool" {
+		return false, p.errorf(n, "%s must be true or false", where)
+	}
+	return b, nil
 }
 
 func (p *parser) path(n *yaml.Node, s, where string) (string, error) {
