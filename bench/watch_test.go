@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mc-broker/mc-broker/broker/kinds/claude"
+
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/mc-broker/mc-broker/broker/credential"
@@ -248,7 +250,7 @@ func (a *adoption) step() (time.Duration, error) {
 	a.in.drain()
 	a.e.expiry++
 	// What a container's Claude writes: its copy, without mcpOAuth.
-	login, err := credential.ForCopy(credential.Claude, a.e.loginBytes(a.e.expiry), credential.CopyOptions{})
+	login, err := claude.Kind.ForCopy(a.e.loginBytes(a.e.expiry), credential.CopyOptions{})
 	if err != nil {
 		return 0, err
 	}

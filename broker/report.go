@@ -24,15 +24,21 @@ const (
 	KeptNewer Outcome = "kept-newer" // the copy is newer than the source: left alone
 	Failed    Outcome = "failed"     // could not be read or written
 	Skipped   Outcome = "skipped"    // the source has no usable login: copy left as it is
+	TakenBack Outcome = "taken-back" // the copy's newer login was taken back into the host and sent to the other copies
+	Refused   Outcome = "refused"    // not a login file of this kind: not ours to replace, left as it is
+	Waiting   Outcome = "waiting"    // looks half-written (a CLI writing it in place): looked at again shortly
+	NotSeen   Outcome = "not-seen"   // not read yet (a slow store; watch only)
 
 	// Status states.
-	InSync  Outcome = "in-sync"
-	Older   Outcome = "older"
-	Newer   Outcome = "newer"
-	Differs Outcome = "differs" // same freshness, other bytes: sync rewrites it
-	Missing Outcome = "missing"
-	Broken  Outcome = "broken"
-	Present Outcome = "present" // the source is unusable, so no comparison
+	InSync       Outcome = "in-sync"
+	Older        Outcome = "older"
+	Newer        Outcome = "newer"
+	Differs      Outcome = "differs" // same freshness, other bytes: sync rewrites it
+	Missing      Outcome = "missing"
+	Broken       Outcome = "broken"
+	Present      Outcome = "present"       // the source is unusable, so no comparison
+	Foreign      Outcome = "foreign"       // not a login file of this kind: mc-broker does not replace it
+	OtherAccount Outcome = "other-account" // a login of another account: mc-broker does not take it back
 )
 
 // Writes reports whether the outcome is (or, in a dry run, would be) a write.
@@ -46,15 +52,26 @@ type Report struct {
 
 // SourceReport describes one source and its copies. It never holds a secret.
 type SourceReport struct {
-	Name             string       `json:"name"`
-	Kind             string       `json:"kind"`
-	Location         string       `json:"location"`
-	State            SourceState  `json:"state"`
-	Fingerprint      string       `json:"fingerprint,omitempty"`
-	ExpiresAt        *time.Time   `json:"expires_at,omitempty"`
-	ExpiresInSeconds int64        `json:"expires_in_seconds,omitempty"`
-	Problem          string       `json:"problem,omitempty"`
-	Hint             string       `json:"hint,omitempty"`
+	Name             string      `json:"name"`
+	Kind             string      `json:"kind"`
+	Location         string      `json:"location"`
+	State            SourceState `json:"state"`
+	Fingerprint      string      `json:"fingerprint,omitempty"`
+	ExpiresAt        *time.Time  `json:"expires_at,omitempty"`
+	ExpiresInSeconds int64       `json:"expires_in_seconds,omitempty"`
+	// RefreshExpiresAt is when the refresh token itself ends (Claude):
+	// after it only a new login helps.
+	RefreshExpiresAt *time.Time `json:"refresh_expires_at,omitempty"`
+	Problem          string     `json:"problem,omitempty"`
+	Hint             string     `json:"hint,omitempty"`
+	// TakenBackFrom names the copy whose newer login the host took (or, in
+	// status and dry runs, would take) in this pass; Backup where the
+	// host's previous login was kept.
+	TakenBackFrom string `json:"taken_back_from,omitempty"`
+	Backup        string `json:"backup,omitempty"`
+	// WriteBackProblem says why a take-back could not be written into the
+	// host's store; the copies got the login anyway.
+	WriteBackProblem string       `json:"write_back_problem,omitempty"`
 	Requested        bool         `json:"requested,omitempty"`    // named with --only
 	ExpiresSoon      bool         `json:"expires_soon,omitempty"` // sooner than --min-ttl
 	Copies           []CopyReport `json:"copies"`
@@ -68,6 +85,9 @@ type CopyReport struct {
 	Fingerprint string     `json:"fingerprint,omitempty"`
 	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
 	Problem     string     `json:"problem,omitempty"`
+	// Refused says why the copy's newer login was not taken back into the
+	// host (another account, an implausible expiry, too many take-backs).
+	Refused string `json:"refused,omitempty"`
 	// Companions lists the companion files this pass created.
 	Companions []string `json:"companions_created,omitempty"`
 }
@@ -79,6 +99,8 @@ const (
 	ExitUsage      = 2 // bad usage or config
 	ExitCredential = 3 // a login is broken, missing when requested, or expires too soon
 )
+
+// Exit code 4 is compose check's (launch/compose): mounts that lose logins.
 
 // ExitCode maps the report to the documented exit codes; a credential
 // problem (3) outranks a failed copy (1).
@@ -92,9 +114,17 @@ func (r *Report) ExitCode() int {
 		case s.State == SourceUnreadable:
 			code = ExitCopyFailed
 		}
+		if s.WriteBackProblem != "" {
+			code = max(code, ExitCopyFailed)
+		}
 		for _, c := range s.Copies {
-			if c.Outcome == Failed {
-				code = ExitCopyFailed
+			switch {
+			case c.Outcome == Refused || c.Outcome == Foreign:
+				// A copy path that names a file that is not a login of this
+				// kind is a config problem: nothing was written there.
+				code = max(code, ExitUsage)
+			case c.Outcome == Failed, c.Outcome == OtherAccount, c.Refused != "":
+				code = max(code, ExitCopyFailed)
 			}
 		}
 	}

@@ -13,9 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mc-broker/mc-broker/broker/credential"
-	"github.com/mc-broker/mc-broker/sinks/volume"
-	"github.com/mc-broker/mc-broker/sources"
+	"github.com/mc-broker/mc-broker/broker/kinds"
 )
 
 // Env is the part of the process environment that decides paths, passed in
@@ -28,10 +26,6 @@ type Env struct {
 	GOOS string
 	// User is the user name, the account of Claude Code's Keychain item.
 	User string
-	// Docker is the run's Docker engine handle, shared by all volume
-	// copies (and the probe that decides the default volumes). Build makes
-	// one from Getenv and Home when it is nil.
-	Docker *volume.Shared
 }
 
 // OSEnv reads the running process's environment.
@@ -48,7 +42,8 @@ func OSEnv() (Env, error) {
 	return Env{Home: home, Getenv: os.Getenv, GOOS: runtime.GOOS, User: name}, nil
 }
 
-func (e Env) goos() string {
+// OS is the operating system the config is read for.
+func (e Env) OS() string {
 	if e.GOOS == "" {
 		return runtime.GOOS
 	}
@@ -81,6 +76,14 @@ type Config struct {
 	File    string
 	Sources []Source
 	Sinks   []Sink
+	Trust   Trust
+}
+
+// Trust are the limits on what is taken back from copies (docs/SECURITY.md).
+type Trust struct {
+	// TakeBacksPerHour caps how many new logins one copy may give the host
+	// in an hour; 0 for the default (broker.DefaultMaxTakeBacks).
+	TakeBacksPerHour int
 }
 
 // Source is one entry under sources:.
@@ -144,7 +147,7 @@ var DefaultSources = []string{"claude", "codex", "gemini"}
 func Default(env Env) *Config {
 	c := &Config{}
 	for _, k := range DefaultSources {
-		c.Sources = append(c.Sources, Source{Name: k, Kind: k, Path: sources.DefaultPath(k, env.Home, env.Getenv), Store: "auto"})
+		c.Sources = append(c.Sources, Source{Name: k, Kind: k, Path: DefaultPath(k, env.Home, env.Getenv), Store: "auto"})
 		c.Sinks = append(c.Sinks, Sink{Source: k, Dir: filepath.Join(env.DataDir(), k), Companions: true})
 	}
 	return c
@@ -204,4 +207,19 @@ func expandPath(p string, env Env) (string, error) {
 	return "", fmt.Errorf("must be an absolute path or start with ~/, not a relative path")
 }
 
-func kindList() string { return strings.Join(credential.KindNames, ", ") }
+func kindList() string { return strings.Join(kinds.Names, ", ") }
+
+// DefaultPath returns where the CLI of kind keeps its login file on this
+// host, honouring the CLI's own environment variables, as an absolute path
+// (a relative CLAUDE_CONFIG_DIR is taken from the working directory, as the
+// CLI would). It returns "" for kinds with no default (opaque files).
+func DefaultPath(kind, home string, getenv func(string) string) string {
+	p := kinds.DefaultPath(kind, home, getenv)
+	if p == "" {
+		return ""
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
+}

@@ -9,15 +9,15 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/mc-broker/mc-broker/broker/credential"
-	"github.com/mc-broker/mc-broker/sinks/volume"
-	"github.com/mc-broker/mc-broker/sources"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mc-broker/mc-broker/broker/kinds"
 )
 
 // maxConfigSize keeps a mistaken --config (a log, a binary) from being read
@@ -110,12 +110,14 @@ func contains(list []string, s string) bool {
 func (p *parser) top(n *yaml.Node) (*Config, error) {
 	cfg := &Config{}
 	var sinksNode *yaml.Node
-	err := p.fields(n, "config", []string{"sources", "sinks"}, func(key string, _, v *yaml.Node) error {
+	err := p.fields(n, "config", []string{"sources", "sinks", "trust"}, func(key string, _, v *yaml.Node) error {
 		switch key {
 		case "sources":
 			return p.sources(v, cfg)
 		case "sinks":
 			sinksNode = v
+		case "trust":
+			return p.trust(v, cfg)
 		}
 		return nil
 	})
@@ -129,6 +131,18 @@ func (p *parser) top(n *yaml.Node) (*Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// trust reads the limits on what is taken back from copies.
+func (p *parser) trust(n *yaml.Node, cfg *Config) error {
+	return p.fields(n, "trust", []string{"take_backs_per_hour"}, func(key string, _, v *yaml.Node) error {
+		n, err := strconv.Atoi(v.Value)
+		if v.Kind != yaml.ScalarNode || err != nil || n < 1 || n > 10000 {
+			return p.errorf(v, "trust.take_backs_per_hour must be a whole number from 1 to 10000 (how many new logins one copy may give the host in an hour; default %d)", 6)
+		}
+		cfg.Trust.TakeBacksPerHour = n
+		return nil
+	})
 }
 
 func (p *parser) sources(n *yaml.Node, cfg *Config) error {
@@ -192,12 +206,12 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 			}
 		}
 		if src.Kind == "" {
-			if _, known := credential.ByName(name); !known {
+			if _, known := kinds.ByName(name); !known {
 				return p.errorf(k, "%s: kind is missing (one of %s)", where, kindList())
 			}
 			src.Kind = name
 		}
-		if _, known := credential.ByName(src.Kind); !known {
+		if _, known := kinds.ByName(src.Kind); !known {
 			return p.errorf(v, "%s.kind must be one of %s", where, kindList())
 		}
 		if mirrorKeyGiven && src.Kind != "claude" {
@@ -216,7 +230,7 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 			return p.errorf(v, "%s: service, account and timeout name a Keychain item, but store is file; remove them or use store: keychain", where)
 		}
 		if src.Path == "" {
-			src.Path = sources.DefaultPath(src.Kind, p.env.Home, p.env.Getenv)
+			src.Path = DefaultPath(src.Kind, p.env.Home, p.env.Getenv)
 			if src.Path == "" {
 				return p.errorf(k, "%s: a source of kind file needs a path", where)
 			}
@@ -251,7 +265,7 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 			case "dir":
 				sink.Dir, err = p.path(v, s, where+".dir")
 			case "volume":
-				if !volume.ValidName.MatchString(s) {
+				if !validVolume.MatchString(s) {
 					err = p.errorf(v, "%s.volume %q is not a Docker volume name: letters, digits, '_', '.' and '-', starting with a letter or digit, at least two characters", where, s)
 				}
 				sink.Volume = s
@@ -308,7 +322,7 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 		case sink.Path != "" && sink.Volume == "":
 			return p.errorf(v, "%s.path applies to volume copies only (for a directory copy, put the path in dir)", where)
 		}
-		if contains(cliLockFiles[src.Kind], sink.FileName) {
+		if kind, _ := kinds.ByName(src.Kind); contains(kind.Facts().LockFiles, sink.FileName) {
 			return p.errorf(v, "%s.file_name %q is a lock file of %s; choose another name", where, sink.FileName, src.Kind)
 		}
 		if sink.IncludeMCPOAuth && src.Kind != "claude" {
@@ -346,3 +360,7 @@ func (p *parser) path(n *yaml.Node, s, where string) (string, error) {
 	}
 	return out, nil
 }
+
+// validVolume matches the volume names Docker accepts (sinks/volume checks
+// the same before it uses one).
+var validVolume = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)

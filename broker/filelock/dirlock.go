@@ -2,11 +2,15 @@ package filelock
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Claude Code serialises writes to its secure storage (the Keychain item on
@@ -42,11 +46,24 @@ func (e *DirLockBusyError) Hint() string {
 // config directory here, so there is nobody to exclude: release is a
 // no-op.
 func DirLock(ctx context.Context, path string, wait time.Duration) (release func(), err error) {
+	return DirLockRecorded(ctx, path, "", wait)
+}
+
+// DirLockRecorded is DirLock that also keeps a record, at record (a path
+// in a directory only this program writes), of the lock directory it made
+// and the process that holds it. A process killed while it held the lock
+// leaves the directory behind, and the CLI and the next run would wait
+// for it to go stale; the next DirLockRecorded finds the record of a
+// process that is gone, and removes that directory at once.
+func DirLockRecorded(ctx context.Context, path, record string, wait time.Duration) (release func(), err error) {
 	deadline := time.Now().Add(wait)
 	for {
 		err := os.Mkdir(path, 0o700)
 		if err == nil {
 			break
+		}
+		if errors.Is(err, fs.ErrExist) && record != "" && removeLeftover(path, record) {
+			continue
 		}
 		if errors.Is(err, fs.ErrNotExist) {
 			return func() {}, nil
@@ -54,7 +71,9 @@ func DirLock(ctx context.Context, path string, wait time.Duration) (release func
 		if !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("cannot take the CLI's write lock %s: %w", path, errors.Unwrap(err))
 		}
-		if st, serr := os.Stat(path); serr == nil && time.Since(st.ModTime()) > dirLockStale {
+		// Lstat: in a copy directory a container may put anything at the
+		// lock's path; a symlink is never followed.
+		if st, serr := os.Lstat(path); serr == nil && st.IsDir() && time.Since(st.ModTime()) > dirLockStale {
 			// Left by a process that died: proper-lockfile removes it too.
 			os.Remove(path)
 			continue
@@ -67,6 +86,9 @@ func DirLock(ctx context.Context, path string, wait time.Duration) (release func
 			return nil, ctx.Err()
 		case <-time.After(dirLockPoll):
 		}
+	}
+	if record != "" {
+		writeRecord(path, record)
 	}
 	// Keep the mtime fresh while held, as proper-lockfile does, so that a
 	// slow security call (a prompt) does not make the lock look stale.
@@ -81,13 +103,68 @@ func DirLock(ctx context.Context, path string, wait time.Duration) (release func
 			case <-stop:
 				return
 			case now := <-t.C:
-				os.Chtimes(path, now, now)
+				ts := unix.NsecToTimespec(now.UnixNano())
+				_ = unix.UtimesNanoAt(unix.AT_FDCWD, path, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
 			}
 		}
 	}()
 	return func() {
 		close(stop)
 		<-done
-		os.Remove(path)
+		// Only the directory this lock made: rmdir fails on anything else.
+		_ = unix.Rmdir(path)
+		if record != "" {
+			_ = os.Remove(record)
+		}
 	}, nil
+}
+
+// lockRecord is what DirLockRecorded keeps of a lock directory it made.
+type lockRecord struct {
+	PID int    `json:"pid"`
+	Dev uint64 `json:"dev"`
+	Ino uint64 `json:"ino"`
+}
+
+func dirID(path string) (dev, ino uint64, ok bool) {
+	var st unix.Stat_t
+	if unix.Lstat(path, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return 0, 0, false
+	}
+	return uint64(st.Dev), uint64(st.Ino), true
+}
+
+func writeRecord(path, record string) {
+	dev, ino, ok := dirID(path)
+	if !ok {
+		return
+	}
+	data, _ := json.Marshal(lockRecord{PID: os.Getpid(), Dev: dev, Ino: ino})
+	_ = os.MkdirAll(filepath.Dir(record), 0o700)
+	tmp := record + ".tmp"
+	if os.WriteFile(tmp, data, 0o600) == nil {
+		_ = os.Rename(tmp, record)
+	}
+}
+
+// removeLeftover removes the lock directory at path when record says a
+// process that is gone made it; it reports whether it did.
+func removeLeftover(path, record string) bool {
+	data, err := os.ReadFile(record)
+	if err != nil {
+		return false
+	}
+	var r lockRecord
+	if json.Unmarshal(data, &r) != nil || r.PID <= 0 || r.PID == os.Getpid() {
+		return false
+	}
+	if err := unix.Kill(r.PID, 0); err == nil || errors.Is(err, unix.EPERM) {
+		return false // still there (or a process that took its number)
+	}
+	dev, ino, ok := dirID(path)
+	if !ok || dev != r.Dev || ino != r.Ino {
+		return false // not the directory it made
+	}
+	_ = os.Remove(record)
+	return unix.Rmdir(path) == nil
 }

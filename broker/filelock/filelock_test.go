@@ -3,7 +3,9 @@ package filelock_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/mc-broker/mc-broker/broker/filelock"
 	"github.com/mc-broker/mc-broker/broker/testenv"
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
@@ -239,5 +242,58 @@ func TestMissingParent(t *testing.T) {
 	_, err := filelock.Lock(context.Background(), path, time.Second)
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("err = %v, want ErrNotExist", err)
+	}
+}
+
+// A lock directory left by a process that was killed holding it is
+// removed at once by the next DirLockRecorded (the CLI would otherwise
+// wait for it to go stale); one a live process holds is not.
+func TestDirLockRecordedRemovesADeadHoldersLock(t *testing.T) {
+	dir := t.TempDir()
+	lock := filepath.Join(dir, ".storage-write.lock")
+	record := filepath.Join(dir, "state", "x.writelock")
+	// A record naming a process that is gone, for the lock directory
+	// that is there.
+	if err := os.Mkdir(lock, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(lock, &st); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skip("no true:", err)
+	}
+	dead := cmd.Process.Pid
+	os.MkdirAll(filepath.Dir(record), 0o700)
+	os.WriteFile(record, fmt.Appendf(nil, `{"pid":%d,"dev":%d,"ino":%d}`, dead, st.Dev, st.Ino), 0o600)
+	start := time.Now()
+	release, err := filelock.DirLockRecorded(context.Background(), lock, record, 5*time.Second)
+	if err != nil {
+		t.Fatalf("a dead holder's lock blocked: %v", err)
+	}
+	if waited := time.Since(start); waited > time.Second {
+		t.Errorf("waited %v for a dead holder's lock", waited)
+	}
+	if _, err := os.Stat(record); err != nil {
+		t.Errorf("no record while the lock is held: %v", err)
+	}
+	release()
+	if _, err := os.Stat(lock); !os.IsNotExist(err) {
+		t.Error("the lock directory is still there after release")
+	}
+	if _, err := os.Stat(record); !os.IsNotExist(err) {
+		t.Error("the record is still there after release")
+	}
+
+	// A live holder (this process, recorded by another lock): waited for.
+	held, err := filelock.DirLockRecorded(context.Background(), lock, record, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held()
+	if _, err := filelock.DirLockRecorded(context.Background(), lock, record+"2", 200*time.Millisecond); err == nil {
+		t.Error("took a lock a live process holds")
 	}
 }

@@ -510,7 +510,7 @@ func TestWaitsForCLILock(t *testing.T) {
 	cliLock := filepath.Join(d, "auth.lock")
 	cliHolder := testenv.HoldLock(t, cliLock)
 
-	s := dir.New(dir.Options{Dir: d, FileName: "auth.json", LockDir: locks, LockFiles: []string{"auth.lock", "auth.json.lock"}, LockTimeout: time.Minute})
+	s := dir.New(dir.Options{Dir: d, FileName: "auth.json", LockDir: locks, LockFiles: []string{"auth.lock", "auth.json.lock"}, LockTimeout: time.Minute, CLILockTimeout: time.Minute})
 	var mu sync.Mutex
 	var events []string
 	event := func(e string) {
@@ -565,7 +565,7 @@ func TestWaitsForCLILock(t *testing.T) {
 	// Timeout: the second CLI lock is held this time.
 	jsonHolder := testenv.HoldLock(t, filepath.Join(d, "auth.json.lock"))
 	defer jsonHolder.Release(t)
-	s = dir.New(dir.Options{Dir: d, FileName: "auth.json", LockDir: locks, LockFiles: []string{"auth.lock", "auth.json.lock"}, LockTimeout: 50 * time.Millisecond})
+	s = dir.New(dir.Options{Dir: d, FileName: "auth.json", LockDir: locks, LockFiles: []string{"auth.lock", "auth.json.lock"}, CLILockTimeout: 50 * time.Millisecond})
 	called := false
 	err := s.Update(ctx, func([]byte, bool) ([]byte, bool) { called = true; return []byte(`{"v":2}`), true })
 	var te *filelock.TimeoutError

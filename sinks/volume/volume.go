@@ -83,6 +83,14 @@ type Options struct {
 type Sink struct {
 	o Options
 
+	// kept is the helper container the last Read made, kept for the
+	// Update that usually follows in the same pass (a pass reads every
+	// copy, then writes those that need it): a changed copy then costs
+	// one container, not two. Update and EndPass remove it.
+	keptMu sync.Mutex
+	kept   string
+	keptOn *engine.Engine
+
 	// The poll helper: one created-never-started container kept for
 	// Changed, so that polling with nothing changed creates no container.
 	pollMu  sync.Mutex
@@ -177,12 +185,51 @@ func (s *Sink) Read(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, s.fail(e, "create helper container", err)
 	}
-	defer removeHelper(ctx, c, id)
 	data, _, err := s.readFile(ctx, c, id)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		removeHelper(ctx, c, id)
 		return nil, s.fail(e, "read "+s.containerPathInVolume(), err)
 	}
+	s.keep(ctx, e, id)
 	return data, err
+}
+
+// keep keeps helper id for the next Update (removing one kept before).
+func (s *Sink) keep(ctx context.Context, e *engine.Engine, id string) {
+	s.keptMu.Lock()
+	old, oldOn := s.kept, s.keptOn
+	s.kept, s.keptOn = id, e
+	s.keptMu.Unlock()
+	if old != "" {
+		removeHelper(ctx, oldOn.Client(), old)
+	}
+}
+
+// takeKept returns the helper Read kept on engine e, if any; the caller
+// removes it.
+func (s *Sink) takeKept(ctx context.Context, e *engine.Engine) string {
+	s.keptMu.Lock()
+	id, on := s.kept, s.keptOn
+	s.kept, s.keptOn = "", nil
+	s.keptMu.Unlock()
+	if id != "" && on != e {
+		removeHelper(ctx, on.Client(), id)
+		return ""
+	}
+	return id
+}
+
+var _ broker.PassEnder = (*Sink)(nil)
+
+// EndPass removes the helper a Read kept and no Update used.
+func (s *Sink) EndPass(ctx context.Context) {
+	s.keptMu.Lock()
+	id, on := s.kept, s.keptOn
+	s.kept, s.keptOn = "", nil
+	s.keptMu.Unlock()
+	if id != "" {
+		removeHelper(ctx, on.Client(), id)
+	}
 }
 
 // Update reads the copy, calls decide, and writes what it returns, all
@@ -215,9 +262,11 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 		found   bool
 	)
 	if exists {
-		id, err = s.o.Shared.createHelper(ctx, c, s.o.Volume, "copy")
-		if err != nil {
-			return s.fail(e, "create helper container", err)
+		if id = s.takeKept(ctx, e); id == "" {
+			id, err = s.o.Shared.createHelper(ctx, c, s.o.Volume, "copy")
+			if err != nil {
+				return s.fail(e, "create helper container", err)
+			}
 		}
 		defer func() { removeHelper(ctx, c, id) }()
 		current, hdr, err = s.readFile(ctx, c, id)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mc-broker/mc-broker/broker/kinds/claude"
+
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
@@ -60,6 +62,9 @@ func TestWriteIsWhatAContainerReads(t *testing.T) {
 	if err != nil || vi.Volume.Labels[volume.LabelManaged] != "true" {
 		t.Errorf("volume not labelled %s: %v %v", volume.LabelManaged, vi.Volume.Labels, err)
 	}
+	// A Read keeps its helper for the Update that usually follows in a
+	// pass; the pass's end takes it away.
+	s.EndPass(context.Background())
 	assertNoHelpers(t, e)
 }
 
@@ -156,6 +161,7 @@ func TestBrokenAndSpecialFilesInVolume(t *testing.T) {
 	if err != nil || len(data) != credential.MaxSize+1 {
 		t.Errorf("oversized copy: read %d bytes, err %v; want MaxSize+1", len(data), err)
 	}
+	s.EndPass(context.Background())
 	assertNoHelpers(t, e)
 }
 
@@ -319,7 +325,7 @@ func TestCompanionsAreAddedOnceAndNeverReplaced(t *testing.T) {
 	sh, e := volumetest.NeedEngine(t)
 	vol := volumetest.UniqueVolume(t, e)
 	login := testenv.Fixture(t, "claude/credentials.valid.json")
-	companions := credential.Companions(credential.Claude)
+	companions := claude.Kind.Facts().Companions
 	s := volume.New(volume.Options{Volume: vol, FileName: ".credentials.json", LockDir: t.TempDir(), Shared: sh, Companions: companions})
 	if err := s.Update(context.Background(), always(login)); err != nil {
 		t.Fatal(err)

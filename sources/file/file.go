@@ -22,6 +22,8 @@ type Source struct {
 	path      string
 	lockFiles []string
 	dirLock   string
+	// dirLockRecord: see WithDirLockRecord.
+	dirLockRecord string
 	// noLockMirror: see WithoutLockMirror.
 	noLockMirror bool
 }

@@ -29,6 +29,15 @@ func (s *Source) WithDirLock(path string) *Source {
 	return s
 }
 
+// WithDirLockRecord keeps a record at path (in mc-broker's own state
+// directory) of the write lock while it is held, so that a lock left by a
+// killed mc-broker is removed by the next one instead of blocking the CLI
+// until it goes stale.
+func (s *Source) WithDirLockRecord(path string) *Source {
+	s.dirLockRecord = path
+	return s
+}
+
 // WithLockFiles names the lock files the CLI flocks, in order, in the login
 // file's directory around writing it (Codex: auth.lock, auth.json.lock).
 // Update takes the same ones, so a write-back never interleaves with the
@@ -51,7 +60,7 @@ func (s *Source) Update(ctx context.Context, decide broker.Decide) error {
 		return err
 	}
 	if s.dirLock != "" {
-		release, err := filelock.DirLock(ctx, s.dirLock, lockTimeout)
+		release, err := filelock.DirLockRecorded(ctx, s.dirLock, s.dirLockRecord, lockTimeout)
 		if err != nil {
 			return err
 		}

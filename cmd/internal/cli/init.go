@@ -14,6 +14,7 @@ import (
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/atomicfile"
 	"github.com/mc-broker/mc-broker/broker/config"
+	"github.com/mc-broker/mc-broker/cmd/wire"
 	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 )
 
@@ -89,7 +90,7 @@ func initRun(ctx context.Context, opts *InitOptions) error {
 	}
 
 	defaults := config.Default(env)
-	b, err := defaults.Build(env)
+	b, err := wire.Build(defaults, env, nil)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/config"
+	"github.com/mc-broker/mc-broker/cmd/wire"
 	"github.com/mc-broker/mc-broker/sinks/volume"
 	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 )
@@ -45,9 +46,9 @@ func (s *selection) load(ctx context.Context, f *Factory) (*broker.Broker, *conf
 	}
 	// One engine handle per run: the probe below and every volume copy
 	// share its connection.
-	env.Docker = volume.NewShared(engine.NewLazy(env.Getenv, env.Home))
+	docker := volume.NewShared(engine.NewLazy(env.Getenv, env.Home))
 	if cfg.File == "" && s.Dir == "" {
-		cfg = withDefaultVolumes(ctx, f, cfg, env.Docker.Lazy())
+		cfg = withDefaultVolumes(ctx, f, cfg, docker.Lazy())
 	}
 	for _, name := range s.Only {
 		if _, ok := cfg.Source(name); !ok {
@@ -61,7 +62,7 @@ func (s *selection) load(ctx context.Context, f *Factory) (*broker.Broker, *conf
 		}
 		cfg = cfg.WithDirLayout(abs)
 	}
-	b, err := cfg.Build(env)
+	b, err := wire.Build(cfg, env, docker)
 	if err != nil && s.Dir != "" {
 		return nil, nil, &ExitError{Code: broker.ExitUsage, Err: err, Hint: "choose another --dir"}
 	}

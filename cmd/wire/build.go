@@ -1,36 +1,39 @@
-package config
+// Package wire assembles a broker from a config: it is the one place that
+// knows every backend (sources/file, sources/keychain, sinks/dir,
+// sinks/volume), so that the core (broker/...) imports none of them.
+package wire
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/mc-broker/mc-broker/broker"
+	"github.com/mc-broker/mc-broker/broker/config"
 	"github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/broker/kinds"
 	"github.com/mc-broker/mc-broker/sinks/dir"
 	"github.com/mc-broker/mc-broker/sinks/volume"
 	"github.com/mc-broker/mc-broker/sinks/volume/engine"
-	"github.com/mc-broker/mc-broker/sources"
 	"github.com/mc-broker/mc-broker/sources/file"
 	"github.com/mc-broker/mc-broker/sources/keychain"
 )
 
-// cliLockFiles are the lock files a CLI flocks around writing its login in
-// its config directory; mc-broker takes the same ones before writing a copy
-// there (design brief §2: Codex 0.169).
-var cliLockFiles = map[string][]string{
-	"codex": {"auth.lock", "auth.json.lock"},
-}
-
-// Build assembles the broker. It refuses layouts that would lose data: two
-// copies writing one file, or a copy writing over a source.
-func (c *Config) Build(env Env) (*broker.Broker, error) {
-	b := &broker.Broker{}
+// Build assembles the broker for c. docker is the run's engine handle,
+// shared by every volume copy (nil: one is made from env when a volume copy
+// needs it). It refuses layouts that would lose data: two copies writing
+// one file, or a copy writing over a source.
+func Build(c *config.Config, env config.Env, docker *volume.Shared) (*broker.Broker, error) {
+	b := &broker.Broker{StateDir: env.StateDir()}
+	b.Rules.MaxTakeBacks = c.Trust.TakeBacksPerHour
 	sourcePaths := map[string]string{} // resolved path -> source name
 	var protect []string
 	hostClaude := map[string]bool{} // resolved; never written on macOS
 	for _, s := range c.Sources {
-		src, err := c.buildSource(s, env)
+		src, err := buildSource(c, s, env)
 		if err != nil {
 			return nil, err
 		}
@@ -39,22 +42,21 @@ func (c *Config) Build(env Env) (*broker.Broker, error) {
 		// fall back to it, or the user may switch store later.
 		sourcePaths[resolve(s.Path)] = s.Name
 		protect = append(protect, s.Path)
-		if s.Kind == "claude" && env.goos() == "darwin" {
+		if s.Kind == "claude" && env.OS() == "darwin" {
 			hostClaude[resolve(s.Path)] = true
 		}
 	}
-	if env.goos() == "darwin" {
+	if env.OS() == "darwin" {
 		// The host's own Claude file, whatever the config reads: macOS
 		// Claude Code deletes it, or prefers it over the Keychain.
-		own := sources.DefaultPath("claude", env.Home, env.Getenv)
+		own := config.DefaultPath("claude", env.Home, env.Getenv)
 		hostClaude[resolve(own)] = true
 		protect = append(protect, own)
 	}
 	written := map[string]bool{}
-	docker := env.Docker
 	for _, sk := range c.Sinks {
 		src, _ := c.Source(sk.Source)
-		kind, _ := credential.ByName(src.Kind)
+		kind, _ := kinds.ByName(src.Kind)
 		name := sk.FileName
 		if name == "" {
 			name = kind.FileName()
@@ -65,12 +67,12 @@ func (c *Config) Build(env Env) (*broker.Broker, error) {
 		copyOpts := credential.CopyOptions{IncludeMCPOAuth: sk.IncludeMCPOAuth}
 		var companions map[string][]byte
 		if sk.Companions {
-			companions = credential.Companions(kind)
+			companions = kind.Facts().Companions
 		}
 		if sk.Volume != "" {
 			target := "volume " + sk.Volume + ":" + path.Join("/", sk.Path, name)
 			if written[target] {
-				return nil, &Error{File: c.File, Line: sk.Line, Msg: "two copies write " + target + ": give each copy its own volume or path"}
+				return nil, &config.Error{File: c.File, Line: sk.Line, Msg: "two copies write " + target + ": give each copy its own volume or path"}
 			}
 			written[target] = true
 			if docker == nil {
@@ -93,14 +95,17 @@ func (c *Config) Build(env Env) (*broker.Broker, error) {
 			continue
 		}
 		target := filepath.Join(sk.Dir, name)
+		if why := unsafeCopyDir(sk.Dir, c, env); why != "" {
+			return nil, &config.Error{File: c.File, Line: sk.Line, Msg: "a copy of " + sk.Source + " in " + sk.Dir + ": " + why}
+		}
 		if hostClaude[resolve(target)] {
-			return nil, &Error{File: c.File, Line: sk.Line, Msg: "a copy of " + sk.Source + " would write " + target + ", the host's own Claude Code file: on macOS Claude Code deletes that file or prefers it over the Keychain; choose another dir"}
+			return nil, &config.Error{File: c.File, Line: sk.Line, Msg: "a copy of " + sk.Source + " would write " + target + ", the host's own Claude Code file: on macOS Claude Code deletes that file or prefers it over the Keychain; choose another dir"}
 		}
 		if other, ok := sourcePaths[resolve(target)]; ok {
-			return nil, &Error{File: c.File, Line: sk.Line, Msg: "a copy of " + sk.Source + " would overwrite the source " + other + " at " + target + ": choose another dir"}
+			return nil, &config.Error{File: c.File, Line: sk.Line, Msg: "a copy of " + sk.Source + " would overwrite the source " + other + " at " + target + ": choose another dir"}
 		}
 		if written[resolve(target)] {
-			return nil, &Error{File: c.File, Line: sk.Line, Msg: "two copies write " + target + ": give each copy its own dir"}
+			return nil, &config.Error{File: c.File, Line: sk.Line, Msg: "two copies write " + target + ": give each copy its own dir"}
 		}
 		written[resolve(target)] = true
 		b.Copies = append(b.Copies, broker.Copy{
@@ -112,13 +117,54 @@ func (c *Config) Build(env Env) (*broker.Broker, error) {
 				FileName:  name,
 				UID:       sk.UID,
 				GID:       sk.GID,
-				LockFiles: cliLockFiles[kind.Name()],
+				LockFiles: kind.Facts().LockFiles,
+				WriteLock: kind.Facts().WriteLock,
 				LockDir:   filepath.Join(env.StateDir(), "locks"),
 				Protect:   protect,
 			}),
 		})
 	}
 	return b, nil
+}
+
+// systemDirs are directories (with everything under them) that never hold
+// a copy: a container would get write access to what is there, and a
+// wrong file_name would replace a system file.
+var systemDirs = []string{"/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/boot", "/dev", "/proc", "/sys", "/run"}
+
+// unsafeCopyDir says why dir must not be a copy directory, or "": the root
+// or a system directory, a home directory itself, or a CLI's own config
+// directory on this host (a copy there would replace, or sit beside, the
+// host's own login, and a container would write into the CLI's config).
+func unsafeCopyDir(dir string, c *config.Config, env config.Env) string {
+	d := resolve(dir)
+	switch d {
+	case "/", "/home", "/Users", "/root", "/var", "/tmp", resolve(env.Home):
+		return "a copy directory is mounted into containers read-write; use a directory of its own (e.g. ~/.local/share/mc-broker/<name>)"
+	}
+	for _, sys := range systemDirs {
+		if d == sys || strings.HasPrefix(d, sys+"/") {
+			return "a system directory; use a directory of its own (e.g. ~/.local/share/mc-broker/<name>)"
+		}
+	}
+	for _, k := range kinds.Names {
+		if p := config.DefaultPath(k, env.Home, env.Getenv); p != "" && resolve(filepath.Dir(p)) == d {
+			return k + "'s own config directory on this host, where it keeps its login; choose another dir"
+		}
+	}
+	for _, s := range c.Sources {
+		if resolve(filepath.Dir(s.Path)) == d {
+			return "the directory of the source " + s.Name + " (" + s.Path + "); choose another dir"
+		}
+	}
+	return ""
+}
+
+// lockRecord is where mc-broker records that it holds the CLI's write lock
+// at lock: in its own lock directory, named by a hash of the lock's path.
+func lockRecord(env config.Env, lock string) string {
+	sum := sha256.Sum256([]byte(filepath.Clean(lock)))
+	return filepath.Join(env.StateDir(), "locks", hex.EncodeToString(sum[:])[:16]+".writelock")
 }
 
 // resolve follows the symlinks in path's longest existing prefix, so that a
@@ -144,13 +190,13 @@ func resolve(path string) string {
 // Codex when auth.json is absent and config.toml selects keyring or auto.
 // store: keychain on Linux works with a security program named by
 // MC_BROKER_SECURITY_BIN (tests).
-func (s Source) StoreFor(env Env) (string, error) {
+func StoreFor(s config.Source, env config.Env) (string, error) {
 	switch s.Store {
 	case "file", "keychain":
 		return s.Store, nil
 	}
-	atDefault := s.Path == sources.DefaultPath(s.Kind, env.Home, env.Getenv)
-	if env.goos() != "darwin" || !atDefault {
+	atDefault := s.Path == config.DefaultPath(s.Kind, env.Home, env.Getenv)
+	if env.OS() != "darwin" || !atDefault {
 		return "file", nil
 	}
 	switch s.Kind {
@@ -161,7 +207,7 @@ func (s Source) StoreFor(env Env) (string, error) {
 			return "keychain", nil
 		}
 	case "codex":
-		keyring, err := keychain.CodexUsesKeyring(filepath.Dir(s.Path), env.goos())
+		keyring, err := keychain.CodexUsesKeyring(filepath.Dir(s.Path), env.OS())
 		if err != nil {
 			return "", fmt.Errorf("cannot read Codex's config.toml to see where it keeps its login: %w", err)
 		}
@@ -175,7 +221,7 @@ func (s Source) StoreFor(env Env) (string, error) {
 // KeychainItem is the Keychain item a source of kind claude, codex or
 // gemini reads with store: keychain, honouring the CLI's variables and the
 // config's service and account.
-func (s Source) KeychainItem(env Env) keychain.Item {
+func KeychainItem(s config.Source, env config.Env) keychain.Item {
 	var item keychain.Item
 	switch s.Kind {
 	case "claude":
@@ -187,7 +233,7 @@ func (s Source) KeychainItem(env Env) keychain.Item {
 		// A path other than the default names another config directory:
 		// the item Claude run with CLAUDE_CONFIG_DIR set to it keeps (none
 		// set for ~/.claude), not the default item of another login.
-		if s.Path != sources.DefaultPath(s.Kind, env.Home, env.Getenv) {
+		if s.Path != config.DefaultPath(s.Kind, env.Home, env.Getenv) {
 			dir = filepath.Dir(s.Path)
 			if dir == filepath.Join(env.Home, ".claude") {
 				dir = ""
@@ -208,16 +254,17 @@ func (s Source) KeychainItem(env Env) keychain.Item {
 	return item
 }
 
-func (c *Config) buildSource(s Source, env Env) (broker.Source, error) {
-	kind, _ := credential.ByName(s.Kind)
-	store, err := s.StoreFor(env)
+func buildSource(c *config.Config, s config.Source, env config.Env) (broker.Source, error) {
+	kind, _ := kinds.ByName(s.Kind)
+	store, err := StoreFor(s, env)
 	if err != nil {
-		return nil, &Error{File: c.File, Line: s.Line, Msg: fmt.Sprintf("sources.%s: %v", s.Name, err)}
+		return nil, &config.Error{File: c.File, Line: s.Line, Msg: fmt.Sprintf("sources.%s: %v", s.Name, err)}
 	}
 	if store == "file" {
-		src := file.New(s.Name, kind, s.Path).WithLockFiles(cliLockFiles[kind.Name()])
+		src := file.New(s.Name, kind, s.Path).WithLockFiles(kind.Facts().LockFiles)
 		if s.Kind == "claude" {
-			src.WithDirLock(keychain.ClaudeWriteLock(filepath.Dir(s.Path)))
+			lock := keychain.ClaudeWriteLock(filepath.Dir(s.Path))
+			src.WithDirLock(lock).WithDirLockRecord(lockRecord(env, lock))
 		}
 		if s.NoLockMirror {
 			src = src.WithoutLockMirror()
@@ -227,7 +274,7 @@ func (c *Config) buildSource(s Source, env Env) (broker.Source, error) {
 	o := keychain.Options{
 		Name:     s.Name,
 		Kind:     kind,
-		Item:     s.KeychainItem(env),
+		Item:     KeychainItem(s, env),
 		Security: keychain.Security{Bin: keychain.BinFromEnv(env.Getenv), Timeout: s.Timeout},
 	}
 	switch s.Kind {
@@ -237,7 +284,7 @@ func (c *Config) buildSource(s Source, env Env) (broker.Source, error) {
 		o.WriteLock = keychain.ClaudeWriteLock(filepath.Dir(s.Path))
 		o.ConfigDir, o.NoLockMirror = filepath.Dir(s.Path), s.NoLockMirror
 	}
-	if env.goos() == "darwin" {
+	if env.OS() == "darwin" {
 		o.Watch = []string{keychain.LoginKeychain(env.Home)}
 	}
 	return keychain.New(o), nil

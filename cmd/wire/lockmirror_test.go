@@ -1,17 +1,19 @@
-package config
+package wire
 
 import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/mc-broker/mc-broker/broker/config"
 )
 
 func TestMirrorRefreshLockKey(t *testing.T) {
-	cfg, err := Parse("cfg.yaml", []byte("sources:\n  claude: {mirror_refresh_lock: false}\n  work: {kind: claude, path: /w/.credentials.json, mirror_refresh_lock: true}\n  other: {kind: claude, path: /o/.credentials.json}\n"), testEnv(nil))
+	cfg, err := config.Parse("cfg.yaml", []byte("sources:\n  claude: {mirror_refresh_lock: false}\n  work: {kind: claude, path: /w/.credentials.json, mirror_refresh_lock: true}\n  other: {kind: claude, path: /o/.credentials.json}\n"), testEnv(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := cfg.Build(testEnv(nil))
+	b, err := Build(cfg, testEnv(nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,8 +33,8 @@ func TestMirrorRefreshLockKey(t *testing.T) {
 		"sources:\n  codex: {mirror_refresh_lock: false}\n":      "sources.codex.mirror_refresh_lock applies to claude sources only",
 		"sources:\n  gemini: {mirror_refresh_lock: true}\n":      "sources.gemini.mirror_refresh_lock applies to claude sources only",
 	} {
-		_, err := Parse("cfg.yaml", []byte(yaml), testEnv(nil))
-		var ce *Error
+		_, err := config.Parse("cfg.yaml", []byte(yaml), testEnv(nil))
+		var ce *config.Error
 		if !errors.As(err, &ce) || !strings.Contains(err.Error(), msg) || !strings.HasPrefix(err.Error(), "cfg.yaml:2: ") {
 			t.Errorf("%q: error %v, want cfg.yaml:2: ...%s", yaml, err, msg)
 		}

@@ -1,4 +1,4 @@
-package config
+package wire
 
 import (
 	"os"
@@ -7,12 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mc-broker/mc-broker/broker/config"
 	"github.com/mc-broker/mc-broker/sources/file"
 	"github.com/mc-broker/mc-broker/sources/keychain"
 )
 
 func TestParseKeychainSettings(t *testing.T) {
-	cfg, err := Parse("cfg.yaml", []byte(`
+	cfg, err := config.Parse("cfg.yaml", []byte(`
 sources:
   claude: {store: keychain, service: Claude Code-credentials-1a2b3c4d, account: jane, timeout: 30s}
   gemini: {store: keychain}
@@ -34,12 +35,12 @@ sources:
 func TestStoreAutoIsTheKeychainOnMacOS(t *testing.T) {
 	home := t.TempDir()
 	vars := map[string]string{}
-	env := Env{Home: home, Getenv: func(k string) string { return vars[k] }, User: "dev"}
+	env := config.Env{Home: home, Getenv: func(k string) string { return vars[k] }, User: "dev"}
 	store := func(goos, name string) string {
 		t.Helper()
 		env.GOOS = goos
-		s, _ := Default(env).Source(name)
-		got, err := s.StoreFor(env)
+		s, _ := config.Default(env).Source(name)
+		got, err := StoreFor(s, env)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,20 +73,20 @@ func TestStoreAutoIsTheKeychainOnMacOS(t *testing.T) {
 	}
 
 	// A claude source at a path of its own is a file, even on macOS.
-	cfg, err := Parse("cfg.yaml", []byte("sources:\n  work: {kind: claude, path: /srv/work/.credentials.json}\n"), env)
+	cfg, err := config.Parse("cfg.yaml", []byte("sources:\n  work: {kind: claude, path: /srv/work/.credentials.json}\n"), env)
 	if err != nil {
 		t.Fatal(err)
 	}
 	env.GOOS = "darwin"
-	if got, _ := cfg.Sources[0].StoreFor(env); got != "file" {
+	if got, _ := StoreFor(cfg.Sources[0], env); got != "file" {
 		t.Errorf("claude at a configured path on macOS: %s", got)
 	}
 }
 
 func TestBuildPicksTheSourceAndNamesTheItem(t *testing.T) {
 	vars := map[string]string{"CLAUDE_CONFIG_DIR": "/Users/dev/.claude-work", "MC_BROKER_SECURITY_BIN": "/opt/fake/security"}
-	env := Env{Home: "/Users/dev", Getenv: func(k string) string { return vars[k] }, GOOS: "darwin", User: "dev"}
-	b, err := Default(env).Build(env)
+	env := config.Env{Home: "/Users/dev", Getenv: func(k string) string { return vars[k] }, GOOS: "darwin", User: "dev"}
+	b, err := Build(config.Default(env), env, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,11 +104,11 @@ func TestBuildPicksTheSourceAndNamesTheItem(t *testing.T) {
 		t.Errorf("codex is a %T, want a file source", b.Sources[1])
 	}
 
-	cfg, err := Parse("cfg.yaml", []byte("sources:\n  claude: {service: Mine, account: other}\n"), env)
+	cfg, err := config.Parse("cfg.yaml", []byte("sources:\n  claude: {service: Mine, account: other}\n"), env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err = cfg.Build(env)
+	b, err = Build(cfg, env, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,8 +117,8 @@ func TestBuildPicksTheSourceAndNamesTheItem(t *testing.T) {
 	}
 
 	env.GOOS = "linux"
-	cfg, _ = Parse("cfg.yaml", []byte("sources:\n  claude: {store: keychain}\n"), env)
-	if b, err = cfg.Build(env); err != nil {
+	cfg, _ = config.Parse("cfg.yaml", []byte("sources:\n  claude: {store: keychain}\n"), env)
+	if b, err = Build(cfg, env, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := b.Sources[0].(*keychain.Source); !ok {
@@ -127,30 +128,30 @@ func TestBuildPicksTheSourceAndNamesTheItem(t *testing.T) {
 
 func TestBuildNeverWritesTheHostsClaudeFileOnMacOS(t *testing.T) {
 	home := t.TempDir()
-	env := Env{Home: home, Getenv: func(string) string { return "" }, GOOS: "darwin", User: "dev"}
+	env := config.Env{Home: home, Getenv: func(string) string { return "" }, GOOS: "darwin", User: "dev"}
 	for name, yaml := range map[string]string{
 		"keychain source, copy into ~/.claude": "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: ~/.claude}\n",
 		"another claude source":                "sources:\n  work: {kind: claude, path: /srv/w/.credentials.json}\nsinks:\n  - {source: work, dir: ~/.claude}\n",
 	} {
-		cfg, err := Parse("cfg.yaml", []byte(yaml), env)
+		cfg, err := config.Parse("cfg.yaml", []byte(yaml), env)
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = cfg.Build(env)
-		if err == nil || !strings.Contains(err.Error(), "the host's own Claude Code file") {
+		_, err = Build(cfg, env, nil)
+		if err == nil || !strings.Contains(err.Error(), "claude's own config directory") {
 			t.Errorf("%s: Build = %v, want a refusal", name, err)
 		}
 	}
 	// --dir at the home directory's .claude parent: the claude copy would
 	// be ~/.claude/.credentials.json.
-	_, err := Default(env).WithDirLayout(home).Build(env)
+	_, err := Build(config.Default(env).WithDirLayout(home), env, nil)
 	if err != nil {
 		t.Errorf("--dir ~: %v (claude goes to ~/claude, not ~/.claude)", err)
 	}
 	env.GOOS = "linux"
-	cfg, _ := Parse("cfg.yaml", []byte("sources:\n  work: {kind: claude, path: /srv/w/.credentials.json}\nsinks:\n  - {source: work, dir: ~/.claude}\n"), env)
-	if _, err := cfg.Build(env); err != nil {
-		t.Errorf("on Linux a copy into ~/.claude from another source is allowed: %v", err)
+	cfg, _ := config.Parse("cfg.yaml", []byte("sources:\n  work: {kind: claude, path: /srv/w/.credentials.json}\nsinks:\n  - {source: work, dir: ~/.claude}\n"), env)
+	if _, err := Build(cfg, env, nil); err == nil || !strings.Contains(err.Error(), "claude's own config directory") {
+		t.Errorf("on Linux a copy into ~/.claude (the host's Claude directory) from another source: %v, want a refusal", err)
 	}
 }
 
@@ -160,8 +161,8 @@ func TestBuildNeverWritesTheHostsClaudeFileOnMacOS(t *testing.T) {
 // overwrite the main login with the other one.
 func TestAClaudeSourceAtAnotherDirectoryNamesThatDirectorysItem(t *testing.T) {
 	vars := map[string]string{}
-	env := Env{Home: "/Users/dev", Getenv: func(k string) string { return vars[k] }, GOOS: "darwin", User: "dev"}
-	cfg, err := Parse("cfg.yaml", []byte(`
+	env := config.Env{Home: "/Users/dev", Getenv: func(k string) string { return vars[k] }, GOOS: "darwin", User: "dev"}
+	cfg, err := config.Parse("cfg.yaml", []byte(`
 sources:
   claude: {}
   work: {kind: claude, path: /Users/dev/.claude-work/.credentials.json, store: keychain}
@@ -179,17 +180,17 @@ sources:
 		{"home", keychain.ClaudeItem("", "dev")},
 	} {
 		s, _ := cfg.Source(tc.name)
-		if got := s.KeychainItem(env); got != tc.want {
+		if got := KeychainItem(s, env); got != tc.want {
 			t.Errorf("%s: item %+v, want %+v", tc.name, got, tc.want)
 		}
 	}
 	// With CLAUDE_CONFIG_DIR set, the default source follows it, and a
 	// source pinned to ~/.claude is Claude run without it.
 	vars["CLAUDE_CONFIG_DIR"] = "/Users/dev/.claude-work"
-	cfg, _ = Parse("cfg.yaml", []byte("sources:\n  claude: {}\n  home: {kind: claude, path: ~/.claude/.credentials.json, store: keychain}\n"), env)
+	cfg, _ = config.Parse("cfg.yaml", []byte("sources:\n  claude: {}\n  home: {kind: claude, path: ~/.claude/.credentials.json, store: keychain}\n"), env)
 	for name, want := range map[string]keychain.Item{"claude": keychain.ClaudeItem("/Users/dev/.claude-work", "dev"), "home": keychain.ClaudeItem("", "dev")} {
 		s, _ := cfg.Source(name)
-		if got := s.KeychainItem(env); got != want {
+		if got := KeychainItem(s, env); got != want {
 			t.Errorf("with CLAUDE_CONFIG_DIR, %s: item %+v, want %+v", name, got, want)
 		}
 	}

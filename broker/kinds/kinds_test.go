@@ -1,4 +1,4 @@
-package credential
+package kinds_test
 
 import (
 	"bytes"
@@ -9,7 +9,22 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	. "github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/broker/kinds/claude"
+	"github.com/mc-broker/mc-broker/broker/kinds/codex"
+	filekind "github.com/mc-broker/mc-broker/broker/kinds/file"
+	"github.com/mc-broker/mc-broker/broker/kinds/gemini"
 )
+
+var (
+	Claude = claude.Kind
+	Codex  = codex.Kind
+	Gemini = gemini.Kind
+	Opaque = filekind.Kind
+)
+
+func ForCopy(k Kind, data []byte, o CopyOptions) ([]byte, error) { return k.ForCopy(data, o) }
 
 func fixture(t *testing.T, name string) []byte {
 	t.Helper()
@@ -37,7 +52,8 @@ func TestInspectFixtures(t *testing.T) {
 		{Codex, "codex/auth.apikey.json", "", time.Time{}},
 		{Gemini, "gemini/oauth_creds.json", "", year2100},
 		{Gemini, "gemini/settings.json", "broken", time.Time{}},
-		{Claude, "codex/auth.chatgpt.json", "not-logged-in", time.Time{}},
+		{Claude, "codex/auth.chatgpt.json", "foreign", time.Time{}},
+		{Codex, "claude/credentials.valid.json", "foreign", time.Time{}},
 		{Opaque, "gemini/settings.json", "", time.Time{}},
 	}
 	for _, tt := range tests {
@@ -62,6 +78,10 @@ func TestInspectFixtures(t *testing.T) {
 				if !errors.Is(err, ErrNotLoggedIn) {
 					t.Fatalf("want not logged in, got %v", err)
 				}
+			case "foreign":
+				if !IsForeign(err) {
+					t.Fatalf("want foreign (not this kind's file), got %v", err)
+				}
 			}
 			if err != nil && strings.Contains(err.Error(), "FAKE") {
 				t.Errorf("error shows a secret: %v", err)
@@ -79,7 +99,7 @@ func TestBrokenShapes(t *testing.T) {
 		{Claude, "", "empty file"},
 		{Claude, "   \n", "empty file"},
 		{Claude, `{"claudeAiOauth": {"accessToken": "sk-ant-oat01-FAKE`, "ends early"},
-		{Claude, `not json at all`, "not valid JSON"},
+		{Claude, `{not json at all`, "not valid JSON"},
 		{Claude, `["sk-ant-oat01-FAKE"]`, "not a JSON object"},
 		{Claude, `{"claudeAiOauth": "sk-ant-oat01-FAKE"}`, "claudeAiOauth is not a JSON object"},
 		{Claude, `{"claudeAiOauth": {"accessToken": 12, "refreshToken": "sk-ant-ort01-FAKE"}}`, "claudeAiOauth.accessToken is not a string"},
@@ -87,6 +107,8 @@ func TestBrokenShapes(t *testing.T) {
 		{Codex, `{"auth_mode": "chatgpt", "OPENAI_API_KEY": null, "tokens": null}`, "no tokens and no OPENAI_API_KEY"},
 		{Codex, `{"auth_mode": "chatgpt", "tokens": {"access_token": "", "refresh_token": ""}}`, "no tokens"},
 		{Gemini, `{"token_type": "Bearer"}`, "no access_token or refresh_token"},
+		{Claude, `root:x:0:0:root:/root:/bin/bash`, "not JSON"},
+		{Codex, `{"hasCompletedOnboarding": true}`, "not a Codex auth.json"},
 		{Opaque, "", "empty file"},
 		{Claude, `{"claudeAiOauth": {"accessToken": "` + strings.Repeat("FAKE", MaxSize/4) + `"}}`, "larger than"},
 	}
@@ -193,31 +215,87 @@ func TestShortOpaqueContentHasNoFingerprint(t *testing.T) {
 	}
 }
 
-func TestForHostKeepsTheHostsMCPTokens(t *testing.T) {
+// A take-back puts the copy's login into the host's file and keeps the
+// host's other members (its MCP servers' tokens); what else the copy holds
+// stays out.
+func TestTakeBackKeepsTheHostsOwnMembers(t *testing.T) {
 	host := []byte(`{"claudeAiOauth":{"accessToken":"old"},"mcpOAuth":{"srv":{"accessToken":"mcp-host"}}}`)
 	fromCopy := []byte(`{"claudeAiOauth":{"accessToken":"new"}}`)
-	got, err := ForHost(Claude, host, fromCopy, CopyOptions{})
+	got, err := Claude.TakeBack(host, fromCopy)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := `{"claudeAiOauth":{"accessToken":"new"},"mcpOAuth":{"srv":{"accessToken":"mcp-host"}}}`
 	if string(got) != want {
-		t.Fatalf("adopted login = %s, want %s", got, want)
+		t.Fatalf("taken back = %s, want %s", got, want)
 	}
-	// A copy that carries MCP tokens of its own does not replace the host's.
-	withOwn := []byte(`{"mcpOAuth":{"c":1},"claudeAiOauth":{"accessToken":"new"}}`)
-	got, err = ForHost(Claude, host, withOwn, CopyOptions{})
+	withOwn := []byte(`{"mcpOAuth":{"c":1},"claudeAiOauth":{"accessToken":"new"},"evil":1}`)
+	got, err = Claude.TakeBack(host, withOwn)
 	if err != nil || string(got) != want {
-		t.Fatalf("adopted login = %s, %v; want %s", got, err, want)
+		t.Fatalf("taken back = %s, %v; want %s", got, err, want)
 	}
-	// Copies made with the MCP tokens are adopted as they are.
-	got, _ = ForHost(Claude, host, withOwn, CopyOptions{IncludeMCPOAuth: true})
-	if string(got) != string(withOwn) {
-		t.Fatalf("adopted login = %s, want the copy verbatim", got)
+	// A broken host file: the copy's login alone.
+	got, err = Claude.TakeBack([]byte(`{"claudeAiOauth": {"acc`), withOwn)
+	if err != nil || string(got) != `{"claudeAiOauth":{"accessToken":"new"}}`+"\n" {
+		t.Fatalf("taken back into a broken host = %q, %v", got, err)
 	}
-	// Codex copies are the host's file, byte for byte.
-	got, _ = ForHost(Codex, host, fromCopy, CopyOptions{})
-	if string(got) != string(fromCopy) {
-		t.Fatalf("codex adopted = %s", got)
+	// Codex: tokens and last_refresh; the host's auth_mode and key field
+	// stay.
+	codexHost := []byte(`{"auth_mode":"chatgpt","OPENAI_API_KEY":null,"tokens":{"access_token":"a"},"last_refresh":"2026-01-01T00:00:00Z","mine":1}`)
+	codexCopy := []byte(`{"auth_mode":"apikey","OPENAI_API_KEY":"sk-x","tokens":{"access_token":"b"},"last_refresh":"2026-02-01T00:00:00Z","theirs":2}`)
+	got, err = Codex.TakeBack(codexHost, codexCopy)
+	if err != nil || string(got) != `{"auth_mode":"chatgpt","OPENAI_API_KEY":null,"tokens":{"access_token":"b"},"last_refresh":"2026-02-01T00:00:00Z","mine":1}` {
+		t.Fatalf("codex taken back = %s, %v", got, err)
+	}
+}
+
+// Identity names the account: the same across refreshes, different for
+// another account or another way of logging in.
+func TestIdentity(t *testing.T) {
+	id := func(k Kind, data []byte) string {
+		t.Helper()
+		info, err := k.Inspect(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Identity == "" {
+			t.Fatal("no identity")
+		}
+		return info.Identity
+	}
+	me := fixture(t, "codex/auth.chatgpt.json")
+	refreshed := bytes.ReplaceAll(me, []byte("TOKEN-0001"), []byte("TOKEN-0002"))
+	if id(Codex, me) != id(Codex, refreshed) {
+		t.Error("codex: a refresh changed the identity")
+	}
+	if id(Codex, me) == id(Codex, fixture(t, "codex/auth.chatgpt.other-account.json")) {
+		t.Error("codex: another account has the same identity")
+	}
+	if id(Codex, me) == id(Codex, fixture(t, "codex/auth.apikey.json")) {
+		t.Error("codex: an API key has the ChatGPT login's identity")
+	}
+	cl := fixture(t, "claude/credentials.valid.json")
+	if id(Claude, cl) != id(Claude, bytes.ReplaceAll(cl, []byte("TOKEN-0001"), []byte("TOKEN-0002"))) {
+		t.Error("claude: a refresh changed the identity")
+	}
+	if id(Claude, cl) == id(Claude, bytes.Replace(cl, []byte(`"max"`), []byte(`"pro"`), 1)) {
+		t.Error("claude: another plan has the same identity")
+	}
+	g := fixture(t, "gemini/oauth_creds.json")
+	if id(Gemini, g) != id(Gemini, bytes.ReplaceAll(g, []byte("ACCESS-TOKEN-0001"), []byte("ACCESS-TOKEN-0002"))) {
+		t.Error("gemini: a refresh changed the identity")
+	}
+	if info, _ := Opaque.Inspect([]byte("a-long-enough-opaque-token-value")); info.Identity != "" {
+		t.Error("an opaque file has an identity")
+	}
+}
+
+func TestRefreshTokenExpiry(t *testing.T) {
+	info, err := Claude.Inspect(fixture(t, "claude/credentials.with-refresh-expiry.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := time.UnixMilli(4103999999000).UTC(); !info.RefreshExpiry.Equal(want) {
+		t.Errorf("refresh expiry %v, want %v", info.RefreshExpiry, want)
 	}
 }

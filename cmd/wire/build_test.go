@@ -1,0 +1,112 @@
+package wire
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mc-broker/mc-broker/broker/config"
+)
+
+func testEnv(vars map[string]string) config.Env {
+	return config.Env{Home: "/home/dev", Getenv: func(k string) string { return vars[k] }, GOOS: "linux", User: "dev"}
+}
+
+func build(c *config.Config, env config.Env) error {
+	_, err := Build(c, env, nil)
+	return err
+}
+
+func TestBuildRefusesLayoutsThatLoseData(t *testing.T) {
+	for name, yaml := range map[string]string{
+		"copy over its source": "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: ~/.claude}\n",
+		"two copies one file":  "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x}\n  - {source: claude, dir: /x}\n",
+	} {
+		cfg, err := config.Parse("cfg.yaml", []byte(yaml), testEnv(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Build(cfg, testEnv(nil), nil); err == nil {
+			t.Errorf("%s: Build accepted it", name)
+		}
+	}
+}
+
+// A symlinked ~/.claude that points at the default copy directory would make
+// the default copy the host's own file: refused before anything is written.
+func TestBuildSeesThroughSymlinks(t *testing.T) {
+	home := t.TempDir()
+	env := config.Env{Home: home, Getenv: func(string) string { return "" }, GOOS: "linux"}
+	copyDir := filepath.Join(env.DataDir(), "claude")
+	if err := os.MkdirAll(copyDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(copyDir, filepath.Join(home, ".claude")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Build(config.Default(env), env, nil)
+	if err == nil || !strings.Contains(err.Error(), "claude's own config directory") {
+		t.Errorf("Build = %v, want a refusal", err)
+	}
+}
+
+func TestVolumeCopies(t *testing.T) {
+	cfg, err := config.Parse("cfg.yaml", []byte(`
+sources:
+  claude: {}
+  codex: {}
+sinks:
+  - {source: claude, volume: mc-claude-auth, uid: 1000, gid: 1000}
+  - {source: codex, volume: shared_auth.v2, path: /home/.codex}
+  - {source: codex, dir: ~/auth/codex}
+`), testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := cfg.Sinks[1]; k.Volume != "shared_auth.v2" || k.Path != "/home/.codex" || k.Dir != "" {
+		t.Errorf("volume sink: %+v", k)
+	}
+	b, err := Build(cfg, testEnv(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range b.Copies {
+		got = append(got, c.Sink.Location())
+	}
+	want := []string{"volume mc-claude-auth:/.credentials.json", "volume shared_auth.v2:/home/.codex/auth.json", "/home/dev/auth/codex/auth.json"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("locations %q, want %q", got, want)
+	}
+
+	twice, err := config.Parse("cfg.yaml", []byte("sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1}\n  - {source: claude, volume: v1, path: /}\n"), testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Build(twice, testEnv(nil), nil); err == nil || !strings.Contains(err.Error(), "two copies write volume v1:/.credentials.json") {
+		t.Errorf("two copies in one volume file: %v", err)
+	}
+}
+
+// Copy directories that would hand a container write access to the system,
+// a home directory, or a CLI's own config directory are refused.
+func TestBuildRefusesUnsafeCopyDirectories(t *testing.T) {
+	for dir, want := range map[string]string{
+		"/":              "use a directory of its own",
+		"/etc":           "a system directory",
+		"/usr/local/bin": "a system directory",
+		"~":              "use a directory of its own",
+		"~/.claude":      "claude's own config directory",
+		"~/.codex":       "codex's own config directory",
+		"/srv/w":         "the directory of the source work",
+	} {
+		cfg, err := config.Parse("cfg.yaml", []byte("sources:\n  codex: {}\n  work: {kind: claude, path: /srv/w/.credentials.json}\nsinks:\n  - {source: codex, dir: "+dir+"}\n"), testEnv(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := build(cfg, testEnv(nil)); err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), "cfg.yaml:5: ") {
+			t.Errorf("dir %s: %v, want cfg.yaml:5: ...%s", dir, err, want)
+		}
+	}
+}
