@@ -90,7 +90,7 @@ when something needs you.`,
 	})
 	root.AddCommand(NewCmdSync(f, nil), NewCmdStatus(f, nil), NewCmdVersion(f, nil))
 	root.AddCommand(NewCmdWatch(f, nil), NewCmdRun(f, nil), NewCmdDoctor(f, nil), NewCmdInit(f, nil))
-	root.AddCommand(NewCmdLaunch(f, nil))
+	root.AddCommand(NewCmdLaunch(f, nil), NewCmdRestore(f, nil))
 	addCompletionHelp(root)
 	root.AddCommand(NewCmdCompose(f, nil))
 	return root
