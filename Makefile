@@ -2,8 +2,11 @@
 GO      ?= go
 BIN     ?= bin/mc-broker
 PREFIX  ?= $(HOME)/.local
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
-LDFLAGS := -X github.com/mc-broker/mc-broker/cmd/internal/cli.Version=$(VERSION)
+# The version comes from Go's build info (the module version Go stamps from
+# git), so go build, go install and make install of one commit print the
+# same. VERSION=v1.2.3 stamps a build from a tree without git (a tarball).
+VERSION ?=
+LDFLAGS := $(if $(VERSION),-X github.com/mc-broker/mc-broker/cmd/internal/cli.Version=$(VERSION))
 
 .PHONY: build test install bench vet fmt-check cross
 
