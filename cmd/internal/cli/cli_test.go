@@ -61,6 +61,7 @@ func TestExitCodesAndMessages(t *testing.T) {
 		{args: []string{"sync"}, code: 0, stderr: "mc-broker: note: no Docker engine at unix://"},
 		{args: []string{"sync", "--only", "claude"}, code: 3},
 		{args: []string{"status"}, code: 0},
+		{args: []string{"completion", "tcsh"}, code: 2, stderr: "mc-broker: error: completion: unknown shell \"tcsh\": mc-broker completes bash, fish, powershell, zsh\nmc-broker: hint: see mc-broker completion --help\n"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
