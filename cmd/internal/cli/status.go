@@ -31,10 +31,10 @@ fingerprint and when it expires; and for each copy whether it is:
   in-sync   identical to what sync would write
   older     holds an older login (sync updates it)
   newer     holds a newer login than the host (sync keeps it)
-  differs   same login age, other bytes (sync rewrites it)
+  differs   neither older nor newer, other bytes (sync rewrites it)
   missing   not written yet
   broken    blanked, truncated or not a login (sync repairs it)
-  present   the host has no usable login to compare with
+  present   holds a login; the host has no usable one to compare with
   failed    could not be read
 Nothing is written. Exit codes as for sync.
 
