@@ -124,7 +124,12 @@ type Error struct {
 	File string
 	Line int
 	Msg  string
+	// Err is the cause when one matters to the caller: fs.ErrNotExist
+	// for a config file that is not there.
+	Err error
 }
+
+func (e *Error) Unwrap() error { return e.Err }
 
 func (e *Error) Error() string {
 	switch {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -161,7 +162,7 @@ func TestBuildRefusesLayoutsThatLoseData(t *testing.T) {
 
 func TestLoadMissingAndOversized(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := Load(filepath.Join(dir, "nope.yaml"), testEnv(nil)); err == nil || !strings.Contains(err.Error(), "no such config file") {
+	if _, err := Load(filepath.Join(dir, "nope.yaml"), testEnv(nil)); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "no such config file") {
 		t.Errorf("missing file: %v", err)
 	}
 	big := filepath.Join(dir, "big.yaml")

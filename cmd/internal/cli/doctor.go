@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -79,6 +80,10 @@ func doctorRun(ctx context.Context, opts *DoctorOptions) error {
 	b, cfg, err := sel.load(ctx, f)
 	if err != nil {
 		in.ConfigErr = err
+		var exit *ExitError
+		if errors.As(err, &exit) {
+			in.ConfigFix = exit.Hint
+		}
 	} else {
 		in.Status = b.Status(ctx, broker.Options{})
 		for _, sk := range cfg.Sinks {

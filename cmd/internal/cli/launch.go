@@ -199,10 +199,7 @@ func (opts *LaunchOptions) service() (*service.Service, error) {
 // its config as it does in a shell. install checks the config it will run
 // with, so that a mistake shows now and not as a service that keeps failing.
 func (opts *LaunchOptions) configFile(env config.Env) (string, error) {
-	path := opts.ConfigFile
-	if path == "" {
-		path = opts.f.Getenv("MC_BROKER_CONFIG")
-	}
+	path, namedBy := namedConfig(opts.ConfigFile, opts.f.Getenv)
 	if path != "" {
 		abs, err := filepath.Abs(path)
 		if err != nil {
@@ -213,17 +210,19 @@ func (opts *LaunchOptions) configFile(env config.Env) (string, error) {
 	if opts.Action != "install" {
 		return path, nil
 	}
-	check := path
-	if check == "" {
-		check = env.ConfigFile()
-		if _, err := os.Stat(check); errors.Is(err, fs.ErrNotExist) {
-			return "", nil // built-in defaults
+	if path != "" {
+		if _, err := loadNamed(path, namedBy, env); err != nil {
+			return "", err
 		}
+		return path, nil
 	}
-	if _, err := config.Load(check, env); err != nil {
+	if _, err := os.Stat(env.ConfigFile()); errors.Is(err, fs.ErrNotExist) {
+		return "", nil // built-in defaults
+	}
+	if _, err := config.Load(env.ConfigFile(), env); err != nil {
 		return "", err
 	}
-	return path, nil
+	return "", nil
 }
 
 // launchError adds what to do to the service package's errors.
