@@ -2,22 +2,30 @@
 GO      ?= go
 BIN     ?= bin/mc-broker
 PREFIX  ?= $(HOME)/.local
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
-LDFLAGS := -X github.com/mc-broker/mc-broker/cmd/internal/cli.Version=$(VERSION)
+# The version comes from Go's build info (the module version Go stamps from
+# git), so go build, go install and make install of one commit print the
+# same. VERSION=v1.2.3 stamps a build from a tree without git (a tarball).
+VERSION ?=
+LDFLAGS := $(if $(VERSION),-X github.com/mc-broker/mc-broker/cmd/internal/cli.Version=$(VERSION))
 
-.PHONY: build test install bench vet fmt-check cross
+.PHONY: build test test-env install bench vet fmt-check cross
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mc-broker
 
-# Installs what the tests need (scripts/test-env.sh: the real claude and codex
-# CLIs from the npm registry, used offline to judge copies; scripts/docker-env.sh:
-# a Docker engine and the FROM-scratch busybox test image), then runs every
-# test with the race detector.
-test: fmt-check vet cross
+# Installs what the tests need (test-env, below), checks formatting and vets,
+# then runs every test with the race detector.
+test: test-env fmt-check vet cross
+	PATH="$(CURDIR)/.cache/clis/node_modules/.bin:$$PATH" $(GO) test -race -count=1 ./...
+
+# scripts/test-env.sh: the real claude and codex CLIs from the npm registry,
+# used offline to judge copies; scripts/docker-env.sh: a Docker engine and
+# the FROM-scratch busybox test image. First, so that under CI=true a
+# registry or engine that does not answer fails in seconds, not after the
+# builds.
+test-env:
 	./scripts/test-env.sh
 	./scripts/docker-env.sh
-	PATH="$(CURDIR)/.cache/clis/node_modules/.bin:$$PATH" $(GO) test -race -count=1 ./...
 
 install:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(PREFIX)/bin/mc-broker ./cmd/mc-broker

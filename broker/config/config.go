@@ -127,7 +127,12 @@ type Error struct {
 	File string
 	Line int
 	Msg  string
+	// Err is the cause when one matters to the caller: fs.ErrNotExist
+	// for a config file that is not there.
+	Err error
 }
+
+func (e *Error) Unwrap() error { return e.Err }
 
 func (e *Error) Error() string {
 	switch {
@@ -193,9 +198,24 @@ func (c *Config) Source(name string) (Source, bool) {
 
 var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 
+// envReference finds $NAME or ${NAME} in a path.
+var envReference = regexp.MustCompile(`\$(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)`)
+
 // expandPath turns ~/x into an absolute path and refuses relative paths:
 // a config is read from services whose working directory is not yours.
+// Environment variables are not expanded but refused, for the same reason:
+// the background service (systemd, launchd) has another environment than
+// the shell the config was written in, so $VAR could name another
+// directory there, or nothing; and a path taken literally would create a
+// directory called "$HOME".
 func expandPath(p string, env Env) (string, error) {
+	if ref := envReference.FindString(p); ref != "" {
+		name := strings.Trim(ref, "${}")
+		if name == "HOME" && strings.HasPrefix(p, ref) {
+			return "", fmt.Errorf("uses %s, but environment variables are not expanded (a background service has another environment): write ~/%s", ref, strings.TrimLeft(p[len(ref):], "/"))
+		}
+		return "", fmt.Errorf("uses %s, but environment variables are not expanded (a background service has another environment): write the absolute path, or ~/...", ref)
+	}
 	switch {
 	case p == "~":
 		return env.Home, nil

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -64,6 +65,9 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"sink names unknown source", "sources:\n  claude: {}\nsinks:\n  - source: cluade\n    dir: /x\n", 4, `no source called "cluade" (sources: claude)`},
 		{"relative dir", "sources:\n  claude: {}\nsinks:\n  - source: claude\n    dir: auth/claude\n", 5, "sinks[0].dir must be an absolute path"},
 		{"relative source path", "sources:\n  claude: {path: creds.json}\n", 2, "sources.claude.path must be an absolute path"},
+		{"$HOME in a dir", "sources:\n  claude: {}\nsinks:\n  - source: claude\n    dir: $HOME/auth/claude\n", 5, "sinks[0].dir uses $HOME, but environment variables are not expanded (a background service has another environment): write ~/auth/claude"},
+		{"${HOME} in a path", "sources:\n  notes: {kind: file, path: '${HOME}/t'}\n", 2, "sources.notes.path uses ${HOME}, but environment variables are not expanded (a background service has another environment): write ~/t"},
+		{"a variable inside an absolute dir", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /srv/$USER/claude}\n", 4, "sinks[0].dir uses $USER, but environment variables are not expanded (a background service has another environment): write the absolute path, or ~/..."},
 		{"unknown kind", "sources:\n  x: {kind: copilot, path: /x}\n", 2, "sources.x.kind must be one of claude, codex, gemini, file"},
 		{"missing kind", "sources:\n  work: {path: /x}\n", 2, "sources.work: kind is missing"},
 		{"file without path", "sources:\n  notes: {kind: file}\n", 2, "needs a path"},
@@ -143,7 +147,7 @@ func TestDefaultsFollowXDGAndCLIVariables(t *testing.T) {
 
 func TestLoadMissingAndOversized(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := Load(filepath.Join(dir, "nope.yaml"), testEnv(nil)); err == nil || !strings.Contains(err.Error(), "no such config file") {
+	if _, err := Load(filepath.Join(dir, "nope.yaml"), testEnv(nil)); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "no such config file") {
 		t.Errorf("missing file: %v", err)
 	}
 	big := filepath.Join(dir, "big.yaml")

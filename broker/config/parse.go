@@ -28,7 +28,9 @@ const maxConfigSize = 1 << 20
 func Load(path string, env Env) (*Config, error) {
 	st, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, &Error{File: path, Msg: "no such config file (run without --config to use the built-in defaults)"}
+		// The caller knows whether --config or MC_BROKER_CONFIG named it
+		// and says what to do (see cli.loadNamed).
+		return nil, &Error{File: path, Msg: "no such config file", Err: fs.ErrNotExist}
 	}
 	if err != nil {
 		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read: %v", errors.Unwrap(err))}

@@ -69,6 +69,8 @@ func TestScripts(t *testing.T) {
 			env.Setenv("PATH", binDir+string(os.PathListSeparator)+env.Getenv("PATH"))
 			env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
 			env.Setenv("FIXTURES", fixtures)
+			// The binary itself, for scripts that copy it elsewhere.
+			env.Setenv("TEST_MC_BROKER_BIN", filepath.Join(binDir, "mc-broker"))
 			env.Setenv("MC_BROKER_SECURITY_BIN", filepath.Join(binDir, "fakesecurity", "security"))
 			env.Setenv("FAKE_SECURITY_STORE", filepath.Join(env.WorkDir, "keychain.json"))
 			env.Setenv("FAKE_SECURITY_LOG", filepath.Join(env.WorkDir, "security-argv.log"))

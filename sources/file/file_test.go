@@ -41,8 +41,12 @@ func TestRead(t *testing.T) {
 
 	os.Remove(path)
 	os.Mkdir(path, 0o700)
-	if _, err := s.Read(context.Background()); err == nil || errors.Is(err, credential.ErrNotLoggedIn) {
-		t.Errorf("a directory where the file belongs: %v, want an unreadable error", err)
+	_, err = s.Read(context.Background())
+	var notFile *NotAFileError
+	if !errors.As(err, &notFile) || err.Error() != "auth.json is a directory, not a file" {
+		t.Errorf("a directory where the file belongs: %v, want auth.json is a directory, not a file", err)
+	} else if !strings.Contains(notFile.Hint(), "rmdir "+path) {
+		t.Errorf("hint %q does not say to remove the directory", notFile.Hint())
 	}
 }
 
@@ -52,8 +56,8 @@ func TestReadRefusesAFIFOWithoutHanging(t *testing.T) {
 		t.Skip("mkfifo:", err)
 	}
 	_, err := New("claude", claude.Kind, path).Read(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "not a regular file") {
-		t.Errorf("FIFO: %v, want not a regular file", err)
+	if err == nil || err.Error() != ".credentials.json is a named pipe (FIFO), not a file" {
+		t.Errorf("FIFO: %v, want .credentials.json is a named pipe (FIFO), not a file", err)
 	}
 }
 

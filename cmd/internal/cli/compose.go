@@ -296,7 +296,7 @@ type ComposeCheckOptions struct {
 func NewCmdComposeCheck(f *Factory, runF func(*ComposeCheckOptions) error) *cobra.Command {
 	opts := &ComposeCheckOptions{f: f}
 	cmd := &cobra.Command{
-		Use:   "check FILE...",
+		Use:   "check [FILE...]",
 		Short: "Find mounts in compose files that lose or break CLI logins",
 		Long: `Read compose files, merged as 'docker compose -f FILE -f FILE' merges them
 (variables from the environment and the project's .env; unset ones become
@@ -317,18 +317,30 @@ mount that loses or breaks a login, with file, line, service and a fix:
 ~/.claude.json is not flagged: it holds settings and onboarding state, not a
 login, so a stale copy logs nobody out.
 
+With no FILE, the files are those docker compose would use: the ones
+COMPOSE_FILE lists (separated by COMPOSE_PATH_SEPARATOR, default ':'), else
+the first of compose.yaml, compose.yml, docker-compose.yml and
+docker-compose.yaml in the working directory or the nearest parent that has
+one, with the first of compose.override.yml, compose.override.yaml,
+docker-compose.override.yml and docker-compose.override.yaml beside it.
+
 Exit codes: 0 no problem found; 4 a problem found; 2 a file cannot be read
-or is not valid compose, or bad usage.`,
-		Example: `  mc-broker compose check compose.yaml
+or is not valid compose, no file was found, or bad usage.`,
+		Example: `  mc-broker compose check
+  mc-broker compose check compose.yaml
   mc-broker compose check compose.yaml compose.override.yaml --json`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usageError("name the compose files to check, e.g. mc-broker compose check compose.yaml")
-			}
-			return nil
-		},
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Files = args
+			if len(args) == 0 {
+				wd, err := os.Getwd()
+				if err != nil {
+					return usageError("name the compose files to check: %v", err)
+				}
+				if opts.Files, err = composeFiles(wd, opts.f.Getenv); err != nil {
+					return reportError(opts.f, opts.JSON, err)
+				}
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -343,6 +355,63 @@ or is not valid compose, or bad usage.`,
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the findings as JSON")
 	cmd.Flags().StringVar(&opts.ConfigFile, "config", "", "config `FILE` whose copy directories count as login mounts (default as for sync)")
 	return cmd
+}
+
+// The names docker compose looks for when no -f is given, in its order of
+// preference (compose-go's cli.DefaultFileNames and
+// DefaultOverrideFileNames; docker-compose 1.x read the same, without the
+// compose.* names).
+var (
+	composeFileNames     = []string{"compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml"}
+	composeOverrideNames = []string{"compose.override.yml", "compose.override.yaml", "docker-compose.override.yml", "docker-compose.override.yaml"}
+)
+
+// composeFiles finds the files `docker compose` uses when none is named,
+// the way it finds them: COMPOSE_FILE, else the first default name in wd or
+// the nearest parent that has one, plus the first override file beside it.
+// Files in wd are named relative to it, as the user would.
+func composeFiles(wd string, getenv func(string) string) ([]string, error) {
+	if list := getenv("COMPOSE_FILE"); list != "" {
+		sep := getenv("COMPOSE_PATH_SEPARATOR")
+		if sep == "" {
+			sep = string(os.PathListSeparator)
+		}
+		var files []string
+		for _, f := range strings.Split(list, sep) {
+			if f != "" {
+				files = append(files, f)
+			}
+		}
+		return files, nil
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if found := firstFile(dir, composeFileNames); found != "" {
+			files := []string{found}
+			if override := firstFile(dir, composeOverrideNames); override != "" {
+				files = append(files, override)
+			}
+			for i, f := range files {
+				if rel, err := filepath.Rel(wd, f); err == nil {
+					files[i] = rel
+				}
+			}
+			return files, nil
+		}
+		if filepath.Dir(dir) == dir {
+			return nil, usageError("no compose file in %s or its parents (looked for %s): name the files, e.g. mc-broker compose check compose.yaml",
+				wd, strings.Join(composeFileNames, ", "))
+		}
+	}
+}
+
+func firstFile(dir string, names []string) string {
+	for _, n := range names {
+		p := filepath.Join(dir, n)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p
+		}
+	}
+	return ""
 }
 
 func composeCheckRun(opts *ComposeCheckOptions) error {

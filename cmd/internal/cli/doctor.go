@@ -3,7 +3,9 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -43,7 +45,9 @@ func NewCmdDoctor(f *Factory, runF func(*DoctorOptions) error) *cobra.Command {
     and running, or another watcher runs;
   - with --compose, the credential mounts of compose files (as
     'mc-broker compose check' does).
-Nothing is written.
+Nothing is written. On a terminal, lines are wrapped to its width ($COLUMNS
+when set); piped or redirected, each check stays on one line, and --json is
+never wrapped.
 
 Exit codes: 0 all is well; 1 something needs you (each problem is listed
 with its fix); 2 bad usage.`,
@@ -79,6 +83,10 @@ func doctorRun(ctx context.Context, opts *DoctorOptions) error {
 	b, cfg, err := sel.load(ctx, f)
 	if err != nil {
 		in.ConfigErr = err
+		var exit *ExitError
+		if errors.As(err, &exit) {
+			in.ConfigFix = exit.Hint
+		}
 	} else {
 		in.Status = b.Status(ctx, broker.Options{})
 		for _, sk := range cfg.Sinks {
@@ -107,7 +115,7 @@ func doctorRun(ctx context.Context, opts *DoctorOptions) error {
 			return err
 		}
 	} else {
-		printDoctor(f, res)
+		printDoctor(f.Stdout, outputWidth(f.Stdout, f.Getenv), res)
 	}
 	if code != broker.ExitOK {
 		return &ExitError{Code: code}
@@ -115,17 +123,19 @@ func doctorRun(ctx context.Context, opts *DoctorOptions) error {
 	return nil
 }
 
-func printDoctor(f *Factory, res *doctor.Result) {
-	w := f.Stdout
+// printDoctor writes one check per line, wrapped to width (0: not
+// wrapped), continuation lines indented under the text they continue.
+func printDoctor(w io.Writer, width int, res *doctor.Result) {
+	const indent = "      "
 	problems := 0
 	for _, c := range res.Checks {
 		label := map[doctor.Status]string{doctor.OK: "ok", doctor.Info: "info", doctor.Warn: "WARN", doctor.Fail: "FAIL"}[c.Status]
-		fmt.Fprintf(w, "%-4s  %s %s: %s\n", label, c.Area, c.Name, c.Detail)
+		writeWrapped(w, width, fmt.Sprintf("%-4s  ", label), indent, c.Area+" "+c.Name+": "+c.Detail)
 		if c.Fix != "" && (c.Status == doctor.Warn || c.Status == doctor.Fail) {
 			problems++
-			fmt.Fprintf(w, "      fix: %s\n", c.Fix)
+			writeWrapped(w, width, indent+"fix: ", indent+"     ", c.Fix)
 		} else if c.Fix != "" {
-			fmt.Fprintf(w, "      %s\n", c.Fix)
+			writeWrapped(w, width, indent, indent, c.Fix)
 		}
 	}
 	switch problems {

@@ -48,6 +48,7 @@ func realDoctorProbes(f *Factory) *doctorProbes {
 				f: f, Action: "status",
 				GOOS: runtime.GOOS, UID: os.Getuid(),
 				Executable: os.Executable, LookPath: exec.LookPath, Runner: service.ExecRunner{},
+				TempDirs: service.TempDirs(),
 			}
 			svc, err := opts.service()
 			if err != nil {

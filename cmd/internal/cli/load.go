@@ -91,16 +91,44 @@ func withDefaultVolumes(ctx context.Context, f *Factory, cfg *config.Config, laz
 }
 
 func (s *selection) config(f *Factory, env config.Env) (*config.Config, error) {
-	path := s.ConfigFile
-	if path == "" {
-		path = f.Getenv("MC_BROKER_CONFIG")
+	if path, namedBy := namedConfig(s.ConfigFile, f.Getenv); path != "" {
+		return loadNamed(path, namedBy, env)
 	}
-	if path != "" {
-		return config.Load(path, env)
-	}
-	path = env.ConfigFile()
+	path := env.ConfigFile()
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return config.Default(env), nil
 	}
 	return config.Load(path, env)
+}
+
+// namedConfig is the config file that --config (flag), else
+// MC_BROKER_CONFIG names, and which of the two named it; "" when neither.
+func namedConfig(flag string, getenv func(string) string) (path, namedBy string) {
+	if flag != "" {
+		return flag, "--config"
+	}
+	if v := getenv("MC_BROKER_CONFIG"); v != "" {
+		return v, "MC_BROKER_CONFIG"
+	}
+	return "", ""
+}
+
+// loadNamed reads a config file that --config or MC_BROKER_CONFIG named. A
+// missing one is an error, not a quiet fall-back to the defaults, and says
+// which of the two to fix: a variable set in a shell profile long ago is
+// easy to forget.
+func loadNamed(path, namedBy string, env config.Env) (*config.Config, error) {
+	cfg, err := config.Load(path, env)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return cfg, err
+	}
+	undo := "run without --config"
+	if namedBy != "--config" {
+		undo = "unset " + namedBy
+	}
+	return nil, &ExitError{
+		Code: broker.ExitUsage,
+		Err:  fmt.Errorf("%w (named by %s)", err, namedBy),
+		Hint: "fix the path, or " + undo + " to use " + env.ConfigFile() + " when it exists, else the built-in defaults",
+	}
 }

@@ -92,6 +92,7 @@ when something needs you.`,
 	root.AddCommand(NewCmdWatch(f, nil), NewCmdRun(f, nil), NewCmdDoctor(f, nil), NewCmdInit(f, nil))
 	root.AddCommand(NewCmdLaunch(f, nil), NewCmdRestore(f, nil))
 	addCompletionHelp(root)
+	addVersionFlag(root)
 	root.AddCommand(NewCmdCompose(f, nil))
 	return root
 }

@@ -33,13 +33,13 @@ fingerprint and when it expires; and for each copy whether it is:
   newer          holds a newer login than the host (sync takes it back
                  if it passes the trust rules, docs/SECURITY.md; the
                  source line says so, and "not taken back: ..." why not)
-  differs        same login age, other bytes (sync rewrites it)
+  differs        neither older nor newer, other bytes (sync rewrites it)
   missing        not written yet
   broken         blanked or truncated (sync repairs it)
   foreign        not a login of this CLI: sync leaves it alone (exit 2)
   other-account  another account's login mc-broker did not put there:
                  sync leaves it alone (exit 1)
-  present        the host has no usable login to compare with
+  present        holds a login; the host has no usable one to compare with
   failed         could not be read
 Nothing is written. Exit codes as for sync.
 

@@ -90,6 +90,9 @@ type Inputs struct {
 	// ConfigErr is set when the config could not be loaded; nothing else
 	// is checked then.
 	ConfigErr error
+	// ConfigFix replaces the generic fix for ConfigErr when the loader
+	// knows better (a file MC_BROKER_CONFIG names that is not there).
+	ConfigFix string
 	// Status is a status pass over the config (nothing written).
 	Status *broker.Report
 	// Owners gives, per copy directory, the owner the config asks for.
@@ -115,7 +118,11 @@ type Owner struct{ UID, GID *int }
 func Run(ctx context.Context, in Inputs) *Result {
 	r := &Result{}
 	if in.ConfigErr != nil {
-		r.add(Check{Area: "config", Name: "config", Status: Fail, Detail: in.ConfigErr.Error(), Fix: "fix the config (the message names the line), or move it away to use the built-in defaults"})
+		fix := in.ConfigFix
+		if fix == "" {
+			fix = "fix the config (the message names the line), or move it away to use the built-in defaults"
+		}
+		r.add(Check{Area: "config", Name: "config", Status: Fail, Detail: in.ConfigErr.Error(), Fix: fix})
 		return r
 	}
 	if in.Status != nil {
