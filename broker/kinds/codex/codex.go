@@ -43,6 +43,14 @@ func (kind) Facts() credential.Facts {
 		LockFiles:   []string{LockFile, WriteLockFile},
 		MaxLifetime: maxLifetime,
 		LoginHint:   "run codex login",
+		// Checked against codex 0.171.0: `codex login` opens a browser (add
+		// --device-auth on a host without one), `codex logout` removes
+		// auth.json or the keyring entry. auth.json says nothing of when
+		// its refresh token ends.
+		Login:             []string{"codex", "login"},
+		Logout:            []string{"codex", "logout"},
+		ConfigDirVariable: "CODEX_HOME",
+		Overrides:         []string{"OPENAI_API_KEY", "CODEX_API_KEY"},
 	}
 }
 
