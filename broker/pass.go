@@ -381,7 +381,9 @@ type PassOptions struct {
 	// DryRun and StatusOnly plan and report, and write nothing.
 	DryRun, StatusOnly bool
 	MinTTL             time.Duration
-	Requested          bool
+	// MinRefreshTTL flags a refresh token that ends sooner than this.
+	MinRefreshTTL time.Duration
+	Requested     bool
 }
 
 // settleStep is how often a one-shot pass looks again at content that
@@ -508,6 +510,13 @@ func (p *Pass) Report(in PlanInput, plan PlanResult, o PassOptions) SourceReport
 		if !info.RefreshExpiry.IsZero() {
 			re := info.RefreshExpiry
 			sr.RefreshExpiresAt = &re
+			left := re.Sub(in.Now)
+			sr.RefreshExpiresInSeconds = int64(left.Seconds())
+			if o.MinRefreshTTL > 0 && left < o.MinRefreshTTL {
+				sr.RefreshExpiresSoon = true
+				sr.Problem = joinProblem(sr.Problem, "the refresh token ends sooner than --min-refresh-ttl "+o.MinRefreshTTL.String()+" (at "+re.UTC().Format(time.RFC3339)+")")
+				sr.Hint = "only a new login helps: mc-broker login " + sr.Name + " (it runs " + kind.Name() + "'s own login, then gives every copy the new login)"
+			}
 		}
 		if h.Action == TakeBack {
 			sr.TakenBackFrom = in.Copies[h.From].Key

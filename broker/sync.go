@@ -36,7 +36,7 @@ func (b *Broker) pass(ctx context.Context, opts Options, statusOnly bool) *Repor
 			p := b.NewPass(s)
 			report.Sources[i] = p.Run(ctx, PassOptions{
 				DryRun: opts.DryRun, StatusOnly: statusOnly,
-				MinTTL: opts.MinTTL, Requested: len(opts.Only) > 0,
+				MinTTL: opts.MinTTL, MinRefreshTTL: opts.MinRefreshTTL, Requested: len(opts.Only) > 0,
 			})
 			if !opts.DryRun && !statusOnly && b.StateDir != "" {
 				_ = b.memories().Save(s.Name(), p.Memory)

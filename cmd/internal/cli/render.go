@@ -61,7 +61,10 @@ func printSource(w io.Writer, s broker.SourceReport, now time.Time) {
 		}
 		fmt.Fprintln(w, line)
 		if s.RefreshExpiresAt != nil {
-			fmt.Fprintf(w, "  refresh token %s\n", refreshExpiry(*s.RefreshExpiresAt, now))
+			fmt.Fprintf(w, "  refresh token %s\n", refreshExpiry(s.Name, *s.RefreshExpiresAt, now))
+		}
+		if s.RefreshExpiresSoon {
+			fmt.Fprintf(w, "  %s\n", s.Problem)
 		}
 	case broker.SourceNotLoggedIn:
 		fmt.Fprintf(w, "%s: not logged in (%s)\n", s.Name, s.Problem)
@@ -83,13 +86,18 @@ func printSource(w io.Writer, s broker.SourceReport, now time.Time) {
 	}
 }
 
-func refreshExpiry(at, now time.Time) string {
+// refreshExpiry says when the user must log in again: a refresh token
+// cannot be refreshed, only replaced by a new login.
+func refreshExpiry(name string, at, now time.Time) string {
 	left := at.Sub(now)
 	when := at.UTC().Format("2006-01-02 15:04 MST")
-	if left < 0 {
-		return "EXPIRED " + when + ": log in again"
+	switch {
+	case left < 0:
+		return "ENDED " + when + " (" + humanDuration(-left) + " ago): log in again: mc-broker login " + name
+	case left < broker.RefreshWarning:
+		return "ENDS " + when + " (in " + humanDuration(left) + "): log in again before then: mc-broker login " + name
 	}
-	return "valid until " + when + " (in " + humanDuration(left) + "); after that only a new login helps"
+	return "valid until " + when + " (in " + humanDuration(left) + "); log in again before then (mc-broker login " + name + ")"
 }
 
 func printCopy(w io.Writer, c broker.CopyReport, dryRun bool) {

@@ -13,8 +13,9 @@ import (
 type SyncOptions struct {
 	f *Factory
 	selection
-	MinTTL time.Duration
-	DryRun bool
+	MinTTL        time.Duration
+	MinRefreshTTL time.Duration
+	DryRun        bool
 	Force  bool
 	JSON   bool
 }
@@ -62,7 +63,8 @@ refresh, truncated) is never copied anywhere.
 Exit codes: 0 all good; 1 a copy or source could not be read or written,
 or a copy's login was refused; 2 bad usage or config, or a copy path holds
 a file that is not a login; 3 a login is broken, missing when named with
---only, or expires sooner than --min-ttl.`,
+--only, expires sooner than --min-ttl, or its refresh token ends sooner
+than --min-refresh-ttl.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if runF != nil {
@@ -73,6 +75,7 @@ a file that is not a login; 3 a login is broken, missing when named with
 	}
 	opts.addFlags(cmd.Flags())
 	cmd.Flags().DurationVar(&opts.MinTTL, "min-ttl", 0, "exit 3 if a login expires sooner than this (e.g. 30m, 2h); the copies are still written")
+	cmd.Flags().DurationVar(&opts.MinRefreshTTL, "min-refresh-ttl", 0, "exit 3 if a login's refresh token ends sooner than this (e.g. 72h; Claude's logins say when theirs ends): only a new login helps then")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "say what would be written, write nothing")
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "replace copies that are not ours: a file there that is not a login of the CLI, or another account's login")
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the report as JSON (fingerprints and expiry times, never tokens)")
@@ -88,7 +91,7 @@ func syncRun(ctx context.Context, opts *SyncOptions) error {
 		return reportError(opts.f, opts.JSON, err)
 	}
 	b.Rules.Force = opts.Force
-	report := b.Sync(ctx, broker.Options{Only: opts.Only, MinTTL: opts.MinTTL, DryRun: opts.DryRun})
+	report := b.Sync(ctx, broker.Options{Only: opts.Only, MinTTL: opts.MinTTL, MinRefreshTTL: opts.MinRefreshTTL, DryRun: opts.DryRun})
 	if err := printReport(opts.f, report, opts.JSON, false); err != nil {
 		return err
 	}

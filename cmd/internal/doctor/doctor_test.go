@@ -135,3 +135,33 @@ func TestServiceWarningsNeedTheUser(t *testing.T) {
 		t.Error("doctor says all is well")
 	}
 }
+
+// TestRefreshTokenEnd: doctor asks for a new login a few days before the
+// refresh token ends, and says so plainly once it has.
+func TestRefreshTokenEnd(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		left   time.Duration
+		status Status
+		detail string
+	}{
+		{10 * 24 * time.Hour, OK, "valid until 2026-12-09"},
+		{2 * 24 * time.Hour, Warn, "ends 2026-12-01 12:00 UTC (in 2d)"},
+		{-time.Hour, Fail, "ended 2026-11-29 11:00 UTC (1h00m ago)"},
+	} {
+		at := now.Add(tt.left)
+		r := Run(context.Background(), Inputs{Now: now, Status: &broker.Report{Sources: []broker.SourceReport{
+			{Name: "work-claude", State: broker.SourceValid, Fingerprint: "sha256:0123456789ab", RefreshExpiresAt: &at},
+		}}})
+		c := find(t, r, "source", "work-claude refresh token")
+		if c.Status != tt.status || !strings.Contains(c.Detail, tt.detail) {
+			t.Errorf("%s left: %s %q; want %s with %q", tt.left, c.Status, c.Detail, tt.status, tt.detail)
+		}
+		if tt.status != OK && !strings.Contains(c.Fix, "mc-broker login work-claude") {
+			t.Errorf("%s left: the fix does not say how to log in again: %q", tt.left, c.Fix)
+		}
+		if r.NeedsAttention() != (tt.status != OK) {
+			t.Errorf("%s left: NeedsAttention = %v", tt.left, r.NeedsAttention())
+		}
+	}
+}
