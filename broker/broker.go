@@ -120,6 +120,9 @@ type Options struct {
 	MinTTL, MinRefreshTTL time.Duration
 	// DryRun decides and reports but writes nothing.
 	DryRun bool
+	// LiftRevocation gives revoked copies (mc-broker revoke) the login
+	// again: sync and login, said explicitly, do; a watcher never does.
+	LiftRevocation bool
 }
 
 func (o Options) selects(name string) bool {

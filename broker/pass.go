@@ -35,6 +35,10 @@ type Pass struct {
 	// Parallel caps how many copies are read or written at once by the
 	// default dispatcher (default 16).
 	Parallel int
+	// Revocations says whether the login's copies are revoked; asked at
+	// each read and again under each copy's lock before a write. nil:
+	// never revoked.
+	Revocations *Revocations
 }
 
 // Dispatcher runs the writes a plan asks for. The default one runs them
@@ -121,6 +125,7 @@ func (p *Pass) Read(ctx context.Context) PlanInput {
 	}
 	wg.Wait()
 	in.Now = p.now()
+	in.Revoked = p.Revocations.At(p.Source.Name())
 	return in
 }
 
@@ -284,6 +289,11 @@ func (p *Pass) writeCopy(ctx context.Context, in PlanInput, plan PlanResult, i i
 	c := p.Copies[i]
 	res := CopyResult{Index: i, Plan: plan.Copies[i]}
 	err := c.Sink.Update(ctx, func(current []byte, exists bool) ([]byte, bool) {
+		if in.Revoked.IsZero() {
+			// A revoke made since the read: it erases this copy once
+			// this lock is free, and nothing must be written before.
+			in.Revoked = p.Revocations.At(p.Source.Name())
+		}
 		res.Plan = plan.DecideCopy(in, i, Seen{Exists: exists, Data: current})
 		switch res.Plan.Action {
 		case Write:
@@ -521,6 +531,10 @@ func (p *Pass) Report(in PlanInput, plan PlanResult, o PassOptions) SourceReport
 		if h.Action == TakeBack {
 			sr.TakenBackFrom = in.Copies[h.From].Key
 		}
+	}
+	if !in.Revoked.IsZero() {
+		at := in.Revoked
+		sr.RevokedAt = &at
 	}
 	for i, c := range plan.Copies {
 		cr := CopyReport{Location: in.Copies[i].Key, Outcome: c.Outcome, Problem: c.Problem, Refused: c.Refused}

@@ -28,6 +28,7 @@ const (
 	Refused   Outcome = "refused"    // not a login file of this kind: not ours to replace, left as it is
 	Waiting   Outcome = "waiting"    // looks half-written (a CLI writing it in place): looked at again shortly
 	NotSeen   Outcome = "not-seen"   // not read yet (a slow store; watch only)
+	Revoked   Outcome = "revoked"    // mc-broker revoke took the login out: not written until the next sync or login
 
 	// Status states.
 	InSync       Outcome = "in-sync"
@@ -74,8 +75,13 @@ type SourceReport struct {
 	// WriteBackProblem says why a take-back could not be written into the
 	// host's store; the copies got the login anyway.
 	WriteBackProblem string `json:"write_back_problem,omitempty"`
-	Requested        bool   `json:"requested,omitempty"`    // named with --only
-	ExpiresSoon      bool   `json:"expires_soon,omitempty"` // sooner than --min-ttl
+	// RevokedAt is when the copies were revoked (mc-broker revoke): none
+	// is written until the next sync or login. Unrevoked is set when this
+	// pass lifted such a revocation.
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	Unrevoked   bool       `json:"unrevoked,omitempty"`
+	Requested   bool       `json:"requested,omitempty"`    // named with --only
+	ExpiresSoon bool       `json:"expires_soon,omitempty"` // sooner than --min-ttl
 	// RefreshExpiresSoon: the refresh token ends sooner than
 	// --min-refresh-ttl; only a new login helps.
 	RefreshExpiresSoon bool         `json:"refresh_expires_soon,omitempty"`

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	. "github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/broker/kinds"
 	"github.com/mc-broker/mc-broker/broker/kinds/claude"
 	"github.com/mc-broker/mc-broker/broker/kinds/codex"
-	"github.com/mc-broker/mc-broker/broker/kinds"
 	filekind "github.com/mc-broker/mc-broker/broker/kinds/file"
 	"github.com/mc-broker/mc-broker/broker/kinds/gemini"
 )

@@ -90,6 +90,9 @@ func newSourceWorker(w *watcher, src broker.Source, copies []broker.Copy, mem *b
 			Source: src, Copies: copies, Memory: mem, Now: w.o.Now,
 			Rules:   w.b.Rules,
 			Backups: w.backups(),
+			// A revoke (another process) is seen at the next pass, and
+			// under each copy's lock before any write.
+			Revocations: w.b.Revocations(),
 		},
 		log:       w.log.With("source", src.Name()),
 		slow:      make([]bool, len(copies)),

@@ -74,6 +74,12 @@ func printSource(w io.Writer, s broker.SourceReport, now time.Time) {
 		fmt.Fprintf(w, "%s: cannot read the login: %s\n", s.Name, s.Problem)
 	}
 	fmt.Fprintf(w, "  from %s\n", s.Location)
+	switch {
+	case s.RevokedAt != nil:
+		fmt.Fprintf(w, "  copies revoked %s: none is given the login until mc-broker sync or mc-broker login %s\n", s.RevokedAt.UTC().Format("2006-01-02 15:04:05 MST"), s.Name)
+	case s.Unrevoked:
+		fmt.Fprintln(w, "  copies had been revoked: this sync gives them the login again")
+	}
 	if s.TakenBackFrom != "" {
 		line := "  took a newer login back from " + s.TakenBackFrom
 		if s.Backup != "" {
@@ -138,7 +144,7 @@ func expiry(at, now time.Time) string {
 }
 
 func summary(counts map[broker.Outcome]int, dryRun bool) string {
-	order := []broker.Outcome{broker.Created, broker.Updated, broker.Repaired, broker.Unchanged, broker.TakenBack, broker.KeptNewer, broker.Skipped, broker.Waiting, broker.Refused, broker.OtherAccount, broker.Failed}
+	order := []broker.Outcome{broker.Created, broker.Updated, broker.Repaired, broker.Unchanged, broker.TakenBack, broker.KeptNewer, broker.Skipped, broker.Waiting, broker.Revoked, broker.Refused, broker.OtherAccount, broker.Failed}
 	var parts []string
 	for _, o := range order {
 		if n := counts[o]; n > 0 {

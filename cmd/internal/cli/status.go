@@ -41,6 +41,8 @@ fingerprint and when it expires; and for each copy whether it is:
                  sync leaves it alone (exit 1)
   present        holds a login; the host has no usable one to compare with
   failed         could not be read
+  revoked        'mc-broker revoke' took the login out: nothing is written
+                 there until 'mc-broker sync' or 'mc-broker login'
 Nothing is written. Exit codes as for sync.
 
 It also says whether a watcher ('mc-broker watch', or the background

@@ -16,8 +16,8 @@ type SyncOptions struct {
 	MinTTL        time.Duration
 	MinRefreshTTL time.Duration
 	DryRun        bool
-	Force  bool
-	JSON   bool
+	Force         bool
+	JSON          bool
 }
 
 // NewCmdSync builds `mc-broker sync`; runF replaces syncRun in tests.
@@ -55,6 +55,9 @@ For each copy it reports one of:
                  not put there: left alone (exit 1; --force replaces it)
   skipped        the host has no usable login: the copy was left as it is
   failed         the copy could not be written (the others still are)
+  revoked        (status, watch) 'mc-broker revoke' took the login out:
+                 nothing is written there until a sync or login; sync
+                 itself lifts the revocation and writes the copy
 
 A CLI that is not logged in on this host is reported and skipped, unless it
 is named with --only. A broken login on the host (blanked by a failed
@@ -91,7 +94,7 @@ func syncRun(ctx context.Context, opts *SyncOptions) error {
 		return reportError(opts.f, opts.JSON, err)
 	}
 	b.Rules.Force = opts.Force
-	report := b.Sync(ctx, broker.Options{Only: opts.Only, MinTTL: opts.MinTTL, MinRefreshTTL: opts.MinRefreshTTL, DryRun: opts.DryRun})
+	report := b.Sync(ctx, broker.Options{Only: opts.Only, MinTTL: opts.MinTTL, MinRefreshTTL: opts.MinRefreshTTL, DryRun: opts.DryRun, LiftRevocation: true})
 	if err := printReport(opts.f, report, opts.JSON, false); err != nil {
 		return err
 	}

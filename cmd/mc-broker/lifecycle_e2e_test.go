@@ -1,0 +1,255 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mc-broker/mc-broker/broker/kinds/claude"
+	"github.com/mc-broker/mc-broker/broker/watch"
+	"github.com/mc-broker/mc-broker/sinks/volume"
+	"github.com/mc-broker/mc-broker/sinks/volume/volumetest"
+)
+
+// standInClaude puts a `claude` on PATH (first) that does what the real
+// one's `auth login` and `auth logout` do to the login file, in
+// $CLAUDE_CONFIG_DIR or ~/.claude: login writes the file named by
+// $STANDIN_LOGIN (temp file and rename, as Claude Code does), logout removes
+// it. Each call is logged to $STANDIN_LOG with its config directory.
+func standInClaude(t *testing.T, w *world) (log string) {
+	t.Helper()
+	bin := filepath.Join(w.root, "bin")
+	log = filepath.Join(w.root, "standin.log")
+	writeFile(t, filepath.Join(bin, "claude"), []byte(`#!/bin/sh
+dir=${CLAUDE_CONFIG_DIR:-$HOME/.claude}
+echo "$* dir=${CLAUDE_CONFIG_DIR:-unset}" >> "$STANDIN_LOG"
+case "$*" in
+"auth login")
+	mkdir -p "$dir" && cp "$STANDIN_LOGIN" "$dir/.standin.tmp" && mv "$dir/.standin.tmp" "$dir/.credentials.json" || exit 1
+	echo "Login successful." ;;
+"auth logout")
+	rm -f "$dir/.credentials.json"
+	echo "Successfully logged out from your Anthropic account." ;;
+*)
+	echo "unexpected: $*" >&2; exit 9 ;;
+esac
+`))
+	if err := os.Chmod(filepath.Join(bin, "claude"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w.env = append(w.env, "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "STANDIN_LOG="+log)
+	return log
+}
+
+// twoAccounts makes w a machine with two Claude accounts: claude in
+// ~/.claude and work-claude in ~/.claude-work, each with a copy directory.
+func twoAccounts(t *testing.T, w *world, extraSinks string) (work, workCopy string) {
+	t.Helper()
+	work = filepath.Join(w.home, ".claude-work", ".credentials.json")
+	writeFile(t, work, bytes.ReplaceAll(w.login(1), []byte("TOKEN-G"), []byte("TOKEN-WORK-G")))
+	workCopy = filepath.Join(w.root, "copies", "work-claude", claude.FileName)
+	writeFile(t, w.config, []byte(fmt.Sprintf(`sources:
+  claude:
+    path: %s
+  work-claude:
+    kind: claude
+    path: %s
+sinks:
+  - {source: claude, dir: %s}
+  - {source: work-claude, dir: %s}
+%s`, w.source, work, filepath.Dir(w.copies[0]), filepath.Dir(workCopy), extraSinks)))
+	return work, workCopy
+}
+
+// TestLoginReseedsEveryCopy: `mc-broker login work-claude` runs the CLI's
+// own login for that account only (CLAUDE_CONFIG_DIR set to its
+// directory), then gives the new login to every copy of that account at
+// once, the --dir layout written earlier included, even after a revoke.
+// The other account is not touched.
+func TestLoginReseedsEveryCopy(t *testing.T) {
+	w := newWorld(t, "claude", 1)
+	log := standInClaude(t, w)
+	work, workCopy := twoAccounts(t, w, "")
+	layout := filepath.Join(w.root, "project", ".auth")
+	for _, args := range [][]string{{"sync", "--config", w.config}, {"sync", "--config", w.config, "--dir", layout}} {
+		if out, errs, code := w.run(args...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s%s", args, code, out, errs)
+		}
+	}
+	if out, errs, code := w.run("revoke", "work-claude", "--config", w.config); code != 0 {
+		t.Fatalf("revoke: exit %d\n%s%s", code, out, errs)
+	}
+	claudeCopy := read(w.copies[0])
+
+	fresh := bytes.ReplaceAll(w.login(7), []byte("TOKEN-G"), []byte("TOKEN-WORK-G"))
+	writeFile(t, filepath.Join(w.root, "fresh.json"), fresh)
+	w.env = append(w.env, "STANDIN_LOGIN="+filepath.Join(w.root, "fresh.json"))
+	out, errs, code := w.run("login", "work-claude", "--config", w.config)
+	if code != 0 {
+		t.Fatalf("login: exit %d\n%s%s", code, out, errs)
+	}
+	if got := string(read(log)); !strings.Contains(got, "auth login dir="+filepath.Dir(work)+"\n") {
+		t.Errorf("the CLI's login ran as %q, want `auth login` for %s", got, filepath.Dir(work))
+	}
+	if !strings.Contains(errs, "running CLAUDE_CONFIG_DIR="+filepath.Dir(work)+" claude auth login") {
+		t.Errorf("login does not say what it runs:\n%s", errs)
+	}
+	if !bytes.Equal(read(work), fresh) {
+		t.Fatal("the stand-in's login is not at the account's file")
+	}
+	want := w.forCopy(fresh)
+	for _, c := range []string{workCopy, filepath.Join(layout, "work-claude", claude.FileName)} {
+		if !bytes.Equal(read(c), want) {
+			t.Errorf("%s does not hold the new login", c)
+		}
+	}
+	if !bytes.Equal(read(w.copies[0]), claudeCopy) || !bytes.Equal(read(filepath.Join(layout, "claude", claude.FileName)), w.forCopy(w.login(1))) {
+		t.Error("the other account's copies changed")
+	}
+	for _, s := range []string{"logged in: sha256:", "copies had been revoked: this sync gives them the login again", "created"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("login's report does not say %q:\n%s", s, out)
+		}
+	}
+
+	// A CLI whose login fails: nothing is synced, exit 1.
+	w.env = append(w.env, "STANDIN_LOGIN="+filepath.Join(w.root, "no-such-file"))
+	if out, errs, code := w.run("login", "claude", "--config", w.config); code != 1 || !strings.Contains(errs, "nothing was changed by mc-broker") {
+		t.Errorf("a failed login: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestRevokeLeavesNoCopy: revoke erases the directory copies, the --dir
+// layout written before, and the login in a volume copy (the volume stays),
+// keeps the host's login, and a running watcher does not give the copies
+// the login again, even when the host's login changes. sync lifts it;
+// revoke --host also runs the CLI's own logout.
+func TestRevokeLeavesNoCopy(t *testing.T) {
+	_, e := volumetest.NeedEngine(t)
+	w := newWorld(t, "claude", 1)
+	standInClaude(t, w)
+	vol := volumetest.UniqueVolume(t, e)
+	w.env = append(w.env, dockerHostEnv(e))
+	_, workCopy := twoAccounts(t, w, fmt.Sprintf("  - {source: claude, volume: %s}\n", vol))
+	layout := filepath.Join(w.root, "project", ".auth")
+	for _, args := range [][]string{{"sync", "--config", w.config}, {"sync", "--config", w.config, "--dir", layout}} {
+		if out, errs, code := w.run(args...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s%s", args, code, out, errs)
+		}
+	}
+	hostBefore := read(w.source)
+	layoutCopy := filepath.Join(layout, "claude", claude.FileName)
+	p := w.watch()
+
+	out, errs, code := w.run("revoke", "claude", "--config", w.config, "--json")
+	if code != 0 {
+		t.Fatalf("revoke: exit %d\n%s%s", code, out, errs)
+	}
+	var rep struct {
+		Sources []struct {
+			Source string
+			Copies []struct{ Location, Outcome, Fingerprint, Note string }
+			Host   struct {
+				Location  string
+				LoggedOut bool `json:"logged_out"`
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Sources) != 1 {
+		t.Fatalf("revoke --json: %v\n%s", err, out)
+	}
+	outcomes := map[string]string{}
+	for _, c := range rep.Sources[0].Copies {
+		outcomes[c.Location] = c.Outcome
+		if c.Fingerprint == "" {
+			t.Errorf("%s: no fingerprint of the login taken out", c.Location)
+		}
+	}
+	volLoc := "volume " + vol + ":/" + claude.FileName
+	if fmt.Sprint(outcomes) != fmt.Sprint(map[string]string{w.copies[0]: "erased", layoutCopy: "erased", volLoc: "erased"}) {
+		t.Errorf("revoke erased %v", outcomes)
+	}
+	if rep.Sources[0].Host.LoggedOut || rep.Sources[0].Host.Location != w.source {
+		t.Errorf("host: %+v, want kept", rep.Sources[0].Host)
+	}
+	for _, c := range []string{w.copies[0], layoutCopy} {
+		if _, err := os.Lstat(c); !os.IsNotExist(err) {
+			t.Errorf("%s is still there (%v)", c, err)
+		}
+	}
+	if got := volumetest.Run(t, vol, "cat /d/"+claude.FileName); got != volume.ErasedContent {
+		t.Errorf("the volume copy holds %d bytes, want %q", len(got), volume.ErasedContent)
+	}
+	if !bytes.Equal(read(w.source), hostBefore) {
+		t.Error("the host's login changed")
+	}
+	if read(workCopy) == nil {
+		t.Error("the other account's copy was erased")
+	}
+
+	// The watcher sees the copies go, and a new host login, and writes
+	// neither copy.
+	w.replace(w.source, w.login(2))
+	fp := fingerprintOf(t, w.login(2))
+	waitFor(t, 10*time.Second, "the watcher to pass over the new host login", func() (bool, string) {
+		st, _ := watch.ReadState(w.state)
+		for _, s := range st.Sources {
+			if s.Name == "claude" && s.Fingerprint == fp {
+				return true, ""
+			}
+		}
+		return false, "not yet"
+	})
+	if _, err := os.Lstat(w.copies[0]); !os.IsNotExist(err) {
+		t.Fatalf("the watcher wrote the revoked copy again (%v)", err)
+	}
+	if got := volumetest.Run(t, vol, "cat /d/"+claude.FileName); got != volume.ErasedContent {
+		t.Errorf("the watcher wrote the revoked volume copy again")
+	}
+	out, _, _ = w.run("status", "--config", w.config, "--only", "claude")
+	for _, s := range []string{"  revoked      " + w.copies[0], "copies revoked "} {
+		if !strings.Contains(out, s) {
+			t.Errorf("status does not show %q:\n%s", s, out)
+		}
+	}
+
+	// sync lifts the revocation; the watcher then keeps the copies again.
+	if out, errs, code := w.run("sync", "--config", w.config, "--only", "claude"); code != 0 || !strings.Contains(out, "copies had been revoked") {
+		t.Fatalf("sync: exit %d\n%s%s", code, out, errs)
+	}
+	if !bytes.Equal(read(w.copies[0]), w.forCopy(w.login(2))) {
+		t.Fatal("sync did not give the copy the login again")
+	}
+	w.replace(w.source, w.login(3))
+	waitFor(t, 10*time.Second, "the watcher to update the copy again", func() (bool, string) {
+		return copiesHold(w.copies[:1], w.forCopy(w.login(3)))
+	})
+
+	// --host: the CLI's own logout runs for the host's login too.
+	out, errs, code = w.run("revoke", "claude", "--host", "--config", w.config)
+	if code != 0 || !strings.Contains(out, "host     logged out with the CLI's own logout") {
+		t.Fatalf("revoke --host: exit %d\n%s%s", code, out, errs)
+	}
+	if _, err := os.Lstat(w.source); !os.IsNotExist(err) {
+		t.Errorf("the host's login is still there after revoke --host")
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(3 * time.Second); code != 0 {
+		t.Errorf("watch exited %d", code)
+	}
+}
+
+func fingerprintOf(t *testing.T, login []byte) string {
+	t.Helper()
+	info, err := claude.Kind.Inspect(login)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Fingerprint
+}
