@@ -253,3 +253,55 @@ func fingerprintOf(t *testing.T, login []byte) string {
 	}
 	return info.Fingerprint
 }
+
+// TestOverridesAreFlaggedNeverShown: doctor flags each variable that beats
+// a login, apiKeyHelper in ~/.claude/settings.json and in a copy, and
+// Codex's keyring store; compose check flags a service that mounts a copy
+// and sets one of the variables. No value is printed anywhere.
+func TestOverridesAreFlaggedNeverShown(t *testing.T) {
+	home := t.TempDir()
+	putFixture(t, "claude/credentials.valid.json", filepath.Join(home, ".claude/.credentials.json"))
+	putFixture(t, "codex/auth.chatgpt.json", filepath.Join(home, ".codex/auth.json"))
+	if _, errs, code := run(t, home, nil, "sync"); code != 0 {
+		t.Fatalf("sync: exit %d\n%s", code, errs)
+	}
+	writeFile(t, filepath.Join(home, ".claude/settings.json"), []byte(`{"apiKeyHelper": "echo sk-ant-api03-FAKE-HELPER"}`))
+	writeFile(t, filepath.Join(home, ".local/share/mc-broker/claude/settings.json"), []byte(`{"apiKeyHelper": "cat /FAKE-key"}`))
+	writeFile(t, filepath.Join(home, ".codex/config.toml"), []byte("cli_auth_credentials_store = \"keyring\"\n"))
+	vars := []string{"CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_PROVIDER_MANAGED_BY_HOST",
+		"CLAUDE_CODE_SDK_HAS_OAUTH_REFRESH", "OPENAI_API_KEY", "CODEX_API_KEY", "GEMINI_API_KEY"}
+	var env []string
+	for _, v := range vars {
+		env = append(env, v+"=sk-ant-oat01-FAKE-VALUE-OF-"+v)
+	}
+	out, errs, code := run(t, home, env, "doctor")
+	assertNoSecret(t, "doctor", out+errs)
+	if code != 1 {
+		t.Errorf("doctor exited %d, want 1", code)
+	}
+	for _, v := range vars {
+		if !strings.Contains(out, "WARN  override "+v+": is set in this environment (value not shown)") {
+			t.Errorf("doctor does not flag %s:\n%s", v, out)
+		}
+	}
+	for _, want := range []string{
+		"override " + filepath.Join(home, ".claude/settings.json") + ": sets apiKeyHelper",
+		"override " + filepath.Join(home, ".local/share/mc-broker/claude/settings.json") + ": sets apiKeyHelper (command not shown): Claude Code in every container",
+		"override " + filepath.Join(home, ".codex/config.toml") + `: sets cli_auth_credentials_store = "keyring"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("doctor does not say %q:\n%s", want, out)
+		}
+	}
+	out, _, _ = run(t, home, env, "doctor", "--json")
+	assertNoSecret(t, "doctor --json", out)
+
+	work := t.TempDir()
+	compose := filepath.Join(work, "compose.yaml")
+	writeFile(t, compose, []byte("services:\n  app:\n    image: x\n    volumes:\n      - "+filepath.Join(home, ".local/share/mc-broker/claude")+":/root/.claude\n    environment:\n      - ANTHROPIC_API_KEY\n      - CLAUDE_CODE_OAUTH_TOKEN=sk-ant-oat01-FAKE-IN-COMPOSE\n"))
+	out, errs, code = run(t, home, env, "compose", "check", compose)
+	assertNoSecret(t, "compose check", out+errs)
+	if code != 4 || strings.Count(out, "value not shown") != 2 || !strings.Contains(out, "compose.yaml:7: service app: sets ANTHROPIC_API_KEY") {
+		t.Errorf("compose check: exit %d\n%s%s", code, out, errs)
+	}
+}

@@ -41,6 +41,10 @@ const (
 	// logged out, and the directory belongs to root); the long syntax
 	// stops `up` with an error.
 	MissingSource Problem = "missing-source"
+	// LoginOverride: a service that mounts a login also sets a variable
+	// that makes the CLI use another credential (an API key, a token of
+	// its own): the mounted login is ignored without a word.
+	LoginOverride Problem = "login-override"
 )
 
 // Finding is one problem in one mount of one service.
@@ -88,6 +92,10 @@ type CheckOptions struct {
 	// CopyDirs are mc-broker's copy directories: bind mounts of these are
 	// credential mounts whatever their target.
 	CopyDirs []string
+	// Overrides maps each environment variable that beats a CLI's login
+	// to that CLI (ANTHROPIC_API_KEY: claude, ...): a service that mounts
+	// a login and sets one of them is reported, never the value.
+	Overrides map[string]string
 }
 
 // Check reads the compose files, merged as `docker compose -f a -f b`
@@ -125,7 +133,7 @@ func (o CheckOptions) Check(files ...string) ([]Finding, error) {
 	if err != nil {
 		return nil, &LoadError{Files: files, Err: err}
 	}
-	c := checker{project: project, lines: lines, copyDirs: o.CopyDirs}
+	c := checker{project: project, lines: lines, copyDirs: o.CopyDirs, overrides: o.Overrides}
 	services := map[string]types.ServiceConfig{}
 	for name, s := range project.DisabledServices {
 		services[name] = s // behind a profile: still started by someone
@@ -243,11 +251,15 @@ var (
 )
 
 type checker struct {
-	project  *types.Project
-	lines    *lineMap
-	copyDirs []string
-	findings []Finding
-	reported map[string]bool // volumes already reported as not external
+	project   *types.Project
+	lines     *lineMap
+	copyDirs  []string
+	overrides map[string]string
+	findings  []Finding
+	reported  map[string]bool // volumes already reported as not external
+	// mounted holds, while a service is checked, the CLIs whose login it
+	// mounts ("" for a copy directory of an unknown CLI).
+	mounted map[string]bool
 }
 
 func (c *checker) add(service, target string, p Problem, msg, fix string) {
@@ -256,6 +268,7 @@ func (c *checker) add(service, target string, p Problem, msg, fix string) {
 }
 
 func (c *checker) service(name string, s types.ServiceConfig) {
+	c.mounted = map[string]bool{}
 	for _, v := range s.Volumes {
 		switch v.Type {
 		case types.VolumeTypeBind:
@@ -270,6 +283,7 @@ func (c *checker) service(name string, s types.ServiceConfig) {
 			continue
 		}
 		if cli, ok := loginFiles[filepath.Base(def.File)]; ok {
+			c.mounted[cli] = true
 			file, line := c.lines.secret(name, sec.Source)
 			c.findings = append(c.findings, Finding{
 				File: file, Line: line, Service: name, Problem: SingleFile,
@@ -278,6 +292,7 @@ func (c *checker) service(name string, s types.ServiceConfig) {
 			})
 		}
 	}
+	c.environment(name, s)
 }
 
 func (c *checker) bind(service string, v types.ServiceVolumeConfig) {
@@ -290,6 +305,7 @@ func (c *checker) bind(service string, v types.ServiceVolumeConfig) {
 		isFile = isFile && !(exists && st.IsDir())
 	}
 	if isFile {
+		c.mounted[cli] = true
 		c.add(service, v.Target, SingleFile,
 			fmt.Sprintf("%s is bind-mounted on its own at %s: the container keeps the old login after %s refreshes on the host (the file is replaced by rename), and a refresh inside fails (EBUSY)", src, v.Target, cli),
 			fmt.Sprintf("mount the directory that holds it, read-write, as %s's config directory: e.g. `mc-broker sync --dir .auth` and `- ./.auth/%s:%s`", cli, cli, path.Dir(v.Target)))
@@ -298,6 +314,11 @@ func (c *checker) bind(service string, v types.ServiceVolumeConfig) {
 	cli, isDir := c.credentialDir(src, v.Target)
 	if !isDir {
 		return
+	}
+	if _, known := configDirsByCLI[cli]; known {
+		c.mounted[cli] = true
+	} else {
+		c.mounted[""] = true
 	}
 	if v.ReadOnly {
 		c.add(service, v.Target, ReadOnly,
@@ -350,6 +371,9 @@ func (c *checker) volume(service string, v types.ServiceVolumeConfig) {
 	}
 	if !isDir {
 		cli = "the CLI"
+		c.mounted[""] = true
+	} else {
+		c.mounted[cli] = true
 	}
 	if v.ReadOnly {
 		c.add(service, v.Target, ReadOnly,
@@ -373,6 +397,35 @@ func (c *checker) volume(service string, v types.ServiceVolumeConfig) {
 			File: file, Line: line, Service: service, Problem: NotExternal,
 			Message: fmt.Sprintf("volume %s holds %s's login but is not external: compose owns it as %s, and `docker compose down -v` deletes it", v.Source, cli, name),
 			Fix:     fmt.Sprintf("declare it under the top-level volumes: as `%s: {external: true}` and let mc-broker create and fill it", v.Source),
+		})
+	}
+}
+
+var configDirsByCLI = map[string]string{"claude": ".claude", "codex": ".codex", "gemini": ".gemini"}
+
+// environment reports the variables a service sets (in environment:,
+// not env_file:, which is not read) that make a CLI whose login it mounts
+// ignore that login. Names only: the values are never read into a
+// message.
+func (c *checker) environment(service string, s types.ServiceConfig) {
+	if len(c.mounted) == 0 {
+		return
+	}
+	names := make([]string, 0, len(s.Environment))
+	for name := range s.Environment {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		cli, ok := c.overrides[name]
+		if !ok || !(c.mounted[cli] || c.mounted[""]) {
+			continue
+		}
+		file, line := c.lines.env(service, name)
+		c.findings = append(c.findings, Finding{
+			File: file, Line: line, Service: service, Problem: LoginOverride,
+			Message: fmt.Sprintf("sets %s (value not shown), which %s uses instead of the login the service mounts: that login is ignored, and %s may bill or log in as someone else", name, cli, cli),
+			Fix:     fmt.Sprintf("remove %s from this service's environment (and check its env_file), or drop the login mount if the key is what you want", name),
 		})
 	}
 }

@@ -22,6 +22,7 @@ type lineMap struct {
 	services map[string]pos            // service -> its key
 	volumes  map[string]map[string]pos // service -> target -> entry
 	secrets  map[string]map[string]pos // service -> secret -> entry
+	envs     map[string]map[string]pos // service -> variable -> entry
 	top      map[string]pos            // top-level volume -> its key
 }
 
@@ -36,6 +37,7 @@ func readLines(files []string, env interp.LookupValue, interpolate substitute) (
 		services: map[string]pos{},
 		volumes:  map[string]map[string]pos{},
 		secrets:  map[string]map[string]pos{},
+		envs:     map[string]map[string]pos{},
 		top:      map[string]pos{},
 	}
 	subst := func(s string) string {
@@ -67,6 +69,14 @@ func readLines(files []string, env interp.LookupValue, interpolate substitute) (
 			if m.volumes[name] == nil {
 				m.volumes[name] = map[string]pos{}
 				m.secrets[name] = map[string]pos{}
+				m.envs[name] = map[string]pos{}
+			}
+			// environment: a mapping, or a list of NAME=value / NAME.
+			env := get(svc, "environment")
+			each(env, func(k, _ *yaml.Node) { m.envs[name][k.Value] = pos{file, k.Line} })
+			for _, e := range seq(env) {
+				key, _, _ := strings.Cut(e.Value, "=")
+				m.envs[name][strings.TrimSpace(key)] = pos{file, e.Line}
 			}
 			for _, v := range seq(get(svc, "volumes")) {
 				if t := mountTarget(v, subst); t != "" {
@@ -115,6 +125,13 @@ func (m *lineMap) volume(service, target string) (string, int) {
 
 func (m *lineMap) secret(service, name string) (string, int) {
 	if p, ok := m.secrets[service][name]; ok {
+		return p.file, p.line
+	}
+	return m.service(service)
+}
+
+func (m *lineMap) env(service, name string) (string, int) {
+	if p, ok := m.envs[service][name]; ok {
 		return p.file, p.line
 	}
 	return m.service(service)

@@ -18,6 +18,7 @@ import (
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/atomicfile"
 	"github.com/mc-broker/mc-broker/broker/config"
+	"github.com/mc-broker/mc-broker/broker/kinds"
 	"github.com/mc-broker/mc-broker/launch/compose"
 )
 
@@ -313,6 +314,11 @@ mount that loses or breaks a login, with file, line, service and a fix:
                        directory) that compose owns: 'down -v' deletes it
   missing-source       a login bind mount whose source does not exist: the
                        short syntax creates an empty, root-owned directory
+  login-override       a service that mounts a login also sets a variable
+                       its CLI uses instead (ANTHROPIC_API_KEY,
+                       CLAUDE_CODE_OAUTH_TOKEN, OPENAI_API_KEY, ...): the
+                       login is ignored without a word. Names only, never
+                       values; env_file: is not read
 
 ~/.claude.json is not flagged: it holds settings and onboarding state, not a
 login, so a stale copy logs nobody out.
@@ -419,7 +425,7 @@ func composeCheckRun(opts *ComposeCheckOptions) error {
 	if err != nil {
 		return reportError(opts.f, opts.JSON, err)
 	}
-	check := compose.CheckOptions{ProjectDir: opts.ProjectDir}
+	check := compose.CheckOptions{ProjectDir: opts.ProjectDir, Overrides: overrideVariables()}
 	for _, sk := range cfg.Sinks {
 		if sk.Dir != "" {
 			check.CopyDirs = append(check.CopyDirs, sk.Dir)
@@ -469,4 +475,17 @@ func composeCheckRun(opts *ComposeCheckOptions) error {
 		return &ExitError{Code: code}
 	}
 	return nil
+}
+
+// overrideVariables maps each variable that beats a CLI's login to that
+// CLI, from the kinds' facts.
+func overrideVariables() map[string]string {
+	out := map[string]string{}
+	for _, name := range kinds.Names {
+		k, _ := kinds.ByName(name)
+		for _, v := range k.Facts().Overrides {
+			out[v] = name
+		}
+	}
+	return out
 }

@@ -108,7 +108,10 @@ type Inputs struct {
 	// Compose checks compose files, when the user named some.
 	Compose      func(files []string) ([]Finding, error)
 	ComposeFiles []string
-	Now          time.Time
+	// Overrides is where to look for what silently beats a login; nil:
+	// not checked.
+	Overrides *OverrideSources
+	Now       time.Time
 }
 
 // Owner is the configured owner of a copy (nil: the running user).
@@ -127,6 +130,9 @@ func Run(ctx context.Context, in Inputs) *Result {
 	}
 	if in.Status != nil {
 		checkSources(r, in)
+	}
+	if in.Overrides != nil {
+		checkOverrides(r, in.Overrides)
 	}
 	if in.Engine != nil {
 		checkEngine(r, ctx, in)

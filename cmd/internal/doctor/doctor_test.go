@@ -165,3 +165,70 @@ func TestRefreshTokenEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestOverridesAreNamedNeverShown: every variable, apiKeyHelper and
+// keyring setting that beats a login is flagged by name and place, in the
+// environment, the host's settings and the copies, and no value appears.
+func TestOverridesAreNamedNeverShown(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	hostSettings := write("host/.claude/settings.json", `{"apiKeyHelper": "/usr/local/bin/get-FAKE-key", "model": "opus"}`)
+	copySettings := write("copy/claude/settings.json", `{"env": {"ANTHROPIC_AUTH_TOKEN": "FAKE-TOKEN-IN-SETTINGS", "TERM": "x"}}`)
+	hostCodex := write("host/.codex/config.toml", "model = \"o3\"\ncli_auth_credentials_store = \"keyring\"\n[tui]\n")
+	copyCodex := write("copy/codex/config.toml", "cli_auth_credentials_store = 'auto' # in the container\n")
+	quiet := write("copy/other/config.toml", "[x]\ncli_auth_credentials_store = \"keyring\"\n")
+	// A container swaps a settings file for a symlink to a file it cannot
+	// read: never followed.
+	os.Symlink(hostSettings, filepath.Join(dir, "copy", "linked.json"))
+	vars := map[string]string{}
+	for _, v := range []string{"CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_PROVIDER_MANAGED_BY_HOST", "CLAUDE_CODE_SDK_HAS_OAUTH_REFRESH"} {
+		vars[v] = "claude"
+	}
+	vars["OPENAI_API_KEY"], vars["CODEX_API_KEY"], vars["GEMINI_API_KEY"] = "codex", "codex", "gemini"
+	r := Run(context.Background(), Inputs{Now: time.Now(), Overrides: &OverrideSources{
+		Getenv:           func(k string) string { return map[string]string{"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-FAKE", "GEMINI_API_KEY": "FAKE-GEMINI", "HOME": "/h"}[k] },
+		Variables:        vars,
+		ClaudeSettings:   []string{hostSettings, filepath.Join(dir, "missing.json")},
+		CopySettings:     []string{copySettings, filepath.Join(dir, "copy", "linked.json")},
+		CodexConfigs:     []string{hostCodex},
+		CopyCodexConfigs: []string{copyCodex, quiet},
+	}})
+	var got []string
+	for _, c := range r.Checks {
+		got = append(got, string(c.Status)+" "+c.Name+": "+c.Detail)
+		if strings.Contains(c.Detail+c.Fix, "FAKE") || strings.Contains(c.Detail+c.Fix, "opus") {
+			t.Errorf("a value is shown: %s %s", c.Detail, c.Fix)
+		}
+		if c.Status != Warn || c.Fix == "" {
+			t.Errorf("%s %s: want a warning with a fix", c.Status, c.Name)
+		}
+	}
+	all := strings.Join(got, "\n")
+	for _, want := range []string{
+		"warn CLAUDE_CODE_OAUTH_TOKEN: is set in this environment (value not shown): claude uses it",
+		"warn GEMINI_API_KEY: is set",
+		"warn " + hostSettings + ": sets apiKeyHelper (command not shown): Claude Code on this host",
+		"warn " + copySettings + ": sets ANTHROPIC_AUTH_TOKEN in its env block (value not shown): Claude Code in every container",
+		"warn " + hostCodex + `: sets cli_auth_credentials_store = "keyring": Codex keeps its login in the OS keyring`,
+		"warn " + copyCodex + `: sets cli_auth_credentials_store = "auto": Codex in a container`,
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("missing %q in:\n%s", want, all)
+		}
+	}
+	if len(r.Checks) != 6 || !r.NeedsAttention() {
+		t.Errorf("%d checks (want 6), needs attention %v:\n%s", len(r.Checks), r.NeedsAttention(), all)
+	}
+
+	clean := Run(context.Background(), Inputs{Now: time.Now(), Overrides: &OverrideSources{Getenv: func(string) string { return "" }, Variables: vars}})
+	if clean.NeedsAttention() || len(clean.Checks) != 1 || clean.Checks[0].Status != OK {
+		t.Errorf("nothing set: %+v", clean.Checks)
+	}
+}
