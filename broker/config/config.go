@@ -77,6 +77,11 @@ type Config struct {
 	Sources []Source
 	Sinks   []Sink
 	Trust   Trust
+	// OnProblem is a command watch runs (sh -c) when a login needs the
+	// user, with the event as JSON on stdin; Notify also shows it with the
+	// desktop's notifier.
+	OnProblem string
+	Notify    bool
 }
 
 // Trust are the limits on what is taken back from copies (docs/SECURITY.md).

@@ -112,7 +112,7 @@ func contains(list []string, s string) bool {
 func (p *parser) top(n *yaml.Node) (*Config, error) {
 	cfg := &Config{}
 	var sinksNode *yaml.Node
-	err := p.fields(n, "config", []string{"sources", "sinks", "trust"}, func(key string, _, v *yaml.Node) error {
+	err := p.fields(n, "config", []string{"sources", "sinks", "trust", "on_problem", "notify"}, func(key string, _, v *yaml.Node) error {
 		switch key {
 		case "sources":
 			return p.sources(v, cfg)
@@ -120,6 +120,17 @@ func (p *parser) top(n *yaml.Node) (*Config, error) {
 			sinksNode = v
 		case "trust":
 			return p.trust(v, cfg)
+		case "on_problem":
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!str" || strings.TrimSpace(v.Value) == "" {
+				return p.errorf(v, "on_problem is a command for sh -c, which gets the event as JSON on stdin (e.g. on_problem: ~/bin/tell-me)")
+			}
+			cfg.OnProblem = v.Value
+		case "notify":
+			b, err := strconv.ParseBool(v.Value)
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" || err != nil {
+				return p.errorf(v, "notify must be true or false")
+			}
+			cfg.Notify = b
 		}
 		return nil
 	})

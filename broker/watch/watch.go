@@ -77,6 +77,9 @@ type Options struct {
 	// (lockmirror.DefaultBound when 0).
 	NoLockMirror    bool
 	LockMirrorBound time.Duration
+	// OnEvent, when set, is told what needs the user (events.go): called
+	// from the workers, it must not block.
+	OnEvent func(Event)
 }
 
 func (o *Options) defaults() {

@@ -59,6 +59,11 @@ type sourceWorker struct {
 	loginChanged time.Time
 	loginFP      string
 
+	// events tells the user what needs them (Options.OnEvent); revoked
+	// is whether the copies were last seen revoked.
+	events  *events
+	revoked bool
+
 	// firstDone is closed after the first pass that saw every store and
 	// whose writes are all in.
 	firstDone  chan struct{}
@@ -106,6 +111,7 @@ func newSourceWorker(w *watcher, src broker.Source, copies []broker.Copy, mem *b
 		firstDone: make(chan struct{}),
 	}
 	sw.pass.Rules.Patience = partialPatience
+	sw.events = newEvents(sw)
 	sw.host = newStoreWorker(sw, "host")
 	for i, c := range copies {
 		_, isFile := c.Sink.(broker.WatchedFiles)
@@ -191,11 +197,13 @@ func (sw *sourceWorker) runPass(waiters []func(time.Time)) {
 	}
 	in := p.Read(sw.w.work)
 	plan := broker.Plan(in)
+	seenValid := p.Memory != nil && p.Memory.LastValid != nil
 	p.Remember(in, plan)
 	sr := p.Report(in, plan, broker.PassOptions{})
 	sw.w.state.update(sr, in.Now)
 	sw.logSource(sr, plan)
 	sw.logPlan(in, plan)
+	sw.events.pass(sr, plan, seenValid)
 	if plan.Login != nil && plan.Login.Info.Fingerprint != sw.loginFP {
 		sw.loginFP, sw.loginChanged = plan.Login.Info.Fingerprint, in.Now
 	}
@@ -281,6 +289,7 @@ func (sw *sourceWorker) submitIdle(s *storeWorker, job func(context.Context) any
 // poll asks each store that cannot be watched as files whether it changed,
 // on its own worker; a store that did is read there, and a pass follows.
 func (sw *sourceWorker) poll() {
+	sw.events.refresh(sw.name)
 	if p, ok := sw.pass.Source.(broker.ChangePoller); ok {
 		sw.submitIdle(sw.host, func(ctx context.Context) any {
 			changed, err := p.Changed(ctx)
@@ -348,6 +357,9 @@ func (sw *sourceWorker) recordHost(r broker.HostResult, now time.Time) {
 				"store", p.Source.Location(), "from", loc, "error", r.Err)
 		}
 		sw.writeBackError = r.Err.Error()
+		sw.events.set(Event{Event: WriteBackFailing, Copy: loc, Fingerprint: r.Info.Fingerprint,
+			Message: "cannot write the newer login from " + loc + " back into " + p.Source.Location() + ": " + r.Err.Error() + "; every copy has it, and the write-back is retried",
+			Fix:     "make " + p.Source.Location() + " writable for mc-broker (mc-broker status shows the failure)"})
 		sw.w.state.writeBack(sw.name, r.Err.Error(), now)
 		sw.attempt++
 		sw.retry.Reset(sw.w.backoff(sw.attempt))
@@ -359,6 +371,7 @@ func (sw *sourceWorker) recordHost(r broker.HostResult, now time.Time) {
 			sw.log.Info("writing back into the host's store works again", "store", p.Source.Location())
 		}
 		sw.writeBackError = ""
+		sw.events.clear(WriteBackFailing, loc)
 		sw.w.state.writeBack(sw.name, "", now)
 		sw.attempt = 0
 		sw.log.Info("took a newer login back from a copy into the host's store",
@@ -391,12 +404,18 @@ func (sw *sourceWorker) recordCopy(r broker.CopyResult, now time.Time) (again bo
 		if !wasFailing || prev != r.Plan.Problem {
 			sw.log.Warn("copy failed; retrying with backoff", "copy", loc, "error", r.Plan.Problem)
 		}
+		if !wasFailing {
+			sw.events.set(Event{Event: CopyFailing, Copy: loc,
+				Message: "cannot write the copy " + loc + " of " + sw.name + ": " + r.Plan.Problem + "; retried with backoff",
+				Fix:     "see the message; mc-broker status shows since when"})
+		}
 		sw.failing[loc] = r.Plan.Problem
 		sw.attempt++
 		sw.retry.Reset(sw.w.backoff(sw.attempt))
 		return false
 	case wasFailing:
 		delete(sw.failing, loc)
+		sw.events.clear(CopyFailing, loc)
 		sw.log.Info("copy recovered", "copy", loc)
 	}
 	if len(sw.failing) == 0 && sw.writeBackError == "" {
@@ -418,6 +437,12 @@ func (sw *sourceWorker) recordCopy(r broker.CopyResult, now time.Time) (again bo
 // logSource logs a change of the source's state. A host being written
 // (half-written for a moment) is not a change worth a line.
 func (sw *sourceWorker) logSource(sr broker.SourceReport, plan broker.PlanResult) {
+	if revoked := sr.RevokedAt != nil; revoked != sw.revoked {
+		sw.revoked = revoked
+		if revoked {
+			sw.log.Info("copies revoked: none is written until mc-broker sync or mc-broker login", "revoked_at", sr.RevokedAt.UTC().Format(time.RFC3339))
+		}
+	}
 	problem := ""
 	if sr.State != broker.SourceValid {
 		problem = string(sr.State) + ": " + sr.Problem

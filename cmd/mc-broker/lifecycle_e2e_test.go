@@ -305,3 +305,72 @@ func TestOverridesAreFlaggedNeverShown(t *testing.T) {
 		t.Errorf("compose check: exit %d\n%s%s", code, out, errs)
 	}
 }
+
+// TestWatchTellsTheUser: watch runs --on-problem with each event that
+// needs the user as JSON on stdin: a refresh token about to end, a copy
+// whose login is refused, a broken login, a login gone; once each, and
+// never with a token in it.
+func TestWatchTellsTheUser(t *testing.T) {
+	w := newWorld(t, "claude", 2)
+	withRefreshEnd := func(data []byte, in time.Duration) []byte {
+		return bytes.Replace(data, []byte(`"expiresAt": `), []byte(fmt.Sprintf(`"refreshTokenExpiresAt": %d, "expiresAt": `, time.Now().Add(in).UnixMilli())), 1)
+	}
+	w.replace(w.source, withRefreshEnd(w.login(1), 47*time.Hour))
+	events := filepath.Join(w.root, "events.jsonl")
+	w.watch("--on-problem", "cat >> "+events+"; echo >> "+events)
+
+	got := func() []map[string]any {
+		var out []map[string]any
+		for _, line := range strings.Split(string(read(events)), "\n") {
+			var e map[string]any
+			if json.Unmarshal([]byte(line), &e) == nil {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	waitEvent := func(kind string) map[string]any {
+		t.Helper()
+		var found map[string]any
+		waitFor(t, 10*time.Second, "the "+kind+" event", func() (bool, string) {
+			for _, e := range got() {
+				if e["event"] == kind {
+					found = e
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("%d events so far", len(got()))
+		})
+		return found
+	}
+	e := waitEvent("refresh-token-ending")
+	if e["source"] != "claude" || e["kind"] != "claude" || e["fix"] != "mc-broker login claude" || e["refresh_expires_at"] == nil || e["fingerprint"] == nil || e["at"] == nil {
+		t.Errorf("refresh-token-ending event: %v", e)
+	}
+
+	// A container writes a login that claims to live ten years.
+	poison := bytes.Replace(w.forCopy(w.login(5)), []byte(fmt.Sprintf(`"expiresAt": %d`, w.base+5000)), []byte(fmt.Sprintf(`"expiresAt": %d`, time.Now().Add(10*365*24*time.Hour).UnixMilli())), 1)
+	w.replace(w.copies[0], poison)
+	if e := waitEvent("copy-refused"); e["copy"] != w.copies[0] {
+		t.Errorf("copy-refused event names %v", e["copy"])
+	}
+
+	putFixture(t, "claude/credentials.blanked.json", w.source)
+	waitEvent("login-broken")
+	if err := os.Remove(w.source); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent("logged-out")
+
+	raw := string(read(events))
+	assertNoSecret(t, "the events", raw)
+	counts := map[any]int{}
+	for _, e := range got() {
+		counts[e["event"]]++
+	}
+	for kind, n := range counts {
+		if n != 1 {
+			t.Errorf("%s told %d times, want once", kind, n)
+		}
+	}
+}

@@ -124,12 +124,14 @@ func runRun(ctx context.Context, opts *RunOptions) error {
 	// "no Docker engine" note): the watcher's own load stays quiet.
 	quiet := *f
 	quiet.Stderr = io.Discard
-	wo, err := watchOptions(&quiet, opts.ConfigFile, log)
+	problems := newProblemRunner(log, "", false)
+	wo, err := watchOptions(&quiet, opts.ConfigFile, log, problems)
 	if err != nil {
 		return err
 	}
 	wo.Quiet, wo.PollInterval = opts.Quiet, opts.PollInterval
 	watchCtx, stopWatch := context.WithCancel(ctx)
+	go problems.run(watchCtx)
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)

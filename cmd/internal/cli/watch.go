@@ -32,6 +32,11 @@ type WatchOptions struct {
 	// MirrorLock and LockMirrorBound: Claude refresh-lock mirroring.
 	MirrorLock      bool
 	LockMirrorBound time.Duration
+	// OnProblem is a command run (sh -c) with each event that needs the
+	// user as JSON on stdin; Notify shows them with the desktop's
+	// notifier. The config's on_problem and notify apply when not given.
+	OnProblem string
+	Notify    bool
 	// Ready is closed once the first sync is done (tests).
 	Ready chan<- struct{}
 }
@@ -66,6 +71,17 @@ directory is mirrored into every other directory sharing the login until
 the new login has reached them all, so that no two refresh at once
 (docs/LOCKMIRROR.md; --mirror-refresh-lock=false turns it off).
 
+When a login needs you, watch says so once (a log line "needs you: ..."),
+runs --on-problem CMD (or the config's on_problem:) with the event as JSON
+on stdin, and with --notify (notify: true) shows it with notify-send or
+osascript. Events: refresh-token-ending (3 days ahead), refresh-token-ended,
+logged-out, login-broken, source-unreadable, copy-refused, copy-failing,
+write-back-failing. The JSON holds names, locations, fingerprints and
+times, never a token: {"event", "source", "kind", "at", "message", "fix",
+"location", "copy", "fingerprint", "expires_at", "refresh_expires_at"}.
+The command also gets MC_BROKER_EVENT and MC_BROKER_SOURCE; it runs one at
+a time, at most 30 s, and never stalls the watcher.
+
 Logs go to stderr: text on a terminal, JSON lines otherwise (a service
 manager's journal). They never contain a token. 'mc-broker status' shows
 whether a watcher runs and its last results.`,
@@ -87,6 +103,8 @@ whether a watcher runs and its last results.`,
 	addWatchFlags(cmd, &opts.ConfigFile, &opts.Quiet, &opts.PollInterval, &opts.LogLevel, &opts.LogFormat)
 	cmd.Flags().BoolVar(&opts.MirrorLock, "mirror-refresh-lock", true, "mirror Claude Code's refresh lock from the directory that took it into every other directory sharing the login (docs/LOCKMIRROR.md)")
 	cmd.Flags().DurationVar(&opts.LockMirrorBound, "lock-mirror-bound", lockmirror.DefaultBound, "longest a mirrored refresh lock is held, even if the original is not released (keep it under 7s, when a waiting Claude Code gives up)")
+	cmd.Flags().StringVar(&opts.OnProblem, "on-problem", "", "run `CMD` (sh -c) when a login needs you, with the event as JSON on stdin (default: the config's on_problem)")
+	cmd.Flags().BoolVar(&opts.Notify, "notify", false, "also show such events with the desktop's notifier (notify-send, osascript)")
 	return cmd
 }
 
@@ -153,10 +171,12 @@ func watchRun(ctx context.Context, opts *WatchOptions, reload <-chan struct{}) e
 	if err != nil {
 		return err
 	}
-	wo, err := watchOptions(opts.f, opts.ConfigFile, log)
+	problems := newProblemRunner(log, opts.OnProblem, opts.Notify)
+	wo, err := watchOptions(opts.f, opts.ConfigFile, log, problems)
 	if err != nil {
 		return err
 	}
+	go problems.run(ctx)
 	wo.Quiet, wo.PollInterval, wo.Reload, wo.Ready = opts.Quiet, opts.PollInterval, reload, opts.Ready
 	if opts.LockMirrorBound <= 0 {
 		return usageError("--lock-mirror-bound must be more than 0 (turn mirroring off with --mirror-refresh-lock=false)")
@@ -171,8 +191,9 @@ func watchRun(ctx context.Context, opts *WatchOptions, reload <-chan struct{}) e
 }
 
 // watchOptions wires a watcher to the config selection: each (re)load
-// resolves and reads the config again.
-func watchOptions(f *Factory, configFile string, log *slog.Logger) (watch.Options, error) {
+// resolves and reads the config again, and gives problems the config's
+// on_problem and notify.
+func watchOptions(f *Factory, configFile string, log *slog.Logger, problems *problemRunner) (watch.Options, error) {
 	env, err := f.Env()
 	if err != nil {
 		return watch.Options{}, &ExitError{Code: broker.ExitUsage, Err: err}
@@ -198,6 +219,7 @@ func watchOptions(f *Factory, configFile string, log *slog.Logger) (watch.Option
 			b, cfg, err := sel.load(context.Background(), f)
 			if err == nil {
 				noEngine = cfg.File == "" && !hasVolumeCopies(cfg)
+				problems.configure(cfg.OnProblem, cfg.Notify)
 			}
 			return b, err
 		},
@@ -222,6 +244,7 @@ func watchOptions(f *Factory, configFile string, log *slog.Logger) (watch.Option
 		ConfigFile: name,
 		Log:        log,
 		Now:        f.Now,
+		OnEvent:    problems.send,
 	}, nil
 }
 

@@ -193,7 +193,9 @@ func TestOverridesAreNamedNeverShown(t *testing.T) {
 	}
 	vars["OPENAI_API_KEY"], vars["CODEX_API_KEY"], vars["GEMINI_API_KEY"] = "codex", "codex", "gemini"
 	r := Run(context.Background(), Inputs{Now: time.Now(), Overrides: &OverrideSources{
-		Getenv:           func(k string) string { return map[string]string{"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-FAKE", "GEMINI_API_KEY": "FAKE-GEMINI", "HOME": "/h"}[k] },
+		Getenv: func(k string) string {
+			return map[string]string{"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-FAKE", "GEMINI_API_KEY": "FAKE-GEMINI", "HOME": "/h"}[k]
+		},
 		Variables:        vars,
 		ClaudeSettings:   []string{hostSettings, filepath.Join(dir, "missing.json")},
 		CopySettings:     []string{copySettings, filepath.Join(dir, "copy", "linked.json")},
