@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/mc-broker/mc-broker/broker/kinds/claude"
 	"github.com/mc-broker/mc-broker/broker/watch"
 	"github.com/mc-broker/mc-broker/sinks/volume"
@@ -371,6 +373,73 @@ func TestWatchTellsTheUser(t *testing.T) {
 	for kind, n := range counts {
 		if n != 1 {
 			t.Errorf("%s told %d times, want once", kind, n)
+		}
+	}
+}
+
+// TestTwoAccountsTwoServices is the several-accounts recipe: init finds
+// the second Claude account (~/.claude-work), sync keeps a copy of each,
+// `compose --service alice=claude --service bob=work-claude` mounts each
+// service's own account (checked in docker-compose config), and each
+// service reads its own login.
+func TestTwoAccountsTwoServices(t *testing.T) {
+	bin := needCompose(t)
+	home := t.TempDir()
+	putFixture(t, "claude/credentials.valid.json", filepath.Join(home, ".claude/.credentials.json"))
+	writeFile(t, filepath.Join(home, ".claude-work/.credentials.json"), fixtureExpiringIn(t, "claude/credentials.valid.json", 8*time.Hour, "WORK"))
+	out, errs, code := run(t, home, nil, "init")
+	if code != 0 || !strings.Contains(out, "work-claude logged in (sha256:") || !strings.Contains(out, "--service claude=claude --service work-claude=work-claude") {
+		t.Fatalf("init: exit %d\n%s%s", code, out, errs)
+	}
+	if out, errs, code := run(t, home, nil, "sync"); code != 0 || strings.Count(out, "created") < 2 {
+		t.Fatalf("sync: exit %d\n%s%s", code, out, errs)
+	}
+	copies := map[string]string{
+		"alice": filepath.Join(home, ".local/share/mc-broker/claude"),
+		"bob":   filepath.Join(home, ".local/share/mc-broker/work-claude"),
+	}
+	if sha256File(t, filepath.Join(copies["alice"], claude.FileName)) == sha256File(t, filepath.Join(copies["bob"], claude.FileName)) {
+		t.Fatal("the two accounts' copies hold the same login")
+	}
+
+	work := t.TempDir()
+	writeFile(t, filepath.Join(work, "compose.yaml"), []byte(`services:
+  alice:
+    image: `+testImage+`
+    network_mode: none
+    command: ["sha256sum", "/root/.claude/.credentials.json"]
+  bob:
+    image: `+testImage+`
+    network_mode: none
+    command: ["sha256sum", "/root/.claude/.credentials.json"]
+`))
+	if out, errs, code := run(t, home, nil, "compose", "--service", "alice=claude", "--service", "bob=work-claude", "-o", filepath.Join(work, "compose.mc-broker.yaml")); code != 0 {
+		t.Fatalf("compose: exit %d\n%s%s", code, out, errs)
+	}
+	project := projectName()
+	var merged struct {
+		Services map[string]struct {
+			Environment map[string]string
+			Volumes     []struct{ Type, Source, Target string }
+		}
+	}
+	if err := yaml.Unmarshal([]byte(dockerCompose(t, bin, work, project, "config")), &merged); err != nil {
+		t.Fatal(err)
+	}
+	for svc, dir := range copies {
+		s := merged.Services[svc]
+		if len(s.Volumes) != 1 || s.Volumes[0].Source != dir || s.Volumes[0].Target != "/root/.claude" || s.Volumes[0].Type != "bind" {
+			t.Errorf("docker-compose config: %s mounts %+v, want %s at /root/.claude", svc, s.Volumes, dir)
+		}
+		if s.Environment["CLAUDE_CONFIG_DIR"] != "/root/.claude" {
+			t.Errorf("%s: CLAUDE_CONFIG_DIR = %q", svc, s.Environment["CLAUDE_CONFIG_DIR"])
+		}
+	}
+	t.Cleanup(func() { dockerCompose(t, bin, work, project, "down", "-v") })
+	for svc, dir := range copies {
+		got := dockerCompose(t, bin, work, project, "run", "--rm", svc)
+		if want := sha256File(t, filepath.Join(dir, claude.FileName)); !strings.Contains(got, want) {
+			t.Errorf("%s does not read its own account's copy (%s); it printed %s", svc, want, got)
 		}
 	}
 }
