@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -25,6 +26,7 @@ import (
 type WatchOptions struct {
 	f            *Factory
 	ConfigFile   string
+	Dir          string
 	Quiet        time.Duration
 	PollInterval time.Duration
 	LogLevel     string
@@ -84,14 +86,15 @@ whether a watcher runs and its last results.`,
 			return watchRun(ctx, opts, hupChannel(ctx, reload))
 		},
 	}
-	addWatchFlags(cmd, &opts.ConfigFile, &opts.Quiet, &opts.PollInterval, &opts.LogLevel, &opts.LogFormat)
+	addWatchFlags(cmd, &opts.ConfigFile, &opts.Dir, &opts.Quiet, &opts.PollInterval, &opts.LogLevel, &opts.LogFormat)
 	cmd.Flags().BoolVar(&opts.MirrorLock, "mirror-refresh-lock", true, "mirror Claude Code's refresh lock from the directory that took it into every other directory sharing the login (docs/LOCKMIRROR.md)")
 	cmd.Flags().DurationVar(&opts.LockMirrorBound, "lock-mirror-bound", lockmirror.DefaultBound, "longest a mirrored refresh lock is held, even if the original is not released (keep it under 7s, when a waiting Claude Code gives up)")
 	return cmd
 }
 
-func addWatchFlags(cmd *cobra.Command, configFile *string, quiet, poll *time.Duration, level, format *string) {
+func addWatchFlags(cmd *cobra.Command, configFile, dir *string, quiet, poll *time.Duration, level, format *string) {
 	cmd.Flags().StringVar(configFile, "config", "", "config `FILE` (default $MC_BROKER_CONFIG, else $XDG_CONFIG_HOME/mc-broker/config.yaml if it exists, else built-in defaults)")
+	cmd.Flags().StringVar(dir, "dir", "", "keep the pre-run hook layout `PATH`/claude/.credentials.json, PATH/codex/auth.json, PATH/gemini/oauth_creds.json (as sync --dir) instead of the configured copies; runs beside a background watcher of those")
 	cmd.Flags().DurationVar(quiet, "quiet", watch.DefaultQuiet, "how long a file must be still before it is read (CLIs that write in place are seen mid-write)")
 	cmd.Flags().DurationVar(poll, "poll-interval", watch.DefaultPollInterval, "how often Docker volume copies and Keychain items are checked for changes")
 	cmd.Flags().StringVar(level, "log-level", "info", "debug, info, warn or error")
@@ -153,7 +156,7 @@ func watchRun(ctx context.Context, opts *WatchOptions, reload <-chan struct{}) e
 	if err != nil {
 		return err
 	}
-	wo, err := watchOptions(opts.f, opts.ConfigFile, log)
+	wo, err := watchOptions(opts.f, opts.ConfigFile, opts.Dir, log)
 	if err != nil {
 		return err
 	}
@@ -172,12 +175,20 @@ func watchRun(ctx context.Context, opts *WatchOptions, reload <-chan struct{}) e
 
 // watchOptions wires a watcher to the config selection: each (re)load
 // resolves and reads the config again.
-func watchOptions(f *Factory, configFile string, log *slog.Logger) (watch.Options, error) {
+func watchOptions(f *Factory, configFile, dir string, log *slog.Logger) (watch.Options, error) {
 	env, err := f.Env()
 	if err != nil {
 		return watch.Options{}, &ExitError{Code: broker.ExitUsage, Err: err}
 	}
-	sel := &selection{ConfigFile: configFile}
+	sel := &selection{ConfigFile: configFile, Dir: dir, writes: true}
+	stateDir := env.StateDir()
+	if dir != "" {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return watch.Options{}, usageError("--dir: %v", err)
+		}
+		stateDir = layoutStateDir(stateDir, abs)
+	}
 	name := configFile
 	if name == "" {
 		name = f.Getenv("MC_BROKER_CONFIG")
@@ -218,7 +229,7 @@ func watchOptions(f *Factory, configFile string, log *slog.Logger) (watch.Option
 			log.Info("a Docker engine answers now: adding the default volume copies", "engine", e.Endpoint.Host)
 			return true
 		},
-		StateDir:   env.StateDir(),
+		StateDir:   stateDir,
 		ConfigFile: name,
 		Log:        log,
 		Now:        f.Now,
