@@ -140,6 +140,12 @@ func (sw *sourceWorker) run(ctx context.Context) {
 			sw.mu.Unlock()
 			sw.runPass(waiters)
 		case <-sw.retry.C:
+			// A slow store whose read failed is read again first.
+			for i, seen := range sw.slowSeen {
+				if seen.Err != nil {
+					sw.readSlow(i)
+				}
+			}
 			sw.runPass(nil)
 		case <-sw.polls:
 			sw.poll()
@@ -201,7 +207,7 @@ func (sw *sourceWorker) runPass(waiters []func(time.Time)) {
 	if plan.Wait > 0 {
 		retry = min(plan.Wait, max(2*sw.w.o.Quiet, time.Millisecond))
 	}
-	if sr.State == broker.SourceUnreadable {
+	if sr.State == broker.SourceUnreadable || sw.logReadFailures(in, plan) {
 		sw.attempt++
 		retry = sw.w.backoff(sw.attempt)
 	}
@@ -410,6 +416,29 @@ func (sw *sourceWorker) recordCopy(r broker.CopyResult, now time.Time) (again bo
 		sw.log.Info("copy written", args...)
 	}
 	return r.Plan.Again
+}
+
+// logReadFailures logs copies the pass could not read (once per
+// problem); it reports whether there were any, to retry with backoff.
+func (sw *sourceWorker) logReadFailures(in broker.PlanInput, plan broker.PlanResult) bool {
+	any := false
+	for i, c := range plan.Copies {
+		loc := in.Copies[i].Key
+		if _, was := sw.failing[loc]; was && (c.Action == broker.Keep && !c.Tidy) {
+			// Readable again and in step: no write will say so.
+			delete(sw.failing, loc)
+			sw.log.Info("copy recovered", "copy", loc)
+		}
+		if c.Action != broker.Fail {
+			continue
+		}
+		any = true
+		if prev, was := sw.failing[loc]; !was || prev != c.Problem {
+			sw.log.Warn("copy failed; retrying with backoff", "copy", loc, "error", c.Problem)
+		}
+		sw.failing[loc] = c.Problem
+	}
+	return any
 }
 
 // logSource logs a change of the source's state. A host being written
