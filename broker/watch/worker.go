@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,12 @@ type sourceWorker struct {
 	// the main goroutine adds them).
 	mu      sync.Mutex
 	waiters []func(time.Time)
+	// events are the copy files whose events asked for the next pass;
+	// other is set when anything else did.
+	events map[string]bool
+	other  bool
+	// copyAt finds a copy file's index.
+	copyAt map[string]int
 	results chan any
 	// pending counts jobs dispatched and not reported yet; afterWrites
 	// are called once it is back at zero.
@@ -68,9 +75,11 @@ type sourceWorker struct {
 }
 
 // passRequest asks for a pass; done, when set, is called on the watcher's
-// main goroutine once the pass's writes are all in.
+// main goroutine once the pass's writes are all in. path, when set, is the
+// copy file whose event asked for it.
 type passRequest struct {
 	done func(loginChangedAt time.Time)
+	path string
 }
 
 // seenResult is a slow store's read.
@@ -99,14 +108,21 @@ func newSourceWorker(w *watcher, src broker.Source, copies []broker.Copy, mem *b
 		kick:      make(chan struct{}, 1),
 		results:   make(chan any, 64),
 		failing:   map[string]string{},
+		events:    map[string]bool{},
+		copyAt:    map[string]int{},
 		refused:   map[string]string{},
 		firstDone: make(chan struct{}),
 	}
 	sw.pass.Rules.Patience = partialPatience
 	sw.host = newStoreWorker(sw, "host")
 	for i, c := range copies {
-		_, isFile := c.Sink.(broker.WatchedFiles)
+		f, isFile := c.Sink.(broker.WatchedFiles)
 		sw.slow[i] = !isFile
+		if isFile {
+			for _, p := range f.WatchedFiles() {
+				sw.copyAt[filepath.Clean(p)] = i
+			}
+		}
 		sw.copies = append(sw.copies, newStoreWorker(sw, c.Sink.Location()))
 	}
 	return sw
@@ -135,9 +151,12 @@ func (sw *sourceWorker) run(ctx context.Context) {
 		case <-sw.kick:
 			// Requests that piled up while a pass ran need one pass.
 			sw.mu.Lock()
-			waiters := sw.waiters
-			sw.waiters = nil
+			waiters, events, other := sw.waiters, sw.events, sw.other
+			sw.waiters, sw.events, sw.other = nil, map[string]bool{}, false
 			sw.mu.Unlock()
+			if len(waiters) == 0 && !other && sw.onlyEchoes(events) {
+				continue
+			}
 			sw.runPass(waiters)
 		case <-sw.retry.C:
 			// A slow store whose read failed is read again first.
@@ -157,15 +176,45 @@ func (sw *sourceWorker) run(ctx context.Context) {
 
 // request asks for a pass without blocking the caller.
 func (sw *sourceWorker) request(req passRequest) {
+	sw.mu.Lock()
 	if req.done != nil {
-		sw.mu.Lock()
 		sw.waiters = append(sw.waiters, req.done)
-		sw.mu.Unlock()
 	}
+	if req.path != "" {
+		sw.events[req.path] = true
+	} else {
+		sw.other = true
+	}
+	sw.mu.Unlock()
 	select {
 	case sw.kick <- struct{}{}:
 	default: // a pass is queued already
 	}
+}
+
+// onlyEchoes reports whether every event was on a copy file that holds
+// exactly what this worker wrote or is writing there: the broker's own
+// writes coming back, which need no pass. A fan-out to many copies raises
+// an event in each; without this, each would cost a pass reading them all.
+func (sw *sourceWorker) onlyEchoes(events map[string]bool) bool {
+	if len(events) == 0 {
+		return false
+	}
+	for p := range events {
+		i, ok := sw.copyAt[p]
+		if !ok {
+			return false // the host's file
+		}
+		seen := broker.ReadCopy(sw.w.work, sw.pass.Copies[i].Sink)
+		if !seen.Exists || seen.Err != nil || seen.Untidy {
+			return false
+		}
+		h := broker.Hash(seen.Data)
+		if h != sw.inflight[i] && !sw.pass.Memory.Gave(sw.pass.Copies[i].Sink.Location(), seen.Data) {
+			return false
+		}
+	}
+	return true
 }
 
 // readSlow asks a slow store's worker for a fresh read.
@@ -334,7 +383,9 @@ func (sw *sourceWorker) record(r any) {
 	case polled:
 		again = r.changed
 	}
-	sw.publish()
+	if sw.pending == 0 {
+		sw.publish()
+	}
 	if again {
 		sw.request(passRequest{})
 	}
