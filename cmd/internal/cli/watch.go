@@ -49,11 +49,18 @@ that the host and every copy act as one store:
 
 - a login refreshed on the host reaches every copy within milliseconds;
 - a newer login written into a copy (a container's CLI refreshed it) is
-  written back into the host's store, after keeping the host's previous
-  login as a backup (0600, $XDG_STATE_HOME/mc-broker/backups/), and then
-  reaches every other copy;
+  taken back into the host's store, after keeping the host's previous
+  login as a backup (0600, $XDG_STATE_HOME/mc-broker/backups/), and reaches
+  every other copy at once, whether or not the host's store can be written;
+- only a login of the same account that is plausible, small, and from a
+  copy that has not given too many lately is taken back (docs/SECURITY.md):
+  a container can write anything into its copy;
 - an older, blanked or broken login in a copy is never taken back; the copy
   is repaired.
+
+Every login and every store has its own worker: a hung Docker engine, a
+slow Keychain or a container holding a lock in its copy delays only that
+store.
 
 Files are watched with inotify/kqueue, not polled. Stores that cannot be
 watched as files on this host (Docker volumes, Keychain items) are checked
@@ -95,7 +102,7 @@ whether a watcher runs and its last results.`,
 func addWatchFlags(cmd *cobra.Command, configFile, dir *string, quiet, poll *time.Duration, level, format *string) {
 	cmd.Flags().StringVar(configFile, "config", "", "config `FILE` (default $MC_BROKER_CONFIG, else $XDG_CONFIG_HOME/mc-broker/config.yaml if it exists, else built-in defaults)")
 	cmd.Flags().StringVar(dir, "dir", "", "keep the pre-run hook layout `PATH`/claude/.credentials.json, PATH/codex/auth.json, PATH/gemini/oauth_creds.json (as sync --dir) instead of the configured copies; runs beside a background watcher of those")
-	cmd.Flags().DurationVar(quiet, "quiet", watch.DefaultQuiet, "how long a file must be still before it is read (CLIs that write in place are seen mid-write)")
+	cmd.Flags().DurationVar(quiet, "quiet", watch.DefaultQuiet, "how soon a file that looks half-written is read again (Gemini CLI writes in place; whole files are read at once)")
 	cmd.Flags().DurationVar(poll, "poll-interval", watch.DefaultPollInterval, "how often Docker volume copies and Keychain items are checked for changes")
 	cmd.Flags().StringVar(level, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(format, "log-format", "auto", "text, json, or auto (text on a terminal, else json)")
