@@ -117,7 +117,8 @@ type Sink struct {
 	UID, GID        *int
 	IncludeMCPOAuth bool
 	// Companions adds the non-secret files a CLI in a fresh container needs
-	// (credential.Companions), when absent. On for the built-in defaults.
+	// (the kind's Facts().Companions), when absent. On unless the config
+	// says companions: false.
 	Companions bool
 	Line       int
 }

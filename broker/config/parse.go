@@ -255,7 +255,9 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 	}
 	for i, v := range n.Content {
 		where := "sinks[" + strconv.Itoa(i) + "]"
-		sink := Sink{Line: v.Line}
+		// Companions are on unless turned off: a Gemini CLI in a container
+		// ignores its login without settings.json beside it.
+		sink := Sink{Line: v.Line, Companions: true}
 		err := p.fields(v, where, sinkKeys, func(key string, _, v *yaml.Node) error {
 			s, err := p.scalar(v, where+"."+key)
 			if err != nil {
