@@ -8,6 +8,7 @@ import (
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/credential"
 	"github.com/mc-broker/mc-broker/sinks/dir"
+	"github.com/mc-broker/mc-broker/sinks/secret"
 	"github.com/mc-broker/mc-broker/sinks/volume"
 	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 	"github.com/mc-broker/mc-broker/sources"
@@ -66,6 +67,23 @@ func (c *Config) Build(env Env) (*broker.Broker, error) {
 		var companions map[string][]byte
 		if sk.Companions {
 			companions = credential.Companions(kind)
+		}
+		if sk.SecretName != "" {
+			if env.Kube == nil {
+				env.Kube = secret.NewClients(env.Getenv, env.Home)
+			}
+			sink := secret.New(secret.Options{
+				Namespace: sk.SecretNamespace, Name: sk.SecretName, Key: sk.Key,
+				Kubeconfig: sk.Kubeconfig, Context: sk.Context, Adopt: sk.Adopt,
+				Clients: env.Kube,
+			})
+			target := sink.Location() + "\x00" + sk.Kubeconfig
+			if written[target] {
+				return nil, &Error{File: c.File, Line: sk.Line, Msg: "two copies write " + sink.Location() + ": give each copy its own key"}
+			}
+			written[target] = true
+			b.Copies = append(b.Copies, broker.Copy{Source: sk.Source, Options: copyOpts, Sink: sink})
+			continue
 		}
 		if sk.Volume != "" {
 			target := "volume " + sk.Volume + ":" + path.Join("/", sk.Path, name)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/sinks/secret"
 	"github.com/mc-broker/mc-broker/sinks/volume"
 	"github.com/mc-broker/mc-broker/sources"
 )
@@ -32,6 +33,9 @@ type Env struct {
 	// copies (and the probe that decides the default volumes). Build makes
 	// one from Getenv and Home when it is nil.
 	Docker *volume.Shared
+	// Kube is the run's Kubernetes API clients, shared by all Secret
+	// copies. Build makes one from Getenv and Home when it is nil.
+	Kube *secret.Clients
 }
 
 // OSEnv reads the running process's environment.
@@ -105,8 +109,9 @@ type Source struct {
 type Sink struct {
 	Source string
 	// Dir is a host directory copy; Volume a Docker named volume copy,
-	// with the file in Path inside it ("" for the volume root). Exactly
-	// one of Dir and Volume is set.
+	// with the file in Path inside it ("" for the volume root); SecretName
+	// a Kubernetes Secret copy. Exactly one of Dir, Volume and SecretName
+	// is set.
 	Dir             string
 	Volume          string
 	Path            string
@@ -116,7 +121,15 @@ type Sink struct {
 	// Companions adds the non-secret files a CLI in a fresh container needs
 	// (credential.Companions), when absent. On for the built-in defaults.
 	Companions bool
-	Line       int
+	// SecretNamespace and SecretName name a Kubernetes Secret copy (the
+	// secret: key), with the login under Key, reached through Kubeconfig
+	// and Context (empty: as kubectl finds them). Adopt lets it write into
+	// an existing Secret mc-broker did not create that holds other keys.
+	SecretNamespace, SecretName string
+	Key                         string
+	Kubeconfig, Context         string
+	Adopt                       bool
+	Line                        int
 }
 
 // Error is a config problem, with the file and line where it is.
