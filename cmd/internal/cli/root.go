@@ -93,5 +93,6 @@ when something needs you.`,
 	root.AddCommand(NewCmdLaunch(f, nil))
 	addCompletionHelp(root)
 	root.AddCommand(NewCmdCompose(f, nil))
+	root.AddCommand(NewCmdKube(f), NewCmdAgent(f, nil))
 	return root
 }
