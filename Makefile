@@ -12,12 +12,15 @@ build:
 
 # Installs what the tests need (scripts/test-env.sh: the real claude and codex
 # CLIs from the npm registry, used offline to judge copies; scripts/docker-env.sh:
-# a Docker engine and the FROM-scratch busybox test image), then runs every
+# a Docker engine and the FROM-scratch busybox test image; scripts/k8s-env.sh:
+# kube-apiserver and etcd built from the Go module proxy, cached outside the
+# clone, whose directory it prints for the Kubernetes tests), then runs every
 # test with the race detector.
 test: fmt-check vet cross
 	./scripts/test-env.sh
 	./scripts/docker-env.sh
-	PATH="$(CURDIR)/.cache/clis/node_modules/.bin:$$PATH" $(GO) test -race -count=1 ./...
+	assets=$$(./scripts/k8s-env.sh) && \
+	KUBEBUILDER_ASSETS="$$assets" PATH="$(CURDIR)/.cache/clis/node_modules/.bin:$$PATH" $(GO) test -race -count=1 ./...
 
 install:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(PREFIX)/bin/mc-broker ./cmd/mc-broker
