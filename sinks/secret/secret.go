@@ -19,9 +19,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/credential"
@@ -38,8 +40,19 @@ const (
 )
 
 // maxConflicts bounds how often Update reads and decides again after the
-// Secret changed under it.
-const maxConflicts = 10
+// Secret changed under it; between attempts it waits a random moment that
+// grows with each attempt (up to maxConflictWait), so that writers racing
+// each other fall out of step.
+const (
+	maxConflicts    = 20
+	maxConflictWait = 100 * time.Millisecond
+)
+
+// conflictWait is the pause before attempt n (from 1) after conflicts.
+func conflictWait(n int) time.Duration {
+	ceiling := min(time.Millisecond<<min(n, 10), maxConflictWait)
+	return time.Duration(rand.Int64N(int64(ceiling)) + 1)
+}
 
 // Options describe one Secret copy.
 type Options struct {
@@ -218,6 +231,13 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 		return err
 	}
 	for attempt := 0; attempt < maxConflicts; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(conflictWait(attempt)):
+			}
+		}
 		sec, err := c.GetSecret(ctx, s.o.Namespace, s.o.Name)
 		if kube.IsNotFound(err) {
 			next, write := decide(nil, false)
