@@ -65,6 +65,7 @@ func (s *Sink) watch(ctx context.Context, ch chan struct{}, onError func(error))
 		backoff = minBackoff
 	}
 	for ctx.Err() == nil {
+		started := time.Now()
 		c, err := s.client()
 		if err == nil {
 			err = c.WatchSecret(ctx, s.o.Namespace, s.o.Name, rv, func(ev kube.SecretEvent) error {
@@ -81,7 +82,7 @@ func (s *Sink) watch(ctx context.Context, ch chan struct{}, onError func(error))
 		if ctx.Err() != nil {
 			return
 		}
-		if err == nil {
+		if err == nil && time.Since(started) > time.Second {
 			continue // the server ended the watch (it does every few minutes): go on from rv
 		}
 		if kube.IsGone(err) {
@@ -90,7 +91,7 @@ func (s *Sink) watch(ctx context.Context, ch chan struct{}, onError func(error))
 			rv = ""
 			continue
 		}
-		if onError != nil {
+		if err != nil && onError != nil {
 			onError(s.fail("watch", err))
 		}
 		select {

@@ -78,6 +78,11 @@ func NewClient(cfg *Config) (*Client, error) {
 		TLSHandshakeTimeout: 10 * time.Second,
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,
+		// A watch is one long response: ping a connection that has been
+		// quiet for 30 s and drop it when the ping goes unanswered, so a
+		// dead connection (a laptop that slept, a dropped NAT entry) does
+		// not leave a watch waiting forever (client-go does the same).
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 15 * time.Second},
 	}
 	return &Client{cfg: cfg, base: base, http: &http.Client{Transport: tr}, creds: creds}, nil
 }

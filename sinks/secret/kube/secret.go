@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -216,6 +218,10 @@ func (c *Client) WatchSecret(ctx context.Context, namespace, name, resourceVersi
 		"watch":               {"1"},
 		"fieldSelector":       {"metadata.name=" + name},
 		"allowWatchBookmarks": {"true"},
+		// The server ends the watch after this; the caller watches again
+		// from the last resource version (an HTTP/1.1 connection has no
+		// pings: this bounds how long a dead one can go unnoticed).
+		"timeoutSeconds": {strconv.Itoa(300 + rand.IntN(300))},
 	}
 	if resourceVersion != "" {
 		q.Set("resourceVersion", resourceVersion)

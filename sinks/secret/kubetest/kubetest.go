@@ -476,3 +476,24 @@ func Require(t testing.TB) *Server {
 	}
 	return shared
 }
+
+// New starts a server of the test's own, stopped when the test ends; for
+// packages whose TestMain does not call Main. Without the binaries the
+// test is skipped, or fails when CI=true.
+func New(t testing.TB) *Server {
+	t.Helper()
+	if _, err := BinDir(); err != nil {
+		if os.Getenv("CI") != "true" {
+			t.Skipf("no real API server: %v", err)
+		}
+		t.Fatalf("real API server: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := Start(ctx)
+	if err != nil {
+		t.Fatalf("real API server: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
