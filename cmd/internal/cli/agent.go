@@ -161,8 +161,13 @@ func agentRun(ctx context.Context, opts *AgentOptions) error {
 		}
 		return nil
 	}
-	logf("keeping %d login(s) in step with secret %s/%s", len(logins), ns, name)
-	if err := agent.Run(ctx, logins, agent.RunOptions{Logf: logf, Ready: opts.Ready}); err != nil {
+	ready := func() {
+		logf("watching %d login(s) and secret %s/%s", len(logins), ns, name)
+		if opts.Ready != nil {
+			opts.Ready()
+		}
+	}
+	if err := agent.Run(ctx, logins, agent.RunOptions{Logf: logf, Ready: ready}); err != nil {
 		return &ExitError{Code: broker.ExitCopyFailed, Err: err}
 	}
 	return nil
