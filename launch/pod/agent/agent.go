@@ -145,15 +145,12 @@ const (
 	settleDelay = 100 * time.Millisecond
 )
 
-// Reconcile reads both sides, decides, and carries the login, deciding
-// again inside the write (the Secret's conditional update, the directory's
-// locks) so that a change in between is never overwritten with something
-// older.
+// Reconcile reads both sides, decides, and carries the login. The Secret
+// is read inside its own conditional update, so that a login going back
+// costs one read and one write, and one that changed in between is decided
+// again; the directory's write decides again under its locks. Nothing is
+// ever overwritten with something older.
 func Reconcile(ctx context.Context, l Login) (Result, error) {
-	sec, err := read(ctx, l.Secret)
-	if err != nil {
-		return Result{}, err
-	}
 	dir, err := read(ctx, l.Dir)
 	for try := 0; err == nil && dir.Exists && try < settleTries; try++ {
 		if _, ierr := l.Kind.Inspect(dir.Data); !credential.IsPartial(ierr) {
@@ -169,14 +166,21 @@ func Reconcile(ctx context.Context, l Login) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	action, info := Decide(l.Kind, sec, dir)
+	var (
+		sec    Side
+		action Action
+		info   credential.Info
+	)
+	err = l.Secret.Update(ctx, func(cur []byte, exists bool) ([]byte, bool) {
+		sec = Side{cur, exists}
+		action, info = Decide(l.Kind, sec, dir)
+		return dir.Data, action == ToSecret
+	})
+	if err != nil {
+		return Result{}, err
+	}
 	res := Result{Action: action, Info: info}
 	switch action {
-	case ToSecret:
-		err = l.Secret.Update(ctx, func(cur []byte, exists bool) ([]byte, bool) {
-			again, _ := Decide(l.Kind, Side{cur, exists}, dir)
-			return dir.Data, again == ToSecret
-		})
 	case ToDirectory:
 		err = l.Dir.Update(ctx, func(cur []byte, exists bool) ([]byte, bool) {
 			again, _ := Decide(l.Kind, sec, Side{cur, exists})
@@ -185,7 +189,7 @@ func Reconcile(ctx context.Context, l Login) (Result, error) {
 		if err == nil {
 			err = writeCompanions(ctx, l)
 		}
-	default:
+	case Nothing:
 		if _, derr := inspect(l.Kind, dir); derr != nil {
 			_, serr := inspect(l.Kind, sec)
 			res.Problem = problem(l, serr, derr)
@@ -312,8 +316,9 @@ func report(logf Logf, l Login, res Result) {
 
 // RunOptions qualify Run.
 type RunOptions struct {
-	// Quiet is how long after a change Run waits for more before it acts
-	// (a CLI writing a temporary file and renaming it); 10 ms by default.
+	// Quiet is how long after a change in the directory Run waits for
+	// more before it acts (a CLI writing its file in place); 5 ms by
+	// default. A login caught mid-write is read again anyway.
 	Quiet time.Duration
 	Logf  Logf
 	// Ready, when not nil, is called once both sides are watched.
@@ -327,7 +332,7 @@ type RunOptions struct {
 // made while the API is away still reaches the Secret.
 func Run(ctx context.Context, logins []Login, o RunOptions) error {
 	if o.Quiet <= 0 {
-		o.Quiet = 10 * time.Millisecond
+		o.Quiet = 5 * time.Millisecond
 	}
 	logf := o.Logf
 	if logf == nil {
