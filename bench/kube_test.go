@@ -84,11 +84,15 @@ func BenchmarkSecretWrite(b *testing.B) {
 
 // BenchmarkKubectlApplySecret is what a user would do instead of a Secret
 // copy: render the Secret from the login file with kubectl and apply it,
-// two kubectl processes per write.
+// two kubectl processes per write. MC_BROKER_BENCH_KUBECTL names the
+// kubectl to use (default: kubectl on PATH).
 func BenchmarkKubectlApplySecret(b *testing.B) {
-	kubectl, err := exec.LookPath("kubectl")
-	if err != nil {
-		b.Skip("no kubectl")
+	kubectl := os.Getenv("MC_BROKER_BENCH_KUBECTL")
+	if kubectl == "" {
+		var err error
+		if kubectl, err = exec.LookPath("kubectl"); err != nil {
+			b.Skip("no kubectl")
+		}
 	}
 	k := newKubeEnv(b)
 	script := `set -e; "$0" create secret generic logins -n "$1" --from-file=.credentials.json="$2" --dry-run=client -o yaml | "$0" apply -f - >/dev/null`

@@ -12,7 +12,8 @@
 # module and build caches:
 #   ${MC_BROKER_CACHE:-/var/cache/mc-broker}/k8s-$K8S_VERSION-etcd-$ETCD_VERSION
 # (or ~/.cache/mc-broker/... when /var/cache is not writable). Cold, it takes
-# about 10 minutes on 2 cores; afterwards a run only checks two files.
+# about 25 minutes of CPU (some 13 minutes on 2 idle cores); afterwards a run
+# only checks two files.
 # Idempotent and safe to run concurrently (flock).
 set -euo pipefail
 
@@ -57,7 +58,7 @@ export GOWORK=off
 src=$cache/src
 mkdir -p "$src/cmd/etcd" "$bin"
 cd "$src"
-say "building kube-apiserver $K8S_VERSION and etcd $ETCD_VERSION into $bin (about 10 minutes on 2 cores, once)"
+say "building kube-apiserver $K8S_VERSION and etcd $ETCD_VERSION into $bin (about 25 CPU-minutes, once)"
 start=$(date +%s)
 
 # A main module that requires k8s.io/kubernetes and points every one of its
