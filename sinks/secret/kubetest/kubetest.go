@@ -95,7 +95,21 @@ type Server struct {
 
 // Start builds the PKI in a temporary directory and starts etcd and
 // kube-apiserver on free loopback ports, returning once /readyz answers.
-func Start(ctx context.Context) (*Server, error) {
+// A port taken by another process between being found free and being
+// bound makes it try again (three times in all).
+func Start(ctx context.Context) (s *Server, err error) {
+	for range 3 {
+		if s, err = start(ctx); err == nil || ctx.Err() != nil {
+			return s, err
+		}
+		if !strings.Contains(err.Error(), "address already in use") {
+			return nil, err
+		}
+	}
+	return nil, err
+}
+
+func start(ctx context.Context) (*Server, error) {
 	bin, err := BinDir()
 	if err != nil {
 		return nil, err
