@@ -152,31 +152,36 @@ func Load(o LoadOptions) (*Config, error) {
 // The kubeconfig file, as far as mc-broker reads it. Paths are made
 // absolute against the file they came from when it is read.
 type kubeconfig struct {
-	CurrentContext string `yaml:"current-context"`
-	Clusters       []struct {
-		Name    string `yaml:"name"`
-		Cluster struct {
-			Server                   string `yaml:"server"`
-			CertificateAuthority     string `yaml:"certificate-authority"`
-			CertificateAuthorityData string `yaml:"certificate-authority-data"`
-			InsecureSkipTLSVerify    bool   `yaml:"insecure-skip-tls-verify"`
-			TLSServerName            string `yaml:"tls-server-name"`
-			ProxyURL                 string `yaml:"proxy-url"`
-		} `yaml:"cluster"`
-	} `yaml:"clusters"`
-	Users []struct {
-		Name string   `yaml:"name"`
-		User userInfo `yaml:"user"`
-	} `yaml:"users"`
-	Contexts []struct {
-		Name    string `yaml:"name"`
-		Context struct {
-			Cluster   string `yaml:"cluster"`
-			User      string `yaml:"user"`
-			Namespace string `yaml:"namespace"`
-		} `yaml:"context"`
-	} `yaml:"contexts"`
-	file string
+	CurrentContext string         `yaml:"current-context"`
+	Clusters       []clusterEntry `yaml:"clusters"`
+	Users          []userEntry    `yaml:"users"`
+	Contexts       []contextEntry `yaml:"contexts"`
+}
+
+type clusterEntry struct {
+	Name    string `yaml:"name"`
+	Cluster struct {
+		Server                   string `yaml:"server"`
+		CertificateAuthority     string `yaml:"certificate-authority"`
+		CertificateAuthorityData string `yaml:"certificate-authority-data"`
+		InsecureSkipTLSVerify    bool   `yaml:"insecure-skip-tls-verify"`
+		TLSServerName            string `yaml:"tls-server-name"`
+		ProxyURL                 string `yaml:"proxy-url"`
+	} `yaml:"cluster"`
+}
+
+type userEntry struct {
+	Name string   `yaml:"name"`
+	User userInfo `yaml:"user"`
+}
+
+type contextEntry struct {
+	Name    string `yaml:"name"`
+	Context struct {
+		Cluster   string `yaml:"cluster"`
+		User      string `yaml:"user"`
+		Namespace string `yaml:"namespace"`
+	} `yaml:"context"`
 }
 
 type userInfo struct {
@@ -202,7 +207,6 @@ type userInfo struct {
 		ProvideClusterInfo bool   `yaml:"provideClusterInfo"`
 		InstallHint        string `yaml:"installHint"`
 	} `yaml:"exec"`
-	file string
 }
 
 func readKubeconfig(path string) (*kubeconfig, error) {
@@ -228,7 +232,6 @@ func readKubeconfig(path string) (*kubeconfig, error) {
 	if err != nil {
 		abs = path
 	}
-	kc.file = abs
 	dir := filepath.Dir(abs)
 	rel := func(p string) string {
 		if p == "" || filepath.IsAbs(p) {
@@ -248,7 +251,6 @@ func readKubeconfig(path string) (*kubeconfig, error) {
 		if u.Exec != nil && strings.ContainsRune(u.Exec.Command, filepath.Separator) {
 			u.Exec.Command = rel(u.Exec.Command)
 		}
-		u.file = abs
 	}
 	return &kc, nil
 }
@@ -256,47 +258,26 @@ func readKubeconfig(path string) (*kubeconfig, error) {
 // merge adds other's entries; as with kubectl, the first file to define a
 // name or the current context wins.
 func (k *kubeconfig) merge(o *kubeconfig) {
-	if k.file == "" {
-		k.file = o.file
-	}
 	if k.CurrentContext == "" {
 		k.CurrentContext = o.CurrentContext
 	}
-	has := func(names []string, n string) bool {
-		for _, x := range names {
-			if x == n {
-				return true
-			}
-		}
-		return false
+	k.Clusters = mergeNamed(k.Clusters, o.Clusters, func(c clusterEntry) string { return c.Name })
+	k.Users = mergeNamed(k.Users, o.Users, func(u userEntry) string { return u.Name })
+	k.Contexts = mergeNamed(k.Contexts, o.Contexts, func(c contextEntry) string { return c.Name })
+}
+
+// mergeNamed appends the entries of more whose names list lacks.
+func mergeNamed[T any](list, more []T, name func(T) string) []T {
+	have := map[string]bool{}
+	for _, e := range list {
+		have[name(e)] = true
 	}
-	var names []string
-	for _, c := range k.Clusters {
-		names = append(names, c.Name)
-	}
-	for _, c := range o.Clusters {
-		if !has(names, c.Name) {
-			k.Clusters = append(k.Clusters, c)
-		}
-	}
-	names = nil
-	for _, u := range k.Users {
-		names = append(names, u.Name)
-	}
-	for _, u := range o.Users {
-		if !has(names, u.Name) {
-			k.Users = append(k.Users, u)
+	for _, e := range more {
+		if !have[name(e)] {
+			list = append(list, e)
 		}
 	}
-	names = nil
-	for _, c := range k.Contexts {
-		names = append(names, c.Name)
-	}
-	for _, c := range o.Contexts {
-		if !has(names, c.Name) {
-			k.Contexts = append(k.Contexts, c)
-		}
-	}
+	return list
 }
 
 func (k *kubeconfig) resolve(context, from string) (*Config, error) {
