@@ -15,11 +15,10 @@ var resources = map[string]string{
 	"v1/Secret":                         "/api/v1/namespaces/%s/secrets",
 	"v1/Pod":                            "/api/v1/namespaces/%s/pods",
 	"rbac.authorization.k8s.io/v1/Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/%s/roles",
-	"rbac.authorization.k8s.io/v1/RoleBinding":        "/apis/rbac.authorization.k8s.io/v1/namespaces/%s/rolebindings",
-	"apps/v1/Deployment":                              "/apis/apps/v1/namespaces/%s/deployments",
-	"apps/v1/StatefulSet":                             "/apis/apps/v1/namespaces/%s/statefulsets",
-	"apps/v1/DaemonSet":                               "/apis/apps/v1/namespaces/%s/daemonsets",
-	"authorization.k8s.io/v1/SelfSubjectAccessReview": "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+	"rbac.authorization.k8s.io/v1/RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/%s/rolebindings",
+	"apps/v1/Deployment":                       "/apis/apps/v1/namespaces/%s/deployments",
+	"apps/v1/StatefulSet":                      "/apis/apps/v1/namespaces/%s/statefulsets",
+	"apps/v1/DaemonSet":                        "/apis/apps/v1/namespaces/%s/daemonsets",
 }
 
 // ApplyOptions qualify a server-side apply.
