@@ -108,8 +108,9 @@ type Source struct {
 type Sink struct {
 	Source string
 	// Dir is a host directory copy; Volume a Docker named volume copy,
-	// with the file in Path inside it ("" for the volume root). Exactly
-	// one of Dir and Volume is set.
+	// with the file in Path inside it ("" for the volume root); SecretName
+	// a Kubernetes Secret copy. Exactly one of Dir, Volume and SecretName
+	// is set.
 	Dir             string
 	Volume          string
 	Path            string
@@ -120,7 +121,15 @@ type Sink struct {
 	// (the kind's Facts().Companions), when absent. On unless the config
 	// says companions: false.
 	Companions bool
-	Line       int
+	// SecretNamespace and SecretName name a Kubernetes Secret copy (the
+	// secret: key), with the login under Key, reached through Kubeconfig
+	// and Context (empty: as kubectl finds them). Adopt lets it write into
+	// an existing Secret mc-broker did not create that holds other keys.
+	SecretNamespace, SecretName string
+	Key                         string
+	Kubeconfig, Context         string
+	Adopt                       bool
+	Line                        int
 }
 
 // Error is a config problem, with the file and line where it is.

@@ -36,6 +36,9 @@ type sourceWorker struct {
 
 	kick  chan struct{}
 	polls chan struct{}
+	// pushed carries the copies whose store said they changed
+	// (broker.ChangeNotifier).
+	pushed chan int
 	// waiters are callbacks for the next pass's writes (guarded by mu:
 	// the main goroutine adds them).
 	mu      sync.Mutex
@@ -45,7 +48,7 @@ type sourceWorker struct {
 	events map[string]bool
 	other  bool
 	// copyAt finds a copy file's index.
-	copyAt map[string]int
+	copyAt  map[string]int
 	results chan any
 	// pending counts jobs dispatched and not reported yet; afterWrites
 	// are called once it is back at zero.
@@ -105,6 +108,7 @@ func newSourceWorker(w *watcher, src broker.Source, copies []broker.Copy, mem *b
 		slowSeen:  map[int]broker.Seen{},
 		inflight:  map[int]string{},
 		polls:     make(chan struct{}, 1),
+		pushed:    make(chan int, 16),
 		kick:      make(chan struct{}, 1),
 		results:   make(chan any, 64),
 		failing:   map[string]string{},
@@ -139,7 +143,12 @@ func (sw *sourceWorker) run(ctx context.Context) {
 	sw.retry.Stop()
 	defer sw.retry.Stop()
 	for i, slow := range sw.slow {
-		if slow {
+		n, pushes := sw.pass.Copies[i].Sink.(broker.ChangeNotifier)
+		switch {
+		case pushes:
+			// Its first signal comes when watching starts: that reads it.
+			sw.follow(ctx, i, n)
+		case slow:
 			sw.readSlow(i)
 		}
 	}
@@ -168,6 +177,8 @@ func (sw *sourceWorker) run(ctx context.Context) {
 			sw.runPass(nil)
 		case <-sw.polls:
 			sw.poll()
+		case i := <-sw.pushed:
+			sw.readSlow(i)
 		case r := <-sw.results:
 			sw.record(r)
 		}
@@ -330,6 +341,30 @@ func (sw *sourceWorker) submitIdle(s *storeWorker, job func(context.Context) any
 	}
 }
 
+// follow relays a store's pushed changes to the worker until ctx ends.
+func (sw *sourceWorker) follow(ctx context.Context, i int, n broker.ChangeNotifier) {
+	loc := sw.pass.Copies[i].Sink.Location()
+	var mu sync.Mutex
+	last := ""
+	ch := n.Changes(ctx, func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err.Error() != last {
+			sw.log.Warn("cannot follow a copy's changes; retrying", "copy", loc, "error", err)
+			last = err.Error()
+		}
+	})
+	go func() {
+		for range ch {
+			select {
+			case sw.pushed <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+}
+
 // poll asks each store that cannot be watched as files whether it changed,
 // on its own worker; a store that did is read there, and a pass follows.
 func (sw *sourceWorker) poll() {
@@ -341,7 +376,7 @@ func (sw *sourceWorker) poll() {
 	}
 	for i, c := range sw.pass.Copies {
 		p, ok := c.Sink.(broker.ChangePoller)
-		if !ok {
+		if _, pushes := c.Sink.(broker.ChangeNotifier); !ok || pushes {
 			continue
 		}
 		sink := c.Sink
