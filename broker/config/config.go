@@ -113,8 +113,9 @@ type Source struct {
 type Sink struct {
 	Source string
 	// Dir is a host directory copy; Volume a Docker named volume copy,
-	// with the file in Path inside it ("" for the volume root). Exactly
-	// one of Dir and Volume is set.
+	// with the file in Path inside it ("" for the volume root); SecretName
+	// a Kubernetes Secret copy. Exactly one of Dir, Volume and SecretName
+	// is set.
 	Dir             string
 	Volume          string
 	Path            string
@@ -122,9 +123,18 @@ type Sink struct {
 	UID, GID        *int
 	IncludeMCPOAuth bool
 	// Companions adds the non-secret files a CLI in a fresh container needs
-	// (credential.Companions), when absent. On for the built-in defaults.
+	// (the kind's Facts().Companions), when absent. On unless the config
+	// says companions: false.
 	Companions bool
-	Line       int
+	// SecretNamespace and SecretName name a Kubernetes Secret copy (the
+	// secret: key), with the login under Key, reached through Kubeconfig
+	// and Context (empty: as kubectl finds them). Adopt lets it write into
+	// an existing Secret mc-broker did not create that holds other keys.
+	SecretNamespace, SecretName string
+	Key                         string
+	Kubeconfig, Context         string
+	Adopt                       bool
+	Line                        int
 }
 
 // Error is a config problem, with the file and line where it is.

@@ -52,9 +52,9 @@ type Event struct {
 	RefreshExpiresAt *time.Time `json:"refresh_expires_at,omitempty"`
 }
 
-// events tells each condition once: when it starts, or when what it says
+// teller tells each condition once: when it starts, or when what it says
 // changes, and again only after it has cleared.
-type events struct {
+type teller struct {
 	sw *sourceWorker
 	// told maps a condition (event and copy) to what was told.
 	told map[string]string
@@ -64,10 +64,10 @@ type events struct {
 	fp        string
 }
 
-func newEvents(sw *sourceWorker) *events { return &events{sw: sw, told: map[string]string{}} }
+func newTeller(sw *sourceWorker) *teller { return &teller{sw: sw, told: map[string]string{}} }
 
 // set tells e unless the same was told last for its condition.
-func (ev *events) set(e Event) {
+func (ev *teller) set(e Event) {
 	key := string(e.Event) + "\x00" + e.Copy
 	what := e.Message + "\x00" + e.Fingerprint
 	if ev.told[key] == what {
@@ -78,11 +78,11 @@ func (ev *events) set(e Event) {
 }
 
 // clear forgets a condition, so that it is told again when it comes back.
-func (ev *events) clear(kind EventKind, copy string) {
+func (ev *teller) clear(kind EventKind, copy string) {
 	delete(ev.told, string(kind)+"\x00"+copy)
 }
 
-func (ev *events) emit(e Event) {
+func (ev *teller) emit(e Event) {
 	sw := ev.sw
 	e.Source, e.At = sw.name, sw.w.o.Now().UTC()
 	e.Kind = sw.pass.Source.Kind().Name()
@@ -96,7 +96,7 @@ func (ev *events) emit(e Event) {
 }
 
 // pass tells what a pass's report says about the source and its copies.
-func (ev *events) pass(sr broker.SourceReport, plan broker.PlanResult, seenValid bool) {
+func (ev *teller) pass(sr broker.SourceReport, plan broker.PlanResult, seenValid bool) {
 	if plan.Host.Action == broker.Wait {
 		return // being written: not a state worth telling
 	}
@@ -137,7 +137,7 @@ func (ev *events) pass(sr broker.SourceReport, plan broker.PlanResult, seenValid
 
 // refresh tells when the refresh token is about to end, or has; called
 // after each pass and on every poll, since time alone brings it.
-func (ev *events) refresh(name string) {
+func (ev *teller) refresh(name string) {
 	if ev.refreshAt == nil {
 		ev.clear(RefreshEnding, "")
 		ev.clear(RefreshEnded, "")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,10 +36,19 @@ type sourceWorker struct {
 
 	kick  chan struct{}
 	polls chan struct{}
+	// pushed carries the copies whose store said they changed
+	// (broker.ChangeNotifier).
+	pushed chan int
 	// waiters are callbacks for the next pass's writes (guarded by mu:
 	// the main goroutine adds them).
 	mu      sync.Mutex
 	waiters []func(time.Time)
+	// events are the copy files whose events asked for the next pass;
+	// other is set when anything else did.
+	events map[string]bool
+	other  bool
+	// copyAt finds a copy file's index.
+	copyAt  map[string]int
 	results chan any
 	// pending counts jobs dispatched and not reported yet; afterWrites
 	// are called once it is back at zero.
@@ -59,9 +69,9 @@ type sourceWorker struct {
 	loginChanged time.Time
 	loginFP      string
 
-	// events tells the user what needs them (Options.OnEvent); revoked
-	// is whether the copies were last seen revoked.
-	events  *events
+	// tell tells the user what needs them (Options.OnEvent); revoked is
+	// whether the copies were last seen revoked.
+	tell    *teller
 	revoked bool
 
 	// firstDone is closed after the first pass that saw every store and
@@ -73,9 +83,11 @@ type sourceWorker struct {
 }
 
 // passRequest asks for a pass; done, when set, is called on the watcher's
-// main goroutine once the pass's writes are all in.
+// main goroutine once the pass's writes are all in. path, when set, is the
+// copy file whose event asked for it.
 type passRequest struct {
 	done func(loginChangedAt time.Time)
+	path string
 }
 
 // seenResult is a slow store's read.
@@ -104,18 +116,26 @@ func newSourceWorker(w *watcher, src broker.Source, copies []broker.Copy, mem *b
 		slowSeen:  map[int]broker.Seen{},
 		inflight:  map[int]string{},
 		polls:     make(chan struct{}, 1),
+		pushed:    make(chan int, 16),
 		kick:      make(chan struct{}, 1),
 		results:   make(chan any, 64),
 		failing:   map[string]string{},
+		events:    map[string]bool{},
+		copyAt:    map[string]int{},
 		refused:   map[string]string{},
 		firstDone: make(chan struct{}),
 	}
 	sw.pass.Rules.Patience = partialPatience
-	sw.events = newEvents(sw)
+	sw.tell = newTeller(sw)
 	sw.host = newStoreWorker(sw, "host")
 	for i, c := range copies {
-		_, isFile := c.Sink.(broker.WatchedFiles)
+		f, isFile := c.Sink.(broker.WatchedFiles)
 		sw.slow[i] = !isFile
+		if isFile {
+			for _, p := range f.WatchedFiles() {
+				sw.copyAt[filepath.Clean(p)] = i
+			}
+		}
 		sw.copies = append(sw.copies, newStoreWorker(sw, c.Sink.Location()))
 	}
 	return sw
@@ -132,7 +152,12 @@ func (sw *sourceWorker) run(ctx context.Context) {
 	sw.retry.Stop()
 	defer sw.retry.Stop()
 	for i, slow := range sw.slow {
-		if slow {
+		n, pushes := sw.pass.Copies[i].Sink.(broker.ChangeNotifier)
+		switch {
+		case pushes:
+			// Its first signal comes when watching starts: that reads it.
+			sw.follow(ctx, i, n)
+		case slow:
 			sw.readSlow(i)
 		}
 	}
@@ -144,14 +169,25 @@ func (sw *sourceWorker) run(ctx context.Context) {
 		case <-sw.kick:
 			// Requests that piled up while a pass ran need one pass.
 			sw.mu.Lock()
-			waiters := sw.waiters
-			sw.waiters = nil
+			waiters, events, other := sw.waiters, sw.events, sw.other
+			sw.waiters, sw.events, sw.other = nil, map[string]bool{}, false
 			sw.mu.Unlock()
+			if len(waiters) == 0 && !other && sw.onlyEchoes(events) {
+				continue
+			}
 			sw.runPass(waiters)
 		case <-sw.retry.C:
+			// A slow store whose read failed is read again first.
+			for i, seen := range sw.slowSeen {
+				if seen.Err != nil {
+					sw.readSlow(i)
+				}
+			}
 			sw.runPass(nil)
 		case <-sw.polls:
 			sw.poll()
+		case i := <-sw.pushed:
+			sw.readSlow(i)
 		case r := <-sw.results:
 			sw.record(r)
 		}
@@ -160,15 +196,45 @@ func (sw *sourceWorker) run(ctx context.Context) {
 
 // request asks for a pass without blocking the caller.
 func (sw *sourceWorker) request(req passRequest) {
+	sw.mu.Lock()
 	if req.done != nil {
-		sw.mu.Lock()
 		sw.waiters = append(sw.waiters, req.done)
-		sw.mu.Unlock()
 	}
+	if req.path != "" {
+		sw.events[req.path] = true
+	} else {
+		sw.other = true
+	}
+	sw.mu.Unlock()
 	select {
 	case sw.kick <- struct{}{}:
 	default: // a pass is queued already
 	}
+}
+
+// onlyEchoes reports whether every event was on a copy file that holds
+// exactly what this worker wrote or is writing there: the broker's own
+// writes coming back, which need no pass. A fan-out to many copies raises
+// an event in each; without this, each would cost a pass reading them all.
+func (sw *sourceWorker) onlyEchoes(events map[string]bool) bool {
+	if len(events) == 0 {
+		return false
+	}
+	for p := range events {
+		i, ok := sw.copyAt[p]
+		if !ok {
+			return false // the host's file
+		}
+		seen := broker.ReadCopy(sw.w.work, sw.pass.Copies[i].Sink)
+		if !seen.Exists || seen.Err != nil || seen.Untidy {
+			return false
+		}
+		h := broker.Hash(seen.Data)
+		if h != sw.inflight[i] && !sw.pass.Memory.Gave(sw.pass.Copies[i].Sink.Location(), seen.Data) {
+			return false
+		}
+	}
+	return true
 }
 
 // readSlow asks a slow store's worker for a fresh read.
@@ -203,7 +269,7 @@ func (sw *sourceWorker) runPass(waiters []func(time.Time)) {
 	sw.w.state.update(sr, in.Now)
 	sw.logSource(sr, plan)
 	sw.logPlan(in, plan)
-	sw.events.pass(sr, plan, seenValid)
+	sw.tell.pass(sr, plan, seenValid)
 	if plan.Login != nil && plan.Login.Info.Fingerprint != sw.loginFP {
 		sw.loginFP, sw.loginChanged = plan.Login.Info.Fingerprint, in.Now
 	}
@@ -212,7 +278,7 @@ func (sw *sourceWorker) runPass(waiters []func(time.Time)) {
 	if plan.Wait > 0 {
 		retry = min(plan.Wait, max(2*sw.w.o.Quiet, time.Millisecond))
 	}
-	if sr.State == broker.SourceUnreadable {
+	if sr.State == broker.SourceUnreadable || sw.logReadFailures(in, plan) {
 		sw.attempt++
 		retry = sw.w.backoff(sw.attempt)
 	}
@@ -286,10 +352,34 @@ func (sw *sourceWorker) submitIdle(s *storeWorker, job func(context.Context) any
 	}
 }
 
+// follow relays a store's pushed changes to the worker until ctx ends.
+func (sw *sourceWorker) follow(ctx context.Context, i int, n broker.ChangeNotifier) {
+	loc := sw.pass.Copies[i].Sink.Location()
+	var mu sync.Mutex
+	last := ""
+	ch := n.Changes(ctx, func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err.Error() != last {
+			sw.log.Warn("cannot follow a copy's changes; retrying", "copy", loc, "error", err)
+			last = err.Error()
+		}
+	})
+	go func() {
+		for range ch {
+			select {
+			case sw.pushed <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+}
+
 // poll asks each store that cannot be watched as files whether it changed,
 // on its own worker; a store that did is read there, and a pass follows.
 func (sw *sourceWorker) poll() {
-	sw.events.refresh(sw.name)
+	sw.tell.refresh(sw.name)
 	if p, ok := sw.pass.Source.(broker.ChangePoller); ok {
 		sw.submitIdle(sw.host, func(ctx context.Context) any {
 			changed, err := p.Changed(ctx)
@@ -298,7 +388,7 @@ func (sw *sourceWorker) poll() {
 	}
 	for i, c := range sw.pass.Copies {
 		p, ok := c.Sink.(broker.ChangePoller)
-		if !ok {
+		if _, pushes := c.Sink.(broker.ChangeNotifier); !ok || pushes {
 			continue
 		}
 		sink := c.Sink
@@ -340,7 +430,9 @@ func (sw *sourceWorker) record(r any) {
 	case polled:
 		again = r.changed
 	}
-	sw.publish()
+	if sw.pending == 0 {
+		sw.publish()
+	}
 	if again {
 		sw.request(passRequest{})
 	}
@@ -357,7 +449,7 @@ func (sw *sourceWorker) recordHost(r broker.HostResult, now time.Time) {
 				"store", p.Source.Location(), "from", loc, "error", r.Err)
 		}
 		sw.writeBackError = r.Err.Error()
-		sw.events.set(Event{Event: WriteBackFailing, Copy: loc, Fingerprint: r.Info.Fingerprint,
+		sw.tell.set(Event{Event: WriteBackFailing, Copy: loc, Fingerprint: r.Info.Fingerprint,
 			Message: "cannot write the newer login from " + loc + " back into " + p.Source.Location() + ": " + r.Err.Error() + "; every copy has it, and the write-back is retried",
 			Fix:     "make " + p.Source.Location() + " writable for mc-broker (mc-broker status shows the failure)"})
 		sw.w.state.writeBack(sw.name, r.Err.Error(), now)
@@ -371,7 +463,7 @@ func (sw *sourceWorker) recordHost(r broker.HostResult, now time.Time) {
 			sw.log.Info("writing back into the host's store works again", "store", p.Source.Location())
 		}
 		sw.writeBackError = ""
-		sw.events.clear(WriteBackFailing, loc)
+		sw.tell.clear(WriteBackFailing, loc)
 		sw.w.state.writeBack(sw.name, "", now)
 		sw.attempt = 0
 		sw.log.Info("took a newer login back from a copy into the host's store",
@@ -405,7 +497,7 @@ func (sw *sourceWorker) recordCopy(r broker.CopyResult, now time.Time) (again bo
 			sw.log.Warn("copy failed; retrying with backoff", "copy", loc, "error", r.Plan.Problem)
 		}
 		if !wasFailing {
-			sw.events.set(Event{Event: CopyFailing, Copy: loc,
+			sw.tell.set(Event{Event: CopyFailing, Copy: loc,
 				Message: "cannot write the copy " + loc + " of " + sw.name + ": " + r.Plan.Problem + "; retried with backoff",
 				Fix:     "see the message; mc-broker status shows since when"})
 		}
@@ -415,7 +507,7 @@ func (sw *sourceWorker) recordCopy(r broker.CopyResult, now time.Time) (again bo
 		return false
 	case wasFailing:
 		delete(sw.failing, loc)
-		sw.events.clear(CopyFailing, loc)
+		sw.tell.clear(CopyFailing, loc)
 		sw.log.Info("copy recovered", "copy", loc)
 	}
 	if len(sw.failing) == 0 && sw.writeBackError == "" {
@@ -432,6 +524,29 @@ func (sw *sourceWorker) recordCopy(r broker.CopyResult, now time.Time) (again bo
 		sw.log.Info("copy written", args...)
 	}
 	return r.Plan.Again
+}
+
+// logReadFailures logs copies the pass could not read (once per
+// problem); it reports whether there were any, to retry with backoff.
+func (sw *sourceWorker) logReadFailures(in broker.PlanInput, plan broker.PlanResult) bool {
+	any := false
+	for i, c := range plan.Copies {
+		loc := in.Copies[i].Key
+		if _, was := sw.failing[loc]; was && (c.Action == broker.Keep && !c.Tidy) {
+			// Readable again and in step: no write will say so.
+			delete(sw.failing, loc)
+			sw.log.Info("copy recovered", "copy", loc)
+		}
+		if c.Action != broker.Fail {
+			continue
+		}
+		any = true
+		if prev, was := sw.failing[loc]; !was || prev != c.Problem {
+			sw.log.Warn("copy failed; retrying with backoff", "copy", loc, "error", c.Problem)
+		}
+		sw.failing[loc] = c.Problem
+	}
+	return any
 }
 
 // logSource logs a change of the source's state. A host being written

@@ -1057,3 +1057,30 @@ func TestEraseNeverRemovesTheHostsLogin(t *testing.T) {
 		t.Fatal("the host's login was removed")
 	}
 }
+
+// A copy directory someone made readable by others (0755, as mkdir or
+// compose's short -v syntax make it) is made private, as the README
+// promises; permissions are only ever taken away, so a directory the user
+// made read-only stays read-only.
+func TestCopyDirectoryIsMadePrivate(t *testing.T) {
+	d, locks := setup(t)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := dir.New(dir.Options{Dir: d, FileName: ".credentials.json", LockDir: locks})
+	update(t, s, write([]byte(`{"v":1}`)))
+	if fi, _ := os.Stat(d); fi.Mode().Perm() != 0o700 {
+		t.Errorf("copy directory mode %v after a write, want 0700", fi.Mode().Perm())
+	}
+	if err := os.Chmod(d, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Update(ctx, write([]byte(`{"v":2}`)))
+	if fi, _ := os.Stat(d); fi.Mode().Perm() != 0o500 {
+		t.Errorf("read-only copy directory mode %v, want 0500 (others' bits taken away, nothing added)", fi.Mode().Perm())
+	}
+	os.Chmod(d, 0o700)
+}

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mc-broker/mc-broker/broker"
-	"github.com/mc-broker/mc-broker/broker/atomicfile"
 	"github.com/mc-broker/mc-broker/broker/config"
 	"github.com/mc-broker/mc-broker/broker/kinds"
 	"github.com/mc-broker/mc-broker/launch/compose"
@@ -260,27 +258,11 @@ func noteMissingDirs(w io.Writer, spec compose.Spec) {
 }
 
 func writeOverride(f *Factory, path string, data []byte, force bool) error {
-	old, err := os.ReadFile(path)
-	switch {
-	case err == nil && bytes.Equal(old, data):
-		fmt.Fprintf(f.Stdout, "unchanged %s\n", path)
-		return nil
-	case err == nil && !force && !bytes.HasPrefix(old, []byte(compose.Marker+"\n")):
-		return &ExitError{Code: broker.ExitUsage,
-			Err:  fmt.Errorf("%s exists and was not written by mc-broker compose: not replacing it", path),
-			Hint: "choose another -o FILE, or add --force to replace it"}
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return &ExitError{Code: broker.ExitCopyFailed, Err: fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))}
-	}
-	dir, name := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	if err := atomicfile.Write(dir, name, data, atomicfile.Options{Mode: 0o644}); err != nil {
-		return &ExitError{Code: broker.ExitCopyFailed, Err: err}
-	}
-	fmt.Fprintf(f.Stdout, "wrote %s\n  use: docker compose -f compose.yaml -f %s up\n", path, path)
-	return nil
+	return writeGenerated(f, path, data, force, generated{
+		marker:  compose.Marker,
+		command: "mc-broker compose",
+		use:     "docker compose -f compose.yaml -f " + path + " up",
+	})
 }
 
 // ComposeCheckOptions are the inputs of `mc-broker compose check`.

@@ -95,5 +95,6 @@ when something needs you.`,
 	addCompletionHelp(root)
 	addVersionFlag(root)
 	root.AddCommand(NewCmdCompose(f, nil))
+	root.AddCommand(NewCmdKube(f), NewCmdAgent(f, nil))
 	return root
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -73,7 +74,13 @@ func statusRun(ctx context.Context, opts *StatusOptions) error {
 	if err != nil {
 		return err
 	}
-	ws := readWatcherStatus(env.StateDir())
+	stateDir := env.StateDir()
+	if opts.Dir != "" {
+		if abs, err := filepath.Abs(opts.Dir); err == nil {
+			stateDir = layoutStateDir(stateDir, abs)
+		}
+	}
+	ws := readWatcherStatus(stateDir)
 	notes := lockMirrorNotes(b)
 	if opts.JSON {
 		enc := json.NewEncoder(opts.f.Stdout)

@@ -89,6 +89,7 @@ func syncRun(ctx context.Context, opts *SyncOptions) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	opts.writes = !opts.DryRun
 	b, _, err := opts.load(ctx, opts.f)
 	if err != nil {
 		return reportError(opts.f, opts.JSON, err)
