@@ -35,6 +35,10 @@ func CopyAt(c *config.Config, s config.Source, location string, env config.Env, 
 		}
 		return volume.New(volume.Options{Volume: name, Path: path.Dir(p), FileName: path.Base(p), LockDir: locks, Shared: docker}), nil
 	}
+	if strings.HasPrefix(location, "secret ") {
+		// Its cluster (kubeconfig, context) is only in the config.
+		return nil, fmt.Errorf("a Secret copy that is no longer in the config: take the key out with kubectl edit secret")
+	}
 	if !filepath.IsAbs(location) {
 		return nil, fmt.Errorf("%q is not a copy's location", location)
 	}

@@ -285,6 +285,52 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 	return s.fail("write", fmt.Errorf("the Secret changed under every one of %d attempts to write it", maxConflicts))
 }
 
+var _ broker.Eraser = (*Sink)(nil)
+
+// Erase takes the login's key out of the Secret when erase agrees
+// (mc-broker revoke), on the condition that the Secret has not changed
+// since the read, as Update writes. The Secret and its other keys are
+// kept; a missing Secret or key is left as it is.
+func (s *Sink) Erase(ctx context.Context, erase func(current []byte) bool) (bool, error) {
+	c, err := s.client()
+	if err != nil {
+		return false, err
+	}
+	for attempt := 0; attempt < maxConflicts; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return false, ctx.Err()
+			case <-time.After(conflictWait(attempt)):
+			}
+		}
+		sec, err := c.GetSecret(ctx, s.o.Namespace, s.o.Name)
+		if kube.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, s.fail("read", err)
+		}
+		current, exists := sec.Data[s.o.Key]
+		if !exists {
+			return false, nil
+		}
+		if err := s.mayWrite(sec); err != nil {
+			return false, s.fail("erase", err)
+		}
+		if !erase(bounded(current)) {
+			return false, nil
+		}
+		delete(sec.Data, s.o.Key)
+		_, err = c.UpdateSecret(ctx, sec)
+		if kube.IsConflict(err) {
+			continue
+		}
+		return err == nil, s.fail("erase", err)
+	}
+	return false, s.fail("erase", fmt.Errorf("the Secret changed under every one of %d attempts to erase the key", maxConflicts))
+}
+
 // mayWrite refuses a Secret somebody else made: no managed label, and keys
 // other than the sink's, unless the config adopts it. An unlabelled Secret
 // that holds nothing else (made with kubectl create secret for this login,

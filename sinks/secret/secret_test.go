@@ -389,3 +389,35 @@ func TestChangedReportsWhatTheWatchSaw(t *testing.T) {
 		t.Error("Changed reports a change twice")
 	}
 }
+
+// TestErase: revoke takes the login's key out of the Secret and keeps the
+// Secret and its other keys; a missing key is nothing to do.
+func TestErase(t *testing.T) {
+	srv := kubetest.Require(t)
+	ns := srv.Namespace(t)
+	ctx := ctxT(t)
+	claude := newSink(srv, ns, "logins", ".credentials.json", false)
+	codex := newSink(srv, ns, "logins", "auth.json", false)
+	for _, s := range []*secret.Sink{claude, codex} {
+		if err := s.Update(ctx, put("login of "+s.Location())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var saw []byte
+	erased, err := claude.Erase(ctx, func(cur []byte) bool { saw = cur; return true })
+	if !erased || err != nil || !strings.Contains(string(saw), ".credentials.json") {
+		t.Fatalf("erased %v, %v, saw %q", erased, err, saw)
+	}
+	if _, err := claude.Read(ctx); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the key is still there: %v", err)
+	}
+	if got, err := codex.Read(ctx); err != nil || !strings.Contains(string(got), "auth.json") {
+		t.Errorf("the other key: %q, %v", got, err)
+	}
+	if erased, err := claude.Erase(ctx, func([]byte) bool { return true }); erased || err != nil {
+		t.Errorf("erasing again: %v, %v", erased, err)
+	}
+	if erased, err := codex.Erase(ctx, func([]byte) bool { return false }); erased || err != nil {
+		t.Errorf("declined: %v, %v", erased, err)
+	}
+}

@@ -36,10 +36,12 @@ func NewCmdRevoke(f *Factory, runF func(*RevokeOptions) error) *cobra.Command {
 		Short: "Take a login out of every place it was copied to",
 		Long: `Erase every copy of the named logins: the configured directory copies,
 the --dir layouts mc-broker wrote before (it remembers them), and the
-Docker volume copies, and report each. A directory copy's login file is
-removed; a volume copy's file is left holding {} (not logged in), because
-the engine cannot delete a file without running a container; the volume
-itself is kept. A file that is not a login of that CLI is left alone.
+Docker volume and Kubernetes Secret copies, and report each. A directory
+copy's login file is removed; a Secret copy's key is removed (the Secret
+and its other keys are kept); a volume copy's file is left holding {} (not
+logged in), because the engine cannot delete a file without running a
+container; the volume itself is kept. A file that is not a login of that
+CLI is left alone.
 
 The revocation is recorded first ($XDG_STATE_HOME/mc-broker/revoked/), so
 that no watcher gives the copies the login again, however the two
