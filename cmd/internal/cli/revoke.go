@@ -45,8 +45,8 @@ CLI is left alone.
 
 The revocation is recorded first ($XDG_STATE_HOME/mc-broker/revoked/), so
 that no watcher gives the copies the login again, however the two
-interleave: until 'mc-broker sync' (or 'mc-broker login SOURCE') says so.
-status shows revoked copies as "revoked".
+interleave: until 'mc-broker sync' (or 'mc-broker login SOURCE') says so;
+'watch' and 'run' never do. status shows revoked copies as "revoked".
 
 The host's own login is left alone, unless --host is given: then the CLI's
 own logout runs on this host (claude auth logout, codex logout; Gemini CLI

@@ -224,6 +224,11 @@ func checkCopy(s broker.SourceReport, cp broker.CopyReport, in Inputs) Check {
 		c.Status, c.Detail, c.Fix = Fail, "broken: "+cp.Problem, "run mc-broker sync: it repairs the copy from the host's login"
 	case broker.Present:
 		c.Status, c.Detail = Info, "present; the host has no usable login to compare with"
+	case broker.Revoked:
+		c.Status, c.Detail = Info, "revoked (mc-broker revoke): not given the login until mc-broker sync or mc-broker login "+s.Name
+		if cp.Problem != "" {
+			c.Status, c.Detail, c.Fix = Warn, "revoked, but "+cp.Problem, "mc-broker revoke "+s.Name+" erases it again; look at what runs with this copy mounted"
+		}
 	default:
 		c.Status, c.Detail, c.Fix = Fail, cp.Problem, "see the message (a symlink must be replaced by a real directory or file); mc-broker sync retries the copy"
 		if strings.HasPrefix(cp.Location, "volume ") {

@@ -234,3 +234,21 @@ func TestOverridesAreNamedNeverShown(t *testing.T) {
 		t.Errorf("nothing set: %+v", clean.Checks)
 	}
 }
+
+// A revoked copy is what the user asked for: worth knowing, not a problem,
+// unless a login turned up in it since.
+func TestRevokedCopies(t *testing.T) {
+	at := time.Now()
+	r := Run(context.Background(), Inputs{Now: at, Status: &broker.Report{Sources: []broker.SourceReport{
+		{Name: "claude", State: broker.SourceValid, Fingerprint: "sha256:0123456789ab", RevokedAt: &at, Copies: []broker.CopyReport{
+			{Location: "/c/a/.credentials.json", Outcome: broker.Revoked},
+			{Location: "/c/b/.credentials.json", Outcome: broker.Revoked, Problem: "holds a login written since the revoke"},
+		}},
+	}}})
+	if c := find(t, r, "copy", "/c/a/"); c.Status != Info || !strings.Contains(c.Detail, "mc-broker sync or mc-broker login claude") {
+		t.Errorf("revoked copy: %s %q", c.Status, c.Detail)
+	}
+	if c := find(t, r, "copy", "/c/b/"); c.Status != Warn || !strings.Contains(c.Fix, "mc-broker revoke claude") {
+		t.Errorf("revoked copy with a login: %s %q %q", c.Status, c.Detail, c.Fix)
+	}
+}
