@@ -170,7 +170,7 @@ func (b *Broker) Revoke(ctx context.Context, src Source, extra []Sink) (*RevokeR
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			rep.Copies[i] = erase(ctx, src.Kind(), s, mem.store(s.Location()))
+			rep.Copies[i] = erase(ctx, src.Kind(), s, mem.store(s.Location()), mem.lastValid())
 		})
 	}
 	wg.Wait()
@@ -193,8 +193,10 @@ func copiesOf(sinks []Sink) []Copy {
 }
 
 // erase takes the login out of one copy, if it holds one of kind (or
-// exactly what the broker gave it).
-func erase(ctx context.Context, kind credential.Kind, s Sink, m *StoreMemory) ErasedCopy {
+// exactly what the broker gave it). A valid login of another account than
+// the host's last one, which the broker did not put there, is not this
+// login's copy: a container logged in there itself.
+func erase(ctx context.Context, kind credential.Kind, s Sink, m *StoreMemory, last *Remembered) ErasedCopy {
 	out := ErasedCopy{Location: s.Location()}
 	e, ok := s.(Eraser)
 	if !ok {
@@ -205,7 +207,13 @@ func erase(ctx context.Context, kind credential.Kind, s Sink, m *StoreMemory) Er
 	erased, err := e.Erase(ctx, func(current []byte) bool {
 		info, ierr := kind.Inspect(current)
 		switch {
-		case m.gave(current), ierr == nil, errors.Is(ierr, credential.ErrNotLoggedIn):
+		case m.gave(current):
+			out.Fingerprint = info.Fingerprint
+			return true
+		case ierr == nil && last != nil && info.Identity != last.Identity:
+			why = "holds a login of another account, which mc-broker did not put there: left as it is"
+			return false
+		case ierr == nil, errors.Is(ierr, credential.ErrNotLoggedIn):
 			out.Fingerprint = info.Fingerprint
 			return true
 		case credential.IsForeign(ierr):

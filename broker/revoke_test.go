@@ -105,10 +105,13 @@ func TestRevokeThenSync(t *testing.T) {
 	a := &memSink{loc: "/a/auth.json"}
 	b := &memSink{loc: "/b/auth.json"}
 	foreign := &memSink{loc: "/f/auth.json", data: []byte("not json at all"), exists: true}
+	// A container logged in there with an account of its own, after the
+	// broker's copy: not this login's copy.
+	theirs := &memSink{loc: "/theirs/auth.json"}
 	layout := &memSink{loc: "/layout/auth.json"}
 	br := &broker.Broker{
 		Sources:  []broker.Source{memSource{l2}},
-		Copies:   []broker.Copy{{Source: "codex", Sink: a}, {Source: "codex", Sink: b}, {Source: "codex", Sink: foreign}},
+		Copies:   []broker.Copy{{Source: "codex", Sink: a}, {Source: "codex", Sink: b}, {Source: "codex", Sink: foreign}, {Source: "codex", Sink: theirs}},
 		StateDir: state,
 		Now:      func() time.Time { return planNow },
 	}
@@ -117,6 +120,7 @@ func TestRevokeThenSync(t *testing.T) {
 		t.Fatalf("first sync: exit %d", r.ExitCode())
 	}
 	layout.data, layout.exists = l2, true
+	theirs.data = other
 
 	// A write planned now (before the revoke) lands only after it.
 	p := br.NewPass(br.Sources[0])
@@ -134,12 +138,12 @@ func TestRevokeThenSync(t *testing.T) {
 			t.Errorf("%s: erased %q, want the login's fingerprint", c.Location, c.Fingerprint)
 		}
 	}
-	want := map[string]broker.EraseOutcome{"/a/auth.json": broker.Erased, "/b/auth.json": broker.Erased, "/f/auth.json": broker.LeftAlone, "/layout/auth.json": broker.Erased}
+	want := map[string]broker.EraseOutcome{"/a/auth.json": broker.Erased, "/b/auth.json": broker.Erased, "/f/auth.json": broker.LeftAlone, "/theirs/auth.json": broker.LeftAlone, "/layout/auth.json": broker.Erased}
 	if fmt.Sprint(got) != fmt.Sprint(want) || !rep.Failed() {
 		t.Errorf("revoke: %v (failed %v); want %v, failed", got, rep.Failed(), want)
 	}
-	if a.exists || b.exists || layout.exists || !foreign.exists {
-		t.Fatalf("after revoke: a %v, b %v, layout %v, foreign %v", a.exists, b.exists, layout.exists, foreign.exists)
+	if a.exists || b.exists || layout.exists || !foreign.exists || !theirs.exists {
+		t.Fatalf("after revoke: a %v, b %v, layout %v, foreign %v, theirs %v", a.exists, b.exists, layout.exists, foreign.exists, theirs.exists)
 	}
 
 	// The stale plan's writes: dropped under the lock.
