@@ -30,18 +30,25 @@ func TestProblemRunner(t *testing.T) {
 	p.goos, p.timeout = "linux", 500*time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go p.run(ctx)
+	stopped := make(chan struct{})
+	go func() { p.run(ctx); close(stopped) }()
 
 	at := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
 	p.send(watch.Event{Event: "hang", Source: "claude"})
 	p.send(watch.Event{Event: watch.RefreshEnding, Source: "work-claude", Kind: "claude", At: at, Message: "work-claude's refresh token ends", Fix: "mc-broker login work-claude", Fingerprint: "sha256:0123456789ab"})
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(string(readOr(out)), "sha256:") || !strings.Contains(string(readOr(filepath.Join(dir, "notified"))), "work-claude") {
+	for !strings.Contains(string(readOr(filepath.Join(dir, "notified"))), "mc-broker login work-claude\n") {
 		if time.Now().After(deadline) {
+			cancel()
+			<-stopped
 			t.Fatalf("not delivered; logs:\n%s", logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The notifier runs after the command: both are done. The runner's
+	// logs are read once it has stopped.
+	cancel()
+	<-stopped
 	lines := strings.SplitN(strings.TrimSpace(string(readOr(out))), "\n", 2)
 	if lines[0] != "refresh-token-ending work-claude" {
 		t.Errorf("environment: %q", lines[0])
