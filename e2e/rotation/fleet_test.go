@@ -47,14 +47,26 @@ type holder struct {
 // fleetSpec is one run's set-up.
 type fleetSpec struct {
 	kinds []kind
-	// watch runs mc-broker watch over the host's login and every copy;
-	// without it every holder must be onHost (one shared directory).
-	watch bool
+	// broker keeps the copies in step; with none every holder must be
+	// onHost (one shared directory).
+	broker broker
 	// duration of the run; fresh is how long each new login stays fresh.
 	duration, fresh time.Duration
-	// hook, when set, runs alongside the holders (see hold_test.go).
-	hook func(ctx context.Context, f *fleet)
 }
+
+// broker is what keeps the copies in step with the host's login.
+type broker string
+
+const (
+	noBroker broker = ""
+	watch    broker = "mc-broker watch" // the real binary, as a user runs it
+	// The test-only prototype of hold_test.go, over directories: fan-out
+	// alone, and fan-out with each way tried to keep all codex processes
+	// but one from refreshing.
+	protoFanOut broker = "prototype fan-out"
+	protoBump   broker = "prototype fan-out + bump"
+	protoHold   broker = "prototype fan-out + account hold"
+)
 
 // fleet is one run: the host's login, its copies, the holders, the token
 // server, and mc-broker watch.
@@ -70,6 +82,7 @@ type fleet struct {
 	holder []*holder
 	watch  *exec.Cmd
 	log    *syncBuffer
+	proto  *protoBroker
 }
 
 // result is what one run saw.
@@ -80,6 +93,7 @@ type result struct {
 	Reuses   int // refresh_token_reused answers in total
 	Adopted  int // logins mc-broker took back from copies
 	Duration time.Duration
+	Proto    *protoStats `json:",omitempty"`
 }
 
 type holderResult struct {
@@ -128,6 +142,9 @@ func (r result) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %d refreshes granted, %d refresh-token reuses, %d logins adopted from copies, %d of %d holders logged out\n",
 		r.Spec, r.Granted, r.Reuses, r.Adopted, r.loggedOut(), len(r.Holders))
+	if r.Proto != nil {
+		fmt.Fprintf(&b, "  prototype: %d holds, %d writes to hold codex off, %d holds timed out\n", r.Proto.Elections, r.Proto.Bumps, r.Proto.Timeouts)
+	}
 	fmt.Fprintf(&b, "  %-10s %-6s %9s %6s %8s %6s %5s %6s  %s\n", "holder", "kind", "refreshes", "reuses", "rejected", "turns", "runs", "failed", "fate")
 	for _, h := range r.Holders {
 		fmt.Fprintf(&b, "  %-10s %-6s %9d %6d %8d %6d %5d %6d  %s\n", h.Name, h.Kind, h.Refreshes, h.Reuses, h.Rejected, h.Turns, h.Runs, h.Failed, h.Fate)
@@ -212,10 +229,19 @@ func newFleet(t *testing.T, spec fleetSpec) *fleet {
 		}
 		f.holder = append(f.holder, h)
 	}
-	if !spec.watch {
+	switch spec.broker {
+	case noBroker:
 		for _, h := range f.holder {
 			if h.kind != onHost {
-				t.Fatalf("holder %s needs a copy, and copies need mc-broker watch", h.name)
+				t.Fatalf("holder %s needs a copy, and copies need a broker", h.name)
+			}
+		}
+		return f
+	case protoFanOut, protoBump, protoHold:
+		f.startProto(map[broker]protoMode{protoFanOut: fanOutOnly, protoBump: bump, protoHold: accountHold}[spec.broker])
+		for _, h := range f.holder {
+			if h.kind == inBind {
+				f.startContainer(h)
 			}
 		}
 		return f
@@ -372,10 +398,6 @@ func (f *fleet) run() result {
 	ctx, cancel := context.WithTimeout(context.Background(), f.spec.duration)
 	defer cancel()
 	var wg sync.WaitGroup
-	if f.spec.hook != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); f.spec.hook(ctx, f) }()
-	}
 	for i, h := range f.holder {
 		wg.Add(1)
 		go func() {
@@ -422,6 +444,15 @@ func (f *fleet) run() result {
 	f.stopWatch()
 
 	r := result{Spec: f.spec.name(), Adopted: adopted, Duration: time.Since(start)}
+	if f.proto != nil {
+		st := f.proto.stop()
+		r.Proto, r.Adopted = &st, st.Adopted
+		if os.Getenv("MC_BROKER_ROTATION_TRACE") != "" {
+			all := append(append([]string{}, f.proto.trace...), f.srv.trace...)
+			sort.Strings(all)
+			os.WriteFile(os.Getenv("MC_BROKER_ROTATION_TRACE"), []byte(strings.Join(all, "\n")), 0o644)
+		}
+	}
 	names, stats := f.srv.snapshot()
 	_ = names
 	live := f.srv.live()
@@ -458,9 +489,9 @@ func (s fleetSpec) name() string {
 	for _, k := range order {
 		parts = append(parts, fmt.Sprintf("%d %s", count[k], k))
 	}
-	how := "one shared directory, no watcher"
-	if s.watch {
-		how = "mc-broker watch"
+	how := "one shared directory, no broker"
+	if s.broker != noBroker {
+		how = string(s.broker)
 	}
 	return fmt.Sprintf("%s (%s, %v, fresh %v)", strings.Join(parts, " + "), how, s.duration, s.fresh)
 }

@@ -52,6 +52,11 @@ type fakeOpenAI struct {
 	access  map[string]time.Time // access tokens issued, with their exp
 	holders map[string]*holderStats
 	closing bool // answer every turn with a final message
+	trace   []string
+}
+
+func (s *fakeOpenAI) tracef(format string, args ...any) {
+	s.trace = append(s.trace, time.Now().Format("15:04:05.000000")+" srv "+fmt.Sprintf(format, args...))
 }
 
 // codexMargin is how long before its access token's exp codex 0.171
@@ -188,8 +193,10 @@ func (s *fakeOpenAI) token(w http.ResponseWriter, r *http.Request) {
 	if ok {
 		s.spent[req.RefreshToken] = true
 		s.head = ""
+		s.tracef("%s refresh %s start", holder, req.RefreshToken[len(req.RefreshToken)-3:])
 	} else if reused {
 		s.stats(holder).Reuses++
+		s.tracef("%s refresh %s REUSED", holder, req.RefreshToken[len(req.RefreshToken)-3:])
 	}
 	s.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
@@ -206,18 +213,19 @@ func (s *fakeOpenAI) token(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	l := s.mint()
 	s.stats(holder).Refreshes++
+	s.tracef("%s refresh granted -> %s", holder, l.RefreshToken[len(l.RefreshToken)-3:])
 	s.mu.Unlock()
 	json.NewEncoder(w).Encode(map[string]string{"id_token": l.IDToken, "access_token": l.AccessToken, "refresh_token": l.RefreshToken})
 }
 
 // authorized checks the bearer token as the backend would: one it issued
-// that has not expired.
+// that has not expired, for the account the request names.
 func (s *fakeOpenAI) authorized(r *http.Request, holder string) bool {
 	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	exp, ok := s.access[tok]
-	if !ok || time.Now().After(exp) {
+	if !ok || time.Now().After(exp) || r.Header.Get("Chatgpt-Account-Id") != account {
 		s.stats(holder).Rejected++
 		return false
 	}

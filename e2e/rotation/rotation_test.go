@@ -88,7 +88,7 @@ func TestCodexDirectoryCopiesStayLoggedIn(t *testing.T) {
 		t.Skip("runs about 80 s")
 	}
 	d := runDuration(t)
-	f := newFleet(t, fleetSpec{kinds: []kind{onHost, inDir, inDir, inBind, inBind}, watch: true, duration: d, fresh: fresh})
+	f := newFleet(t, fleetSpec{kinds: []kind{onHost, inDir, inDir, inBind, inBind}, broker: watch, duration: d, fresh: fresh})
 	r := f.run()
 	record(t, r)
 	checkRotation(t, r, d)
@@ -105,7 +105,7 @@ func TestCodexVolumeCopiesCollideNoMoreThanDirectories(t *testing.T) {
 	}
 	needLiveVolumes(t)
 	d := runDuration(t)
-	f := newFleet(t, fleetSpec{kinds: []kind{onHost, inDir, inBind, inVolume, inVolume}, watch: true, duration: d, fresh: fresh})
+	f := newFleet(t, fleetSpec{kinds: []kind{onHost, inDir, inBind, inVolume, inVolume}, broker: watch, duration: d, fresh: fresh})
 	r := f.run()
 	record(t, r)
 	checkRotation(t, r, d)
@@ -143,7 +143,11 @@ var measured = map[string]fleetSpec{
 	// The ideal a copy can at best reach: five codex processes in the
 	// host's one ~/.codex.
 	"shared": {kinds: []kind{onHost, onHost, onHost, onHost, onHost}},
-	"dirs":   {kinds: []kind{onHost, inDir, inDir, inBind, inBind}, watch: true},
+	"dirs":   {kinds: []kind{onHost, inDir, inDir, inBind, inBind}, broker: watch},
 	// Volumes next to directories in one run.
-	"volumes": {kinds: []kind{onHost, inDir, inBind, inVolume, inVolume}, watch: true},
+	"volumes": {kinds: []kind{onHost, inDir, inBind, inVolume, inVolume}, broker: watch},
+	// The proposal for Codex (hold_test.go), and its fan-out alone.
+	"proto-fanout": {kinds: []kind{onHost, inDir, inDir, inBind, inBind}, broker: protoFanOut},
+	"proto-bump":   {kinds: []kind{onHost, inDir, inDir, inBind, inBind}, broker: protoBump},
+	"proto-hold":   {kinds: []kind{onHost, inDir, inDir, inBind, inBind}, broker: protoHold},
 }
