@@ -100,7 +100,10 @@ type holderResult struct {
 	Name, Kind string
 	holderStats
 	Runs, Failed int
-	Fate         string // "live": holds the refresh token that works; "logged-out": holds a spent one
+	// StalePct is the share of once-a-second samples in which the
+	// holder's store was behind (see fakeOpenAI.stale).
+	StalePct float64
+	Fate     string // "live": holds the refresh token that works; "logged-out": holds a spent one
 }
 
 // loggedOut counts holders whose store holds a spent refresh token.
@@ -145,9 +148,9 @@ func (r result) String() string {
 	if r.Proto != nil {
 		fmt.Fprintf(&b, "  prototype: %d holds, %d writes to hold codex off, %d holds timed out\n", r.Proto.Elections, r.Proto.Bumps, r.Proto.Timeouts)
 	}
-	fmt.Fprintf(&b, "  %-10s %-6s %9s %6s %8s %6s %5s %6s  %s\n", "holder", "kind", "refreshes", "reuses", "rejected", "turns", "runs", "failed", "fate")
+	fmt.Fprintf(&b, "  %-10s %-6s %9s %6s %8s %6s %5s %6s %6s  %s\n", "holder", "kind", "refreshes", "reuses", "rejected", "turns", "runs", "failed", "stale", "fate")
 	for _, h := range r.Holders {
-		fmt.Fprintf(&b, "  %-10s %-6s %9d %6d %8d %6d %5d %6d  %s\n", h.Name, h.Kind, h.Refreshes, h.Reuses, h.Rejected, h.Turns, h.Runs, h.Failed, h.Fate)
+		fmt.Fprintf(&b, "  %-10s %-6s %9d %6d %8d %6d %5d %6d %5.1f%%  %s\n", h.Name, h.Kind, h.Refreshes, h.Reuses, h.Rejected, h.Turns, h.Runs, h.Failed, h.StalePct, h.Fate)
 	}
 	return b.String()
 }
@@ -316,6 +319,20 @@ func (f *fleet) readStore(h *holder) ([]byte, error) {
 	return exec.Command("docker", "run", "--rm", "--network", "none", "-v", h.volume+":/d", volumetest.Image, "cat", "/d/auth.json").Output()
 }
 
+// sampleStore reads the holder's auth.json for the once-a-second sample;
+// the prototype is told the open is not a codex's.
+func (f *fleet) sampleStore(h *holder) ([]byte, error) {
+	if f.proto != nil && h.kind != inVolume {
+		f.proto.expectOpens(h.dir, 1)
+		data, err := f.readStore(h)
+		if err != nil {
+			f.proto.expectOpens(h.dir, -1)
+		}
+		return data, err
+	}
+	return f.readStore(h)
+}
+
 func (f *fleet) waitStore(h *holder) {
 	waitFor(f.t, 30*time.Second, h.name+"'s copy", func() (bool, string) {
 		data, err := f.readStore(h)
@@ -336,7 +353,7 @@ func (f *fleet) startContainer(h *holder) {
 	}
 	out, err := exec.Command("docker", "run", "-d", "--rm", "--name", h.container, "--network", "host",
 		"-v", f.codex+":/codex:ro", "-v", store+":/root/.codex", "-e", "HOME=/root",
-		volumetest.Image, "sleep", "3600").CombinedOutput()
+		volumetest.Image, "sleep", fmt.Sprint(int((f.spec.duration + 10*time.Minute).Seconds()))).CombinedOutput()
 	if err != nil {
 		t.Fatalf("docker run %s: %v\n%s", h.name, err, out)
 	}
@@ -398,6 +415,26 @@ func (f *fleet) run() result {
 	ctx, cancel := context.WithTimeout(context.Background(), f.spec.duration)
 	defer cancel()
 	var wg sync.WaitGroup
+	stale, samples := map[string]int{}, 0
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			samples++
+			for _, h := range f.holder {
+				if data, err := f.sampleStore(h); err == nil && f.srv.stale(refreshTokenOf(data)) {
+					stale[h.name]++
+				}
+			}
+		}
+	}()
 	for i, h := range f.holder {
 		wg.Add(1)
 		go func() {
@@ -410,6 +447,7 @@ func (f *fleet) run() result {
 		}()
 	}
 	<-ctx.Done()
+	<-sampled
 	f.srv.close() // every codex process ends at its next turn
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -465,7 +503,7 @@ func (f *fleet) run() result {
 				fate = "unknown-token"
 			}
 		}
-		r.Holders = append(r.Holders, holderResult{Name: h.name, Kind: string(h.kind), holderStats: st, Runs: h.runs, Failed: h.failed, Fate: fate})
+		r.Holders = append(r.Holders, holderResult{Name: h.name, Kind: string(h.kind), holderStats: st, Runs: h.runs, Failed: h.failed, StalePct: 100 * float64(stale[h.name]) / float64(max(samples, 1)), Fate: fate})
 		r.Granted += st.Refreshes
 		r.Reuses += st.Reuses
 		if h.failed > 0 {

@@ -192,6 +192,14 @@ func (p *protoBroker) loop() {
 	}
 }
 
+// expectOpens tells the prototype that the next n opens of dir/auth.json
+// are the test's, not a codex's (n < 0 takes that back).
+func (p *protoBroker) expectOpens(dir string, n int) {
+	p.fmu.Lock()
+	defer p.fmu.Unlock()
+	p.ownOpens[dir] += n
+}
+
 // readAuth reads dir/auth.json, remembering that the open is ours.
 func (p *protoBroker) readAuth(dir string) []byte {
 	p.fmu.Lock()

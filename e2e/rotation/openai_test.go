@@ -322,6 +322,15 @@ func (s *fakeOpenAI) live() string {
 	return s.head
 }
 
+// stale reports whether a store holding rt is behind: rt was spent and
+// the login that replaced it exists (no refresh is in flight), so a codex
+// that refreshed from that store now would be refused.
+func (s *fakeOpenAI) stale(rt string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.spent[rt] && s.head != ""
+}
+
 // isSpent reports whether rt was already used.
 func (s *fakeOpenAI) isSpent(rt string) bool {
 	s.mu.Lock()
