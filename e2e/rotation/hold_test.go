@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -43,10 +44,13 @@ type protoBroker struct {
 	dirs []string
 	mode protoMode
 
-	fd   int
-	wd   map[int32]string // inotify watch descriptor -> directory
-	mu   sync.Mutex       // the loop's state
-	fmu  sync.Mutex       // written, ownOpens, st and trace: holds are written concurrently
+	fd       int
+	wd       map[int32]string // inotify watch descriptor -> directory
+	quit     atomic.Bool
+	stopOnce sync.Once
+
+	mu   sync.Mutex // the loop's state
+	fmu  sync.Mutex // written, ownOpens, st and trace: holds are written concurrently
 	done chan struct{}
 
 	cur      []byte    // the newest login
@@ -140,13 +144,16 @@ func (f *fleet) startProto(mode protoMode) {
 
 // stop ends the prototype and returns what it did.
 func (p *protoBroker) stop() protoStats {
-	p.mu.Lock()
-	if p.fd >= 0 {
-		syscall.Close(p.fd) // ends loop's read
-		p.fd = -1
-	}
-	p.mu.Unlock()
-	<-p.done
+	p.stopOnce.Do(func() {
+		p.quit.Store(true)
+		// Removing the watches queues IN_IGNORED events, which wake the
+		// loop's read (closing the descriptor would not); the loop then
+		// sees quit and closes it.
+		for wd := range p.wd {
+			syscall.InotifyRmWatch(p.fd, uint32(wd))
+		}
+		<-p.done
+	})
 	p.fmu.Lock()
 	defer p.fmu.Unlock()
 	return p.st
@@ -154,13 +161,12 @@ func (p *protoBroker) stop() protoStats {
 
 func (p *protoBroker) loop() {
 	defer close(p.done)
+	defer syscall.Close(p.fd)
 	buf := make([]byte, 64<<10)
-	p.mu.Lock()
 	fd := p.fd
-	p.mu.Unlock()
 	for {
 		n, err := syscall.Read(fd, buf)
-		if err != nil || n <= 0 {
+		if err != nil || n <= 0 || p.quit.Load() {
 			return
 		}
 		for off := 0; off+syscall.SizeofInotifyEvent <= n; {
