@@ -7,5 +7,6 @@
 // holders still hold the one refresh token that works.
 //
 // The package has only tests; docs/LOCKMIRROR.md and docs/BENCHMARKS.md
-// give the facts they rely on and the figures they produced.
+// give the facts they rely on and the figures they produced. Linux only:
+// the holders run the Linux codex binary, on the host and in containers.
 package rotation

@@ -1,3 +1,5 @@
+//go:build linux
+
 package rotation
 
 import (
@@ -228,10 +230,10 @@ func (p *protoBroker) onWrite(dir string) {
 	if data == nil || bytes.Equal(data, p.lastWritten(dir)) {
 		return
 	}
-	exp := accessExp(data)
-	if !exp.After(p.curExp) {
+	if !newLogin(data, p.cur) {
 		return
 	}
+	exp := accessExp(data)
 	// A codex that refreshed in a held directory wrote the held account
 	// id back with its new tokens.
 	data = withAccount(data, account)
@@ -332,7 +334,7 @@ func (p *protoBroker) write(dir string, data []byte) bool {
 		return false
 	}
 	defer unlock()
-	if on := p.readAuth(dir); on != nil && accessExp(on).After(p.curExp) {
+	if on := p.readAuth(dir); on != nil && newLogin(on, p.cur) {
 		return false
 	}
 	tmp := filepath.Join(dir, fmt.Sprintf(".auth-proto-%d", time.Now().UnixNano()))
@@ -385,6 +387,32 @@ func codexLocks(dir string) (unlock func(), err error) {
 		}
 	}
 	return unlock, nil
+}
+
+// newLogin reports whether data holds a login issued after cur's: another
+// refresh token, and fresher (what the prototype writes itself keeps cur's
+// refresh token).
+func newLogin(data, cur []byte) bool {
+	return refreshTokenOf(data) != refreshTokenOf(cur) && fresher(data, cur)
+}
+
+// fresher orders logins as mc-broker does: by the access token's exp, then
+// by last_refresh (exp has whole seconds; codex refreshes a login it just
+// got when a request is refused with 401, without the guarded reload).
+func fresher(a, b []byte) bool {
+	ea, eb := accessExp(a), accessExp(b)
+	if !ea.Equal(eb) {
+		return ea.After(eb)
+	}
+	return lastRefresh(a).After(lastRefresh(b))
+}
+
+func lastRefresh(data []byte) time.Time {
+	var f struct {
+		LastRefresh time.Time `json:"last_refresh"`
+	}
+	_ = json.Unmarshal(data, &f)
+	return f.LastRefresh
 }
 
 // accessExp is the exp of an auth.json's access token (zero if none).
