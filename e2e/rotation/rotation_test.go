@@ -119,12 +119,14 @@ func TestCodexVolumeCopiesCollideNoMoreThanDirectories(t *testing.T) {
 }
 
 // TestCodexRotationMeasure runs the variants MC_BROKER_ROTATION_MEASURE
-// names (comma-separated: shared, dirs, volumes) and only reports them:
-// the figures in docs/BENCHMARKS.md.
+// names (comma-separated, see measured) and only reports them: the figures
+// in docs/BENCHMARKS.md. MC_BROKER_ROTATION_OUT=FILE appends each result as
+// a JSON line; MC_BROKER_ROTATION_TRACE=FILE writes the prototype's and the
+// token server's timeline of a prototype run.
 func TestCodexRotationMeasure(t *testing.T) {
 	which := os.Getenv("MC_BROKER_ROTATION_MEASURE")
 	if which == "" {
-		t.Skip("set MC_BROKER_ROTATION_MEASURE=shared,dirs,volumes to measure")
+		t.Skip("set MC_BROKER_ROTATION_MEASURE=shared,dirs,volumes,proto-fanout,proto-bump,proto-hold to measure")
 	}
 	d := runDuration(t)
 	for _, v := range strings.Split(which, ",") {
