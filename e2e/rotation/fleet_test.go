@@ -493,8 +493,7 @@ func (f *fleet) run() result {
 			os.WriteFile(os.Getenv("MC_BROKER_ROTATION_TRACE"), []byte(strings.Join(all, "\n")), 0o644)
 		}
 	}
-	names, stats := f.srv.snapshot()
-	_ = names
+	stats := f.srv.snapshot()
 	live := f.srv.live()
 	for _, h := range f.holder {
 		st := stats[h.name]

@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -340,15 +339,13 @@ func (s *fakeOpenAI) isSpent(rt string) bool {
 	return s.spent[rt]
 }
 
-// snapshot copies the per-holder counts, sorted by holder.
-func (s *fakeOpenAI) snapshot() (names []string, stats map[string]holderStats) {
+// snapshot copies the per-holder counts.
+func (s *fakeOpenAI) snapshot() map[string]holderStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	stats = map[string]holderStats{}
+	stats := map[string]holderStats{}
 	for n, st := range s.holders {
-		names = append(names, n)
 		stats[n] = *st
 	}
-	sort.Strings(names)
-	return names, stats
+	return stats
 }
