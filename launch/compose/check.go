@@ -7,7 +7,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 )
@@ -153,9 +152,15 @@ var (
 		"oauth_creds.json":  "gemini",
 	}
 	configDirs = map[string]string{".claude": "claude", ".codex": "codex", ".gemini": "gemini"}
-	// authVolume matches the names users (and mc-broker) give login volumes.
-	authVolume = regexp.MustCompile(`^mc-.+-auth$`)
 )
+
+// isAuthVolume matches the names users (and mc-broker) give login
+// volumes: mc-<something>-auth.
+func isAuthVolume(name string) bool {
+	mid, ok := strings.CutPrefix(name, "mc-")
+	mid, ok2 := strings.CutSuffix(mid, "-auth")
+	return ok && ok2 && mid != "" && !strings.Contains(mid, "\n")
+}
 
 type checker struct {
 	project  *project
@@ -254,7 +259,7 @@ func (c *checker) volume(service string, v mount) {
 	}
 	def, declared := c.project.volumes[v.source]
 	cli, isDir := configDirs[path.Base(v.target)]
-	named := authVolume.MatchString(v.source) || authVolume.MatchString(def.name)
+	named := isAuthVolume(v.source) || isAuthVolume(def.name)
 	if !isDir && !named {
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -368,5 +369,21 @@ func TestCheckRefusesWhatComposeRefuses(t *testing.T) {
 				t.Errorf("error %q does not mention %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// The name checks are the patterns they replace, written as loops so that
+// nothing compiles at package initialisation.
+func TestNameChecksMatchTheirPatterns(t *testing.T) {
+	name := regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
+	auth := regexp.MustCompile(`^mc-.+-auth$`)
+	for _, s := range []string{"", "a", "A9", "app.web_1-x", "-a", ".a", "_a", "a b", "a/b", "é", "mc-claude-auth", "mc--auth",
+		"mc-auth", "mc-a-auth-auth", "xmc-a-auth", "mc-a-authx", "mc-\n-auth", "mc-é-auth"} {
+		if got, want := isName(s), name.MatchString(s); got != want {
+			t.Errorf("isName(%q) = %v, want %v", s, got, want)
+		}
+		if got, want := isAuthVolume(s), auth.MatchString(s); got != want {
+			t.Errorf("isAuthVolume(%q) = %v, want %v", s, got, want)
+		}
 	}
 }
