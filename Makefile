@@ -18,6 +18,7 @@ test: fmt-check vet cross
 	./scripts/test-env.sh
 	./scripts/docker-env.sh
 	PATH="$(CURDIR)/.cache/clis/node_modules/.bin:$$PATH" $(GO) test -race -count=1 ./...
+	$(GO) -C third_party/reference test -race -count=1 ./...
 
 install:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(PREFIX)/bin/mc-broker ./cmd/mc-broker
