@@ -28,7 +28,7 @@ install:
 # they run a fixed number of iterations; the idle one takes 60 s per
 # iteration. The refresh simulation (BenchmarkLogouts) runs for minutes: once.
 bench:
-	$(GO) test -run '^$$' -bench 'Sync|CpLoop|ProcessStart|VolumeSync|DockerRunCat|VolumePoll|LockMirror' -benchmem -count 5 ./bench/ | tee bench.out
+	$(GO) test -run '^$$' -bench 'Sync|CpLoop|ProcessStart|StartupInit|VolumeSync|DockerRunCat|VolumePoll|LockMirror' -benchmem -count 5 ./bench/ | tee bench.out
 	$(GO) test -run '^$$' -bench 'WatchPropagation|WatchAdoption' -benchtime 300x ./bench/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench 'PollLoopPropagation' -benchtime 30x ./bench/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench 'WatchIdle' -benchtime 1x ./bench/ | tee -a bench.out
