@@ -353,6 +353,10 @@ var refusedFiles = []struct{ name, file, want string }{
 	{"extends of a missing service", "services:\n  app:\n    image: x\n    extends: nothing\n", "nothing"},
 	{"extends of a missing file", "services:\n  app:\n    image: x\n    extends: {file: gone.yaml, service: a}\n", "gone.yaml"},
 	{"include of a missing file", "include: [gone.yaml]\nservices:\n  app:\n    image: x\n", "gone.yaml"},
+	{"an include cycle", "include: [compose.yaml]\nservices:\n  app:\n    image: x\n", "cycle"},
+	{"an extends cycle", "services:\n  a:\n    image: x\n    extends: b\n  b:\n    image: x\n    extends: a\n", "extends"},
+	{"aliases that expand without end", "x-a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\nx-b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nx-c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n" +
+		"x-d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\nx-e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nx-f: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\nservices: {}\n", "aliases"},
 }
 
 // What compose refuses, the check refuses too: exit 2, not a clean pass.
