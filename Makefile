@@ -21,6 +21,7 @@ build:
 test: test-env fmt-check vet cross
 	assets=$$(./scripts/k8s-env.sh) && \
 	KUBEBUILDER_ASSETS="$$assets" PATH="$(CURDIR)/.cache/clis/node_modules/.bin:$$PATH" $(GO) test -race -count=1 ./...
+	$(GO) -C third_party/reference test -race -count=1 ./...
 
 # scripts/test-env.sh: the real claude and codex CLIs from the npm registry,
 # used offline to judge copies; scripts/docker-env.sh: a Docker engine and
@@ -40,7 +41,7 @@ install:
 # iteration. The refresh simulation (BenchmarkLogouts) runs for minutes: once.
 # The Kubernetes ones need the API server scripts/k8s-env.sh builds.
 bench:
-	$(GO) test -run '^$$' -bench 'Sync|CpLoop|ProcessStart|VolumeSync|DockerRunCat|VolumePoll|LockMirror' -benchmem -count 5 ./bench/ | tee bench.out
+	$(GO) test -run '^$$' -bench 'Sync|CpLoop|ProcessStart|StartupInit|VolumeSync|DockerRunCat|VolumePoll|LockMirror' -benchmem -count 5 ./bench/ | tee bench.out
 	$(GO) test -run '^$$' -bench 'WatchPropagation|FloorPropagation|WatchAdoption' -benchtime 300x ./bench/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench 'PollLoopPropagation' -benchtime 30x ./bench/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench 'WatchIdle' -benchtime 1x ./bench/ | tee -a bench.out

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -169,7 +168,7 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 		k, v := n.Content[i], n.Content[i+1]
 		name := k.Value
 		where := "sources." + name
-		if !validName.MatchString(name) {
+		if !validName(name) {
 			return p.errorf(k, "%s: a source name uses lower-case letters, digits, '.', '_' and '-' (it names a directory in the --dir layout)", where)
 		}
 		if _, dup := cfg.Source(name); dup {
@@ -312,7 +311,7 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 			case "dir":
 				sink.Dir, err = p.path(v, s, where+".dir")
 			case "volume":
-				if !validVolume.MatchString(s) {
+				if !validVolume(s) {
 					err = p.errorf(v, "%s.volume %q is not a Docker volume name: letters, digits, '_', '.' and '-', starting with a letter or digit, at least two characters", where, s)
 				}
 				sink.Volume = s
@@ -453,7 +452,3 @@ func (p *parser) path(n *yaml.Node, s, where string) (string, error) {
 	}
 	return out, nil
 }
-
-// validVolume matches the volume names Docker accepts (sinks/volume checks
-// the same before it uses one).
-var validVolume = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)

@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
 	"github.com/mc-broker/mc-broker/broker"
@@ -413,9 +412,6 @@ func composeCheckRun(opts *ComposeCheckOptions) error {
 			check.CopyDirs = append(check.CopyDirs, sk.Dir)
 		}
 	}
-	// compose-go warns through logrus (obsolete version: keys and the
-	// like); those lines are about compose, not about logins.
-	logrus.SetOutput(io.Discard)
 	findings, err := check.Check(opts.Files...)
 	if err != nil {
 		return reportError(opts.f, opts.JSON, &ExitError{Code: broker.ExitUsage, Err: err,
