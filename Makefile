@@ -20,7 +20,8 @@ build:
 # tests.
 test: test-env fmt-check vet cross
 	assets=$$(./scripts/k8s-env.sh) && \
-	KUBEBUILDER_ASSETS="$$assets" PATH="$(CURDIR)/.cache/clis/node_modules/.bin:$$PATH" $(GO) test -race -count=1 ./...
+	MC_BROKER_SIM_LATER=1 KUBEBUILDER_ASSETS="$$assets" PATH="$(CURDIR)/.cache/clis/node_modules/.bin:$$PATH" $(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -run '^TestLockMirrorSimulation$$' ./bench/
 	$(GO) -C third_party/reference test -race -count=1 ./...
 
 # scripts/test-env.sh: the real claude and codex CLIs from the npm registry,
