@@ -57,18 +57,33 @@ func DirLock(ctx context.Context, path string, wait time.Duration) (release func
 // process that is gone, and removes that directory at once.
 func DirLockRecorded(ctx context.Context, path, record string, wait time.Duration) (release func(), err error) {
 	deadline := time.Now().Add(wait)
+	if record != "" {
+		// A lock a killed process left goes first; then the record of
+		// what this one is about to make, before the mkdir, so that a
+		// process killed right after it still leaves one.
+		removeLeftover(path, record)
+	}
+	// Not taken: the pending record must not outlive this attempt, or a
+	// lock the CLI makes later could be taken for this process's.
+	forget := func() {
+		if record != "" {
+			_ = os.Remove(record)
+		}
+	}
 	for {
+		if record != "" {
+			writeRecord(record, lockRecord{PID: os.Getpid(), Pending: time.Now().UnixNano()})
+		}
 		err := os.Mkdir(path, 0o700)
 		if err == nil {
 			break
 		}
-		if errors.Is(err, fs.ErrExist) && record != "" && removeLeftover(path, record) {
-			continue
-		}
 		if errors.Is(err, fs.ErrNotExist) {
+			forget()
 			return func() {}, nil
 		}
 		if !errors.Is(err, fs.ErrExist) {
+			forget()
 			return nil, fmt.Errorf("cannot take the CLI's write lock %s: %w", path, errors.Unwrap(err))
 		}
 		// Lstat: in a copy directory a container may put anything at the
@@ -79,16 +94,20 @@ func DirLockRecorded(ctx context.Context, path, record string, wait time.Duratio
 			continue
 		}
 		if time.Now().After(deadline) {
+			forget()
 			return nil, &DirLockBusyError{Path: path, After: wait}
 		}
 		select {
 		case <-ctx.Done():
+			forget()
 			return nil, ctx.Err()
 		case <-time.After(dirLockPoll):
 		}
 	}
 	if record != "" {
-		writeRecord(path, record)
+		if dev, ino, ok := dirID(path); ok {
+			writeRecord(record, lockRecord{PID: os.Getpid(), Dev: dev, Ino: ino})
+		}
 	}
 	// Keep the mtime fresh while held, as proper-lockfile does, so that a
 	// slow security call (a prompt) does not make the lock look stale.
@@ -119,12 +138,20 @@ func DirLockRecorded(ctx context.Context, path, record string, wait time.Duratio
 	}, nil
 }
 
-// lockRecord is what DirLockRecorded keeps of a lock directory it made.
+// lockRecord is what DirLockRecorded keeps of a lock directory it made:
+// the directory's identity once made, or, just before the mkdir, when it
+// was about to make one (Pending, in ns).
 type lockRecord struct {
-	PID int    `json:"pid"`
-	Dev uint64 `json:"dev"`
-	Ino uint64 `json:"ino"`
+	PID     int    `json:"pid"`
+	Dev     uint64 `json:"dev,omitempty"`
+	Ino     uint64 `json:"ino,omitempty"`
+	Pending int64  `json:"pending,omitempty"`
 }
+
+// pendingSlack is how long after a pending record a lock directory may
+// have been made and still count as the recording process's: its mkdir
+// follows the record at once.
+const pendingSlack = time.Second
 
 func dirID(path string) (dev, ino uint64, ok bool) {
 	var st unix.Stat_t
@@ -134,12 +161,18 @@ func dirID(path string) (dev, ino uint64, ok bool) {
 	return uint64(st.Dev), uint64(st.Ino), true
 }
 
-func writeRecord(path, record string) {
-	dev, ino, ok := dirID(path)
-	if !ok {
-		return
+// dirChanged is when path, a directory, last changed (a fresh mkdir: when
+// it was made).
+func dirChanged(path string) (time.Time, bool) {
+	var st unix.Stat_t
+	if unix.Lstat(path, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return time.Time{}, false
 	}
-	data, _ := json.Marshal(lockRecord{PID: os.Getpid(), Dev: dev, Ino: ino})
+	return time.Unix(statCtime(&st)), true
+}
+
+func writeRecord(record string, r lockRecord) {
+	data, _ := json.Marshal(r)
 	// Written in place: a record cut short does not parse, and then
 	// nothing is removed on its word.
 	if os.WriteFile(record, data, 0o600) != nil {
@@ -162,8 +195,14 @@ func removeLeftover(path, record string) bool {
 	if err := unix.Kill(r.PID, 0); err == nil || errors.Is(err, unix.EPERM) {
 		return false // still there (or a process that took its number)
 	}
-	dev, ino, ok := dirID(path)
-	if !ok || dev != r.Dev || ino != r.Ino {
+	if r.Pending != 0 {
+		// Killed between the record and the record of what it made: the
+		// directory is its own only if made right after.
+		at, ok := dirChanged(path)
+		if !ok || at.Before(time.Unix(0, r.Pending)) || at.After(time.Unix(0, r.Pending).Add(pendingSlack)) {
+			return false
+		}
+	} else if dev, ino, ok := dirID(path); !ok || dev != r.Dev || ino != r.Ino {
 		return false // not the directory it made
 	}
 	_ = os.Remove(record)

@@ -297,3 +297,40 @@ func TestDirLockRecordedRemovesADeadHoldersLock(t *testing.T) {
 		t.Error("took a lock a live process holds")
 	}
 }
+
+// A process killed between its record and its mkdir's record (the record
+// says only that it was about to make the lock) still leaves a lock the
+// next one removes; a lock made long after such a record is not taken for
+// the dead process's.
+func TestDirLockRecordedPendingRecord(t *testing.T) {
+	dir := t.TempDir()
+	lock := filepath.Join(dir, ".storage-write.lock")
+	record := filepath.Join(dir, "state", "x.writelock")
+	os.MkdirAll(filepath.Dir(record), 0o700)
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skip("no true:", err)
+	}
+	dead := cmd.Process.Pid
+	os.WriteFile(record, fmt.Appendf(nil, `{"pid":%d,"pending":%d}`, dead, time.Now().UnixNano()), 0o600)
+	if err := os.Mkdir(lock, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	release, err := filelock.DirLockRecorded(context.Background(), lock, record, 300*time.Millisecond)
+	if err != nil {
+		t.Fatalf("a lock made right after a dead process's pending record: %v", err)
+	}
+	release()
+
+	// The CLI's lock, made well after the record: left alone.
+	os.WriteFile(record, fmt.Appendf(nil, `{"pid":%d,"pending":%d}`, dead, time.Now().Add(-time.Minute).UnixNano()), 0o600)
+	if err := os.Mkdir(lock, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := filelock.DirLockRecorded(context.Background(), lock, record, 300*time.Millisecond); err == nil {
+		t.Error("took the CLI's lock for a dead process's")
+	}
+	if _, err := os.Stat(record); !os.IsNotExist(err) {
+		t.Error("a failed attempt left its pending record behind")
+	}
+}
