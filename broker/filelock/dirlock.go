@@ -198,8 +198,11 @@ func removeLeftover(path, record string) bool {
 	if r.Pending != 0 {
 		// Killed between the record and the record of what it made: the
 		// directory is its own only if made right after.
+		// (File systems stamp times with a coarse clock, a little behind
+		// the one the record was written with: the slack goes both ways.)
 		at, ok := dirChanged(path)
-		if !ok || at.Before(time.Unix(0, r.Pending)) || at.After(time.Unix(0, r.Pending).Add(pendingSlack)) {
+		pending := time.Unix(0, r.Pending)
+		if !ok || at.Before(pending.Add(-pendingSlack)) || at.After(pending.Add(pendingSlack)) {
 			return false
 		}
 	} else if dev, ino, ok := dirID(path); !ok || dev != r.Dev || ino != r.Ino {
