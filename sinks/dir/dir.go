@@ -243,10 +243,9 @@ func (s *Sink) cliLocks(ctx context.Context) (release func(), err error) {
 		}
 	}
 	if s.o.WriteLock != "" {
-		// A record in mc-broker's own lock directory lets the next run
-		// remove a lock left by an mc-broker that was killed holding it.
-		record := strings.TrimSuffix(s.lockPath(), ".lock") + ".writelock"
-		r, err := filelock.DirLockRecorded(ctx, filepath.Join(s.o.Dir, s.o.WriteLock), record, s.cliLockTimeout())
+		// mc-broker's own lock is held: a marked lock directory there
+		// is a killed mc-broker's, removed at once.
+		r, err := filelock.DirLockMarked(ctx, filepath.Join(s.o.Dir, s.o.WriteLock), s.cliLockTimeout())
 		if err != nil {
 			return release, err
 		}
