@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -73,6 +74,10 @@ type Options struct {
 // Sink is a copy directory. It implements broker.Sink.
 type Sink struct {
 	o Options
+	// cleaned is when crashed runs' temporary files were last looked for
+	// (unix ns): once a minute is enough, they are only removed when a
+	// minute old.
+	cleaned atomic.Int64
 }
 
 var _ broker.Sink = (*Sink)(nil)
@@ -179,7 +184,10 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 	}
 	// Under the lock no other mc-broker writes here: a temporary file older
 	// than a minute is a crashed run's, and may hold a login.
-	atomicfile.RemoveStale(s.o.Dir, time.Minute)
+	if now := time.Now().UnixNano(); now-s.cleaned.Load() > int64(time.Minute) {
+		s.cleaned.Store(now)
+		atomicfile.RemoveStale(s.o.Dir, time.Minute)
+	}
 	// A container may write the file at any moment (a CLI without locks,
 	// or one that ignores them): the write goes ahead only if the file is
 	// still the one decided on, checked just before the rename; otherwise
