@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mc-broker/mc-broker/cmd/wire"
+
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/config"
 	"github.com/mc-broker/mc-broker/broker/watch"
@@ -30,7 +32,7 @@ func mirrorWatch(tb testing.TB, e *env) {
 	done := make(chan error, 1)
 	go func() {
 		done <- watch.Run(ctx, watch.Options{
-			Load:     func() (*broker.Broker, error) { return cfg.Build(env) },
+			Load:     func() (*broker.Broker, error) { return wire.Build(cfg, env, nil) },
 			StateDir: env.StateDir(),
 			Ready:    ready,
 		})

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mc-broker/mc-broker/cmd/wire"
+
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/config"
 	"github.com/mc-broker/mc-broker/sinks/volume"
@@ -61,12 +63,12 @@ func (v *volEnv) broker(tb testing.TB) *broker.Broker {
 	for _, vol := range v.vols {
 		c.Sinks = append(c.Sinks, config.Sink{Source: "claude", Volume: vol})
 	}
-	b, err := c.Build(config.Env{Home: v.home, Docker: v.shared, Getenv: func(k string) string {
+	b, err := wire.Build(c, config.Env{Home: v.home, Getenv: func(k string) string {
 		if k == "XDG_STATE_HOME" {
 			return v.state
 		}
 		return ""
-	}})
+	}}, v.shared)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -42,6 +42,29 @@ type Sink interface {
 	Update(ctx context.Context, decide Decide) error
 }
 
+// TidyReader is implemented by sinks that can tell, as they read a copy,
+// that its mode or owner is not what it would be written with; the pass
+// then has the sink's Update put that right without rewriting the copy.
+type TidyReader interface {
+	ReadTidy(ctx context.Context) (data []byte, untidy bool, err error)
+}
+
+// PassEnder is implemented by sinks that keep something set up between a
+// pass's read and its write (a helper container): EndPass lets it go.
+type PassEnder interface {
+	EndPass(ctx context.Context)
+}
+
+// EndPass ends the pass for every copy that keeps something between its
+// read and its write.
+func EndPass(ctx context.Context, copies []Copy) {
+	for _, c := range copies {
+		if pe, ok := c.Sink.(PassEnder); ok {
+			pe.EndPass(ctx)
+		}
+	}
+}
+
 // Copy ties a sink to the source it follows.
 type Copy struct {
 	Source  string
@@ -60,23 +83,25 @@ type CompanionWriter interface {
 	WriteIfAbsent(ctx context.Context, name string, data []byte) (written bool, err error)
 }
 
-// Broker holds what one pass works on.
+// Broker is the configured sources and copies; Sync and Status run one
+// Pass per source.
 type Broker struct {
 	Sources []Source
 	Copies  []Copy
 	// Now is the clock for expiry checks; time.Now when nil.
 	Now func() time.Time
-	// Parallel caps how many copies are written at once (default 8): each
-	// write ends in an fsync, so a sync with many copies is I/O-bound.
+	// Parallel caps how many copies are read or written at once (default
+	// 16): each write ends in an fsync, so a sync with many copies is
+	// I/O-bound.
 	Parallel int
-	// SettleDelay is how long to wait before reading again a source that
-	// looks like a write caught halfway (default 100ms, three more tries):
-	// Gemini CLI writes its file in place, so a reader can see it truncated.
-	SettleDelay time.Duration
+	// Rules are the plan's limits (patience with half-written content,
+	// take-backs per copy, --force).
+	Rules Rules
+	// StateDir keeps what the broker remembers between runs (memory/) and
+	// the host's previous logins (backups/). Without it nothing is
+	// remembered and nothing is taken back.
+	StateDir string
 }
-
-// settleTries is how many times a partial-looking source is read again.
-const settleTries = 3
 
 func (b *Broker) now() time.Time {
 	if b.Now != nil {
@@ -90,10 +115,14 @@ type Options struct {
 	// Only limits the pass to these sources; a named source that is not
 	// logged in is then a failure, not a skip.
 	Only []string
-	// MinTTL flags logins that expire sooner than this.
-	MinTTL time.Duration
+	// MinTTL flags logins that expire sooner than this; MinRefreshTTL
+	// those whose refresh token ends sooner than this.
+	MinTTL, MinRefreshTTL time.Duration
 	// DryRun decides and reports but writes nothing.
 	DryRun bool
+	// LiftRevocation gives revoked copies (mc-broker revoke) the login
+	// again: sync and login, said explicitly, do; a watcher never does.
+	LiftRevocation bool
 }
 
 func (o Options) selects(name string) bool {

@@ -17,7 +17,7 @@ import (
 // login instead of calling it broken.
 func TestSourceCaughtMidWriteIsReadAgain(t *testing.T) {
 	w := newWorld(t, "a")
-	w.b.SettleDelay = 200 * time.Millisecond
+	w.b.Rules.Patience = 2 * time.Second
 	valid := fixture(t, "claude/credentials.valid.json")
 	put(t, w.source, valid[:len(valid)/2])
 

@@ -3,10 +3,15 @@ package broker_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/mc-broker/mc-broker/broker/kinds/claude"
 
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/credential"
@@ -54,7 +59,7 @@ type world struct {
 func newWorld(t *testing.T, copies ...string) *world {
 	w := &world{t: t, root: t.TempDir()}
 	w.source = filepath.Join(w.root, "host", ".credentials.json")
-	w.b = &broker.Broker{Sources: []broker.Source{file.New("claude", credential.Claude, w.source)}, SettleDelay: time.Millisecond}
+	w.b = &broker.Broker{Sources: []broker.Source{file.New("claude", claude.Kind, w.source)}, StateDir: filepath.Join(w.root, "state")}
 	for _, name := range copies {
 		w.b.Copies = append(w.b.Copies, broker.Copy{Source: "claude", Sink: dir.New(dir.Options{
 			Dir: w.copyDir(name), FileName: ".credentials.json", LockDir: filepath.Join(w.root, "locks"),
@@ -78,42 +83,77 @@ func outcomes(r *broker.Report) map[string]broker.Outcome {
 	return m
 }
 
-func TestSyncDecidesPerCopy(t *testing.T) {
-	w := newWorld(t, "missing", "older", "broken", "newer", "same")
-	valid := fixture(t, "claude/credentials.valid.json")
-	want, err := credential.ForCopy(credential.Claude, valid, credential.CopyOptions{})
+// loginAt is a Claude login (with the fixture's mcpOAuth member) whose
+// access token expires ttl from now; n makes its tokens its own.
+func loginAt(t *testing.T, ttl time.Duration, n int) []byte {
+	t.Helper()
+	data := fixture(t, "claude/credentials.valid.json")
+	data = bytes.ReplaceAll(data, []byte("TOKEN-0001"), []byte(fmt.Sprintf("TOKEN-%04d", n)))
+	return bytes.Replace(data, []byte("4102444800000"), []byte(strconv.FormatInt(time.Now().Add(ttl).UnixMilli(), 10)), 1)
+}
+
+func forCopy(t *testing.T, data []byte) []byte {
+	t.Helper()
+	out, err := claude.Kind.ForCopy(data, credential.CopyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	newer := bytes.Replace(want, []byte("4102444800000"), []byte("4102444900000"), 1)
-	put(t, w.source, valid)
+	return out
+}
+
+func TestSyncDecidesPerCopy(t *testing.T) {
+	w := newWorld(t, "missing", "older", "broken", "newer", "same", "poisoned")
+	host := loginAt(t, 4*time.Hour, 1)
+	want := forCopy(t, host)
+	newer := forCopy(t, loginAt(t, 8*time.Hour, 2))
+	poisoned := forCopy(t, loginAt(t, 10*365*24*time.Hour, 3))
+	put(t, w.source, host)
 	put(t, w.copyFile("older"), fixture(t, "claude/credentials.expired-refreshable.json"))
 	put(t, w.copyFile("broken"), fixture(t, "claude/credentials.blanked.json"))
 	put(t, w.copyFile("newer"), newer)
 	put(t, w.copyFile("same"), want)
+	put(t, w.copyFile("poisoned"), poisoned)
 
 	r := w.b.Sync(context.Background(), broker.Options{})
 	wantOutcomes := map[string]broker.Outcome{
 		"missing": broker.Created, "older": broker.Updated, "broken": broker.Repaired,
-		"newer": broker.KeptNewer, "same": broker.Unchanged,
+		"newer": broker.TakenBack, "same": broker.Updated, "poisoned": broker.Repaired,
 	}
 	for name, o := range wantOutcomes {
 		if got := outcomes(r)[name]; got != o {
 			t.Errorf("%s copy: %s, want %s", name, got, o)
 		}
 	}
-	for _, name := range []string{"missing", "older", "broken", "same"} {
-		if got := read(t, w.copyFile(name)); !bytes.Equal(got, want) {
-			t.Errorf("%s copy holds %s, want %s", name, credential.Fingerprint(got), credential.Fingerprint(want))
+	// The newer login was taken back: the host holds it (with its own
+	// mcpOAuth member), and every copy got it.
+	hostNow := read(t, w.source)
+	if !bytes.Equal(forCopy(t, hostNow), newer) || !bytes.Contains(hostNow, []byte("mcpOAuth")) {
+		t.Errorf("host holds %s, want the newer login with its own mcpOAuth", credential.Fingerprint(hostNow))
+	}
+	for name := range wantOutcomes {
+		if got := read(t, w.copyFile(name)); !bytes.Equal(got, newer) {
+			t.Errorf("%s copy holds %s, want the newer login %s", name, credential.Fingerprint(got), credential.Fingerprint(newer))
 		}
 	}
-	if got := read(t, w.copyFile("newer")); !bytes.Equal(got, newer) {
-		t.Error("a newer copy was overwritten with an older login")
-	}
-	if code := r.ExitCode(); code != broker.ExitOK {
-		t.Errorf("exit code %d", code)
-	}
 	src := r.Sources[0]
+	if src.TakenBackFrom != w.copyFile("newer") || src.Backup == "" {
+		t.Errorf("taken back from %q, backup %q", src.TakenBackFrom, src.Backup)
+	}
+	if got, _ := os.ReadFile(src.Backup); !bytes.Equal(got, host) {
+		t.Error("the backup does not hold the host's previous login")
+	}
+	var poisonReport broker.CopyReport
+	for _, c := range src.Copies {
+		if strings.HasSuffix(c.Location, "poisoned/.credentials.json") {
+			poisonReport = c
+		}
+	}
+	if !strings.Contains(poisonReport.Refused, "further ahead than claude ever issues") {
+		t.Errorf("the poisoned copy's refusal says %q", poisonReport.Refused)
+	}
+	if code := r.ExitCode(); code != broker.ExitCopyFailed {
+		t.Errorf("exit code %d, want 1 (a copy's login was refused)", code)
+	}
 	if src.State != broker.SourceValid || src.Fingerprint == "" || src.ExpiresAt == nil {
 		t.Errorf("source report %+v", src)
 	}
@@ -122,17 +162,28 @@ func TestSyncDecidesPerCopy(t *testing.T) {
 			t.Errorf("copy %s has no fingerprint", c.Location)
 		}
 	}
+	// A second sync finds everything in step.
+	r = w.b.Sync(context.Background(), broker.Options{})
+	for name, o := range outcomes(r) {
+		if o != broker.Unchanged {
+			t.Errorf("second sync: %s copy %s, want unchanged", name, o)
+		}
+	}
+	if code := r.ExitCode(); code != broker.ExitOK {
+		t.Errorf("second sync: exit code %d", code)
+	}
 }
 
 func TestStatusAndDryRunWriteNothing(t *testing.T) {
 	w := newWorld(t, "missing", "older", "broken", "newer", "same")
-	valid := fixture(t, "claude/credentials.valid.json")
-	want, _ := credential.ForCopy(credential.Claude, valid, credential.CopyOptions{})
+	valid := loginAt(t, 4*time.Hour, 1)
+	want := forCopy(t, valid)
 	put(t, w.source, valid)
 	put(t, w.copyFile("older"), fixture(t, "claude/credentials.expired-refreshable.json"))
 	put(t, w.copyFile("broken"), fixture(t, "claude/credentials.truncated.json"))
-	put(t, w.copyFile("newer"), bytes.Replace(want, []byte("4102444800000"), []byte("4102444900000"), 1))
+	put(t, w.copyFile("newer"), forCopy(t, loginAt(t, 8*time.Hour, 2)))
 	put(t, w.copyFile("same"), bytes.Replace(want, []byte("\n"), []byte("\r\n"), 1)) // same login, other bytes
+	w.b.Rules.Patience = time.Millisecond
 	// Every path under the world, directories and lock files included.
 	snapshot := func() map[string]string {
 		m := map[string]string{}
@@ -151,14 +202,19 @@ func TestStatusAndDryRunWriteNothing(t *testing.T) {
 	before := snapshot()
 
 	st := w.b.Status(context.Background(), broker.Options{})
-	wantStatus := map[string]broker.Outcome{"missing": broker.Missing, "older": broker.Older, "broken": broker.Broken, "newer": broker.Newer, "same": broker.Differs}
+	// Status compares with the login the copies would hold: the newer
+	// copy's, which would be taken back; so "same" is older than that.
+	wantStatus := map[string]broker.Outcome{"missing": broker.Missing, "older": broker.Older, "broken": broker.Broken, "newer": broker.Newer, "same": broker.Older}
 	for name, o := range wantStatus {
 		if got := outcomes(st)[name]; got != o {
 			t.Errorf("status of %s copy: %s, want %s", name, got, o)
 		}
 	}
+	if st.Sources[0].TakenBackFrom != w.copyFile("newer") {
+		t.Errorf("status does not say the newer copy would be taken back: %q", st.Sources[0].TakenBackFrom)
+	}
 	dry := w.b.Sync(context.Background(), broker.Options{DryRun: true})
-	wantDry := map[string]broker.Outcome{"missing": broker.Created, "older": broker.Updated, "broken": broker.Repaired, "newer": broker.KeptNewer, "same": broker.Updated}
+	wantDry := map[string]broker.Outcome{"missing": broker.Created, "older": broker.Updated, "broken": broker.Repaired, "newer": broker.TakenBack, "same": broker.Updated}
 	for name, o := range wantDry {
 		if got := outcomes(dry)[name]; got != o {
 			t.Errorf("dry run of %s copy: %s, want %s", name, got, o)

@@ -31,6 +31,11 @@ type Options struct {
 	// UID and GID, when set, give the new file to that owner and group (nil
 	// leaves that side as the process creates it).
 	UID, GID *int
+	// BeforeRename, when set, is called with the new content safely on
+	// disk, just before it replaces the target; an error stops the write
+	// (the target is left as it was) and is returned as it is. A writer
+	// uses it to check that nobody replaced the target since it was read.
+	BeforeRename func() error
 }
 
 // ChownError reports that the new file could not be given to the requested
@@ -123,6 +128,11 @@ func Write(dir, name string, data []byte, o Options) (err error) {
 	closed = true
 	if err = f.Close(); err != nil {
 		return fmt.Errorf("cannot write %s: %w", target, err)
+	}
+	if o.BeforeRename != nil {
+		if err = o.BeforeRename(); err != nil {
+			return err
+		}
 	}
 	if err = os.Rename(tmp, target); err != nil {
 		return fmt.Errorf("cannot write %s: %w", target, err)

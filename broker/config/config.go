@@ -8,14 +8,11 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strings"
 	"time"
 
-	"github.com/mc-broker/mc-broker/broker/credential"
-	"github.com/mc-broker/mc-broker/sinks/volume"
-	"github.com/mc-broker/mc-broker/sources"
+	"github.com/mc-broker/mc-broker/broker/kinds"
 )
 
 // Env is the part of the process environment that decides paths, passed in
@@ -28,10 +25,6 @@ type Env struct {
 	GOOS string
 	// User is the user name, the account of Claude Code's Keychain item.
 	User string
-	// Docker is the run's Docker engine handle, shared by all volume
-	// copies (and the probe that decides the default volumes). Build makes
-	// one from Getenv and Home when it is nil.
-	Docker *volume.Shared
 }
 
 // OSEnv reads the running process's environment.
@@ -48,7 +41,8 @@ func OSEnv() (Env, error) {
 	return Env{Home: home, Getenv: os.Getenv, GOOS: runtime.GOOS, User: name}, nil
 }
 
-func (e Env) goos() string {
+// OS is the operating system the config is read for.
+func (e Env) OS() string {
 	if e.GOOS == "" {
 		return runtime.GOOS
 	}
@@ -81,6 +75,19 @@ type Config struct {
 	File    string
 	Sources []Source
 	Sinks   []Sink
+	Trust   Trust
+	// OnProblem is a command watch runs (sh -c) when a login needs the
+	// user, with the event as JSON on stdin; Notify also shows it with the
+	// desktop's notifier.
+	OnProblem string
+	Notify    bool
+}
+
+// Trust are the limits on what is taken back from copies (docs/SECURITY.md).
+type Trust struct {
+	// TakeBacksPerHour caps how many new logins one copy may give the host
+	// in an hour; 0 for the default (broker.DefaultMaxTakeBacks).
+	TakeBacksPerHour int
 }
 
 // Source is one entry under sources:.
@@ -105,25 +112,36 @@ type Source struct {
 type Sink struct {
 	Source string
 	// Dir is a host directory copy; Volume a Docker named volume copy,
-	// with the file in Path inside it ("" for the volume root). Exactly
-	// one of Dir and Volume is set.
+	// with the file in Path inside it ("" for the volume root); SecretName
+	// a Kubernetes Secret copy. Exactly one of Dir, Volume and SecretName
+	// is set.
 	Dir    string
 	Volume string
 	Path   string
 	// Engine (an address in DOCKER_HOST's form) or Context (a docker
 	// context) names the engine a volume copy is on; neither: the
 	// environment's engine.
-	Engine, Context string
-	// Adopt uses the volume even when another user's mc-broker made it, or
-	// it was not made by mc-broker and holds other files.
-	Adopt           bool
+	Engine          string
 	FileName        string // default: the kind's own file name, or the source file's base name
 	UID, GID        *int
 	IncludeMCPOAuth bool
 	// Companions adds the non-secret files a CLI in a fresh container needs
-	// (credential.Companions), when absent. On for the built-in defaults.
+	// (the kind's Facts().Companions), when absent. On unless the config
+	// says companions: false.
 	Companions bool
-	Line       int
+	// SecretNamespace and SecretName name a Kubernetes Secret copy (the
+	// secret: key), with the login under Key, reached through Kubeconfig
+	// and Context (empty: as kubectl finds them).
+	//
+	// Context is a kubeconfig context for a secret: copy, a docker context
+	// for a volume: copy. Adopt lets mc-broker write into a Secret or
+	// volume it did not make (or another user's mc-broker made) that holds
+	// other data.
+	SecretNamespace, SecretName string
+	Key                         string
+	Kubeconfig, Context         string
+	Adopt                       bool
+	Line                        int
 }
 
 // Error is a config problem, with the file and line where it is.
@@ -131,7 +149,12 @@ type Error struct {
 	File string
 	Line int
 	Msg  string
+	// Err is the cause when one matters to the caller: fs.ErrNotExist
+	// for a config file that is not there.
+	Err error
 }
+
+func (e *Error) Unwrap() error { return e.Err }
 
 func (e *Error) Error() string {
 	switch {
@@ -151,7 +174,7 @@ var DefaultSources = []string{"claude", "codex", "gemini"}
 func Default(env Env) *Config {
 	c := &Config{}
 	for _, k := range DefaultSources {
-		c.Sources = append(c.Sources, Source{Name: k, Kind: k, Path: sources.DefaultPath(k, env.Home, env.Getenv), Store: "auto"})
+		c.Sources = append(c.Sources, Source{Name: k, Kind: k, Path: DefaultPath(k, env.Home, env.Getenv), Store: "auto"})
 		c.Sinks = append(c.Sinks, Sink{Source: k, Dir: filepath.Join(env.DataDir(), k), Companions: true})
 	}
 	return c
@@ -195,11 +218,79 @@ func (c *Config) Source(name string) (Source, bool) {
 	return Source{}, false
 }
 
-var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+// validName: a source's name is lower-case letters, digits, '.', '_'
+// and '-', starting with a letter or digit. (Loops, not regular
+// expressions: nothing to compile when mc-broker starts.)
+func validName(s string) bool {
+	if s == "" || !lowerOrDigit(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !lowerOrDigit(c) && c != '.' && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// validVolume: the volume names Docker accepts (sinks/volume checks the
+// same before it uses one): at least two of letters, digits, '_', '.',
+// '-', starting with a letter or digit.
+func validVolume(s string) bool {
+	if len(s) < 2 || !letterOrDigit(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !letterOrDigit(c) && c != '.' && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerOrDigit(c byte) bool  { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+func letterOrDigit(c byte) bool { return lowerOrDigit(c) || c >= 'A' && c <= 'Z' }
+
+// envReference finds $NAME or ${NAME} in a path: "" when there is none.
+func envReference(p string) string {
+	for i := 0; i < len(p); i++ {
+		if p[i] != '$' {
+			continue
+		}
+		rest, braced := p[i+1:], false
+		if strings.HasPrefix(rest, "{") {
+			rest, braced = rest[1:], true
+		}
+		n := 0
+		for n < len(rest) && (rest[n] == '_' || letterOrDigit(rest[n]) && (n > 0 || rest[n] < '0' || rest[n] > '9')) {
+			n++
+		}
+		switch {
+		case n == 0:
+		case !braced:
+			return p[i : i+1+n]
+		case n < len(rest) && rest[n] == '}':
+			return p[i : i+2+n+1]
+		}
+	}
+	return ""
+}
 
 // expandPath turns ~/x into an absolute path and refuses relative paths:
 // a config is read from services whose working directory is not yours.
+// Environment variables are not expanded but refused, for the same reason:
+// the background service (systemd, launchd) has another environment than
+// the shell the config was written in, so $VAR could name another
+// directory there, or nothing; and a path taken literally would create a
+// directory called "$HOME".
 func expandPath(p string, env Env) (string, error) {
+	if ref := envReference(p); ref != "" {
+		name := strings.Trim(ref, "${}")
+		if name == "HOME" && strings.HasPrefix(p, ref) {
+			return "", fmt.Errorf("uses %s, but environment variables are not expanded (a background service has another environment): write ~/%s", ref, strings.TrimLeft(p[len(ref):], "/"))
+		}
+		return "", fmt.Errorf("uses %s, but environment variables are not expanded (a background service has another environment): write the absolute path, or ~/...", ref)
+	}
 	switch {
 	case p == "~":
 		return env.Home, nil
@@ -211,4 +302,19 @@ func expandPath(p string, env Env) (string, error) {
 	return "", fmt.Errorf("must be an absolute path or start with ~/, not a relative path")
 }
 
-func kindList() string { return strings.Join(credential.KindNames, ", ") }
+func kindList() string { return strings.Join(kinds.Names, ", ") }
+
+// DefaultPath returns where the CLI of kind keeps its login file on this
+// host, honouring the CLI's own environment variables, as an absolute path
+// (a relative CLAUDE_CONFIG_DIR is taken from the working directory, as the
+// CLI would). It returns "" for kinds with no default (opaque files).
+func DefaultPath(kind, home string, getenv func(string) string) string {
+	p := kinds.DefaultPath(kind, home, getenv)
+	if p == "" {
+		return ""
+	}
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
+}

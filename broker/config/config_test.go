@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -64,6 +65,9 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"sink names unknown source", "sources:\n  claude: {}\nsinks:\n  - source: cluade\n    dir: /x\n", 4, `no source called "cluade" (sources: claude)`},
 		{"relative dir", "sources:\n  claude: {}\nsinks:\n  - source: claude\n    dir: auth/claude\n", 5, "sinks[0].dir must be an absolute path"},
 		{"relative source path", "sources:\n  claude: {path: creds.json}\n", 2, "sources.claude.path must be an absolute path"},
+		{"$HOME in a dir", "sources:\n  claude: {}\nsinks:\n  - source: claude\n    dir: $HOME/auth/claude\n", 5, "sinks[0].dir uses $HOME, but environment variables are not expanded (a background service has another environment): write ~/auth/claude"},
+		{"${HOME} in a path", "sources:\n  notes: {kind: file, path: '${HOME}/t'}\n", 2, "sources.notes.path uses ${HOME}, but environment variables are not expanded (a background service has another environment): write ~/t"},
+		{"a variable inside an absolute dir", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /srv/$USER/claude}\n", 4, "sinks[0].dir uses $USER, but environment variables are not expanded (a background service has another environment): write the absolute path, or ~/..."},
 		{"unknown kind", "sources:\n  x: {kind: copilot, path: /x}\n", 2, "sources.x.kind must be one of claude, codex, gemini, file"},
 		{"missing kind", "sources:\n  work: {path: /x}\n", 2, "sources.work: kind is missing"},
 		{"file without path", "sources:\n  notes: {kind: file}\n", 2, "needs a path"},
@@ -80,8 +84,8 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"relative volume path", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, path: home}\n", 4, "sinks[0].path is the directory inside the volume"},
 		{"volume path escapes", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, path: /a/../..}\n", 4, "no '..'"},
 		{"path on a dir copy", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x, path: /a}\n", 4, "path applies to volume copies only"},
-		{"engine on a dir copy", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x, engine: 'ssh://box'}\n", 4, "engine, context and adopt apply to volume copies only"},
-		{"adopt on a dir copy", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x, adopt: true}\n", 4, "engine, context and adopt apply to volume copies only"},
+		{"engine on a dir copy", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x, engine: 'ssh://box'}\n", 4, "sinks[0].engine applies to volume copies only"},
+		{"adopt on a dir copy", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x, adopt: true}\n", 4, "context and adopt apply to volume and secret: copies only"},
 		{"engine and context", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, engine: 'ssh://box', context: box}\n", 4, "give engine or context, not both"},
 		{"engine not an address", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, engine: box}\n", 4, `sinks[0].engine: "box" is not an address like unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host`},
 		{"engine npipe", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, engine: 'npipe:////./pipe/x'}\n", 4, "only unix://, tcp:// and ssh:// engines"},
@@ -149,130 +153,15 @@ func TestDefaultsFollowXDGAndCLIVariables(t *testing.T) {
 	}
 }
 
-func TestBuildRefusesLayoutsThatLoseData(t *testing.T) {
-	for name, yaml := range map[string]string{
-		"copy over its source": "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: ~/.claude}\n",
-		"two copies one file":  "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x}\n  - {source: claude, dir: /x}\n",
-	} {
-		cfg, err := Parse("cfg.yaml", []byte(yaml), testEnv(nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := cfg.Build(testEnv(nil)); err == nil {
-			t.Errorf("%s: Build accepted it", name)
-		}
-	}
-}
-
 func TestLoadMissingAndOversized(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := Load(filepath.Join(dir, "nope.yaml"), testEnv(nil)); err == nil || !strings.Contains(err.Error(), "no such config file") {
+	if _, err := Load(filepath.Join(dir, "nope.yaml"), testEnv(nil)); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "no such config file") {
 		t.Errorf("missing file: %v", err)
 	}
 	big := filepath.Join(dir, "big.yaml")
 	os.WriteFile(big, make([]byte, maxConfigSize+1), 0o600)
 	if _, err := Load(big, testEnv(nil)); err == nil || !strings.Contains(err.Error(), "not a config file") {
 		t.Errorf("oversized file: %v", err)
-	}
-}
-
-// A symlinked ~/.claude that points at the default copy directory would make
-// the default copy the host's own file: refused before anything is written.
-func TestBuildSeesThroughSymlinks(t *testing.T) {
-	home := t.TempDir()
-	env := Env{Home: home, Getenv: func(string) string { return "" }, GOOS: "linux"}
-	copyDir := filepath.Join(env.DataDir(), "claude")
-	if err := os.MkdirAll(copyDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(copyDir, filepath.Join(home, ".claude")); err != nil {
-		t.Fatal(err)
-	}
-	_, err := Default(env).Build(env)
-	if err == nil || !strings.Contains(err.Error(), "would overwrite the source claude") {
-		t.Errorf("Build = %v, want a refusal", err)
-	}
-}
-
-func TestVolumeCopies(t *testing.T) {
-	cfg, err := Parse("cfg.yaml", []byte(`
-sources:
-  claude: {}
-  codex: {}
-sinks:
-  - {source: claude, volume: mc-claude-auth, uid: 1000, gid: 1000}
-  - {source: codex, volume: shared_auth.v2, path: /home/.codex}
-  - {source: codex, dir: ~/auth/codex}
-`), testEnv(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if k := cfg.Sinks[1]; k.Volume != "shared_auth.v2" || k.Path != "/home/.codex" || k.Dir != "" {
-		t.Errorf("volume sink: %+v", k)
-	}
-	b, err := cfg.Build(testEnv(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, c := range b.Copies {
-		got = append(got, c.Sink.Location())
-	}
-	want := []string{"volume mc-claude-auth:/.credentials.json", "volume shared_auth.v2:/home/.codex/auth.json", "/home/dev/auth/codex/auth.json"}
-	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Errorf("locations %q, want %q", got, want)
-	}
-
-	twice, err := Parse("cfg.yaml", []byte("sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1}\n  - {source: claude, volume: v1, path: /}\n"), testEnv(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := twice.Build(testEnv(nil)); err == nil || !strings.Contains(err.Error(), "two copies write volume v1:/.credentials.json") {
-		t.Errorf("two copies in one volume file: %v", err)
-	}
-}
-
-// One config serves the laptop's engine and a build box: engine: and
-// context: per copy, the same volume name on each, adopt: where asked.
-func TestVolumeCopiesOnSeveralEngines(t *testing.T) {
-	cfg, err := Parse("cfg.yaml", []byte(`
-sources:
-  claude: {}
-sinks:
-  - {source: claude, volume: mc-claude-auth}
-  - {source: claude, volume: mc-claude-auth, engine: 'ssh://me@build:2222'}
-  - {source: claude, volume: mc-claude-auth, context: colima, adopt: true}
-`), testEnv(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if k := cfg.Sinks[1]; k.Engine != "ssh://me@build:2222" || k.Context != "" || k.Adopt {
-		t.Errorf("sink 1: %+v", k)
-	}
-	if k := cfg.Sinks[2]; k.Context != "colima" || !k.Adopt {
-		t.Errorf("sink 2: %+v", k)
-	}
-	b, err := cfg.Build(testEnv(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, c := range b.Copies {
-		got = append(got, c.Sink.Location())
-		if len(c.Companions) != 0 {
-			t.Errorf("%s: companions without companions: true", c.Sink.Location())
-		}
-	}
-	want := []string{"volume mc-claude-auth:/.credentials.json", "volume mc-claude-auth:/.credentials.json on ssh://me@build:2222", "volume mc-claude-auth:/.credentials.json on context colima"}
-	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Errorf("locations %q, want %q", got, want)
-	}
-	twice, err := Parse("cfg.yaml", []byte("sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, context: box}\n  - {source: claude, volume: v1, context: box}\n"), testEnv(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := twice.Build(testEnv(nil)); err == nil || !strings.Contains(err.Error(), "two copies write volume v1:/.credentials.json on context box") {
-		t.Errorf("two copies in one volume file on one engine: %v", err)
 	}
 }
 
@@ -293,15 +182,35 @@ func TestDefaultVolumes(t *testing.T) {
 	if dl := cfg.WithDirLayout("/hook"); len(dl.Sinks) != 3 || dl.Sinks[0].Volume != "" {
 		t.Errorf("--dir layout keeps volumes: %+v", dl.Sinks)
 	}
-	// The default volumes get companions, on the copy too, so that a sync
-	// reports them.
-	b, err := cfg.Build(testEnv(nil))
+}
+
+func TestVolumeCopies(t *testing.T) {
+	cfg, err := Parse("cfg.yaml", []byte(`
+sources:
+  claude: {}
+  codex: {}
+sinks:
+  - {source: claude, volume: mc-claude-auth, uid: 1000, gid: 1000}
+  - {source: codex, volume: shared_auth.v2, path: /home/.codex}
+  - {source: codex, dir: ~/auth/codex}
+`), testEnv(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range b.Copies {
-		if c.Source == "claude" && len(c.Companions) == 0 {
-			t.Errorf("%s: no companions", c.Sink.Location())
+	if k := cfg.Sinks[1]; k.Volume != "shared_auth.v2" || k.Path != "/home/.codex" || k.Dir != "" {
+		t.Errorf("volume sink: %+v", k)
+	}
+}
+
+func TestOnProblemAndNotify(t *testing.T) {
+	env := Env{Home: "/h", Getenv: func(string) string { return "" }}
+	cfg, err := Parse("c.yaml", []byte("on_problem: ~/bin/tell-me --json\nnotify: true\nsources:\n  claude: {}\n"), env)
+	if err != nil || cfg.OnProblem != "~/bin/tell-me --json" || !cfg.Notify {
+		t.Fatalf("%v %+v", err, cfg)
+	}
+	for _, bad := range []string{"on_problem: [a, b]\n", "on_problem: \"\"\n", "notify: yes please\n", "on_problem: 3\n"} {
+		if _, err := Parse("c.yaml", []byte(bad), env); err == nil {
+			t.Errorf("%q accepted", bad)
 		}
 	}
 }

@@ -9,17 +9,15 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/mc-broker/mc-broker/broker/credential"
-	"github.com/mc-broker/mc-broker/sinks/volume"
-	"github.com/mc-broker/mc-broker/sinks/volume/engine"
-	"github.com/mc-broker/mc-broker/sources"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mc-broker/mc-broker/broker/kinds"
+	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 )
 
 // maxConfigSize keeps a mistaken --config (a log, a binary) from being read
@@ -30,7 +28,9 @@ const maxConfigSize = 1 << 20
 func Load(path string, env Env) (*Config, error) {
 	st, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, &Error{File: path, Msg: "no such config file (run without --config to use the built-in defaults)"}
+		// The caller knows whether --config or MC_BROKER_CONFIG named it
+		// and says what to do (see cli.loadNamed).
+		return nil, &Error{File: path, Msg: "no such config file", Err: fs.ErrNotExist}
 	}
 	if err != nil {
 		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read: %v", errors.Unwrap(err))}
@@ -112,12 +112,25 @@ func contains(list []string, s string) bool {
 func (p *parser) top(n *yaml.Node) (*Config, error) {
 	cfg := &Config{}
 	var sinksNode *yaml.Node
-	err := p.fields(n, "config", []string{"sources", "sinks"}, func(key string, _, v *yaml.Node) error {
+	err := p.fields(n, "config", []string{"sources", "sinks", "trust", "on_problem", "notify"}, func(key string, _, v *yaml.Node) error {
 		switch key {
 		case "sources":
 			return p.sources(v, cfg)
 		case "sinks":
 			sinksNode = v
+		case "trust":
+			return p.trust(v, cfg)
+		case "on_problem":
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!str" || strings.TrimSpace(v.Value) == "" {
+				return p.errorf(v, "on_problem is a command for sh -c, which gets the event as JSON on stdin (e.g. on_problem: ~/bin/tell-me)")
+			}
+			cfg.OnProblem = v.Value
+		case "notify":
+			b, err := strconv.ParseBool(v.Value)
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" || err != nil {
+				return p.errorf(v, "notify must be true or false")
+			}
+			cfg.Notify = b
 		}
 		return nil
 	})
@@ -133,6 +146,18 @@ func (p *parser) top(n *yaml.Node) (*Config, error) {
 	return cfg, nil
 }
 
+// trust reads the limits on what is taken back from copies.
+func (p *parser) trust(n *yaml.Node, cfg *Config) error {
+	return p.fields(n, "trust", []string{"take_backs_per_hour"}, func(key string, _, v *yaml.Node) error {
+		n, err := strconv.Atoi(v.Value)
+		if v.Kind != yaml.ScalarNode || err != nil || n < 1 || n > 10000 {
+			return p.errorf(v, "trust.take_backs_per_hour must be a whole number from 1 to 10000 (how many new logins one copy may give the host in an hour; default %d)", 6)
+		}
+		cfg.Trust.TakeBacksPerHour = n
+		return nil
+	})
+}
+
 func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return nil
@@ -144,7 +169,7 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 		k, v := n.Content[i], n.Content[i+1]
 		name := k.Value
 		where := "sources." + name
-		if !validName.MatchString(name) {
+		if !validName(name) {
 			return p.errorf(k, "%s: a source name uses lower-case letters, digits, '.', '_' and '-' (it names a directory in the --dir layout)", where)
 		}
 		if _, dup := cfg.Source(name); dup {
@@ -194,12 +219,12 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 			}
 		}
 		if src.Kind == "" {
-			if _, known := credential.ByName(name); !known {
+			if _, known := kinds.ByName(name); !known {
 				return p.errorf(k, "%s: kind is missing (one of %s)", where, kindList())
 			}
 			src.Kind = name
 		}
-		if _, known := credential.ByName(src.Kind); !known {
+		if _, known := kinds.ByName(src.Kind); !known {
 			return p.errorf(v, "%s.kind must be one of %s", where, kindList())
 		}
 		if mirrorKeyGiven && src.Kind != "claude" {
@@ -218,7 +243,7 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 			return p.errorf(v, "%s: service, account and timeout name a Keychain item, but store is file; remove them or use store: keychain", where)
 		}
 		if src.Path == "" {
-			src.Path = sources.DefaultPath(src.Kind, p.env.Home, p.env.Getenv)
+			src.Path = DefaultPath(src.Kind, p.env.Home, p.env.Getenv)
 			if src.Path == "" {
 				return p.errorf(k, "%s: a source of kind file needs a path", where)
 			}
@@ -230,10 +255,23 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 
 var sourceKeys = []string{"kind", "path", "store", "service", "account", "timeout", "mirror_refresh_lock"}
 
-var sinkKeys = []string{"source", "dir", "volume", "path", "engine", "context", "adopt", "file_name", "uid", "gid", "include_mcp_oauth", "companions"}
+var sinkKeys = []string{"source", "dir", "volume", "secret", "path", "file_name", "key", "kubeconfig", "engine", "context", "adopt", "uid", "gid", "include_mcp_oauth", "companions"}
 
-// dockerContextName is what `docker context create` accepts.
-var dockerContextName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.+-]*$`)
+// secretOnlyKeys apply to secret: copies only.
+var secretOnlyKeys = []string{"key", "kubeconfig"}
+
+// dockerContextName is what `docker context create` accepts:
+// ^[a-zA-Z0-9][a-zA-Z0-9_.+-]*$, checked by hand so that no regexp is
+// compiled at start-up.
+func dockerContextName(s string) bool {
+	for i, c := range s {
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || !strings.ContainsRune("_.+-", c)) {
+			return false
+		}
+	}
+	return s != ""
+}
 
 func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
@@ -244,19 +282,46 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 	}
 	for i, v := range n.Content {
 		where := "sinks[" + strconv.Itoa(i) + "]"
-		sink := Sink{Line: v.Line}
-		err := p.fields(v, where, sinkKeys, func(key string, _, v *yaml.Node) error {
+		// Companions are on unless turned off: a Gemini CLI in a container
+		// ignores its login without settings.json beside it.
+		sink := Sink{Line: v.Line, Companions: true}
+		given := map[string]*yaml.Node{}
+		err := p.fields(v, where, sinkKeys, func(key string, k, v *yaml.Node) error {
+			given[key] = k
 			s, err := p.scalar(v, where+"."+key)
 			if err != nil {
 				return err
 			}
 			switch key {
+			case "secret":
+				ns, name, ok := strings.Cut(s, "/")
+				if !ok {
+					return p.errorf(v, "%s.secret must be NAMESPACE/NAME, e.g. agents/logins", where)
+				}
+				if err := CheckSecretNames(ns, name, ""); err != nil {
+					return p.errorf(v, "%s.secret: %v", where, err)
+				}
+				sink.SecretNamespace, sink.SecretName = ns, name
+			case "key":
+				if err := CheckSecretNames("x", "x", s); err != nil || s == "" {
+					return p.errorf(v, "%s.key %q is not a Secret key: letters, digits, '-', '_' and '.'", where, s)
+				}
+				sink.Key = s
+			case "kubeconfig":
+				sink.Kubeconfig, err = p.path(v, s, where+".kubeconfig")
+			case "context":
+				// A kubeconfig context (secret:) or a docker context
+				// (volume:); which, is checked once the copy is known.
+				if strings.TrimSpace(s) == "" {
+					return p.errorf(v, "%s.context must name a kubeconfig context (secret: copies) or a docker context (volume: copies)", where)
+				}
+				sink.Context = s
 			case "source":
 				sink.Source = s
 			case "dir":
 				sink.Dir, err = p.path(v, s, where+".dir")
 			case "volume":
-				if !volume.ValidName.MatchString(s) {
+				if !validVolume(s) {
 					err = p.errorf(v, "%s.volume %q is not a Docker volume name: letters, digits, '_', '.' and '-', starting with a letter or digit, at least two characters", where, s)
 				}
 				sink.Volume = s
@@ -270,11 +335,6 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 					err = p.errorf(v, "%s.engine: %v", where, cerr)
 				}
 				sink.Engine = s
-			case "context":
-				if !dockerContextName.MatchString(s) {
-					err = p.errorf(v, "%s.context %q is not a docker context name (see `docker context ls`)", where, s)
-				}
-				sink.Context = s
 			case "adopt":
 				sink.Adopt, err = p.boolean(v, s, where+".adopt")
 			case "file_name":
@@ -309,25 +369,75 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 		if !ok {
 			return p.errorf(v, "%s.source: no source called %q (sources: %s)", where, sink.Source, cfg.SourceNames())
 		}
+		targets := 0
+		for _, t := range []string{sink.Dir, sink.Volume, sink.SecretName} {
+			if t != "" {
+				targets++
+			}
+		}
 		switch {
-		case sink.Dir == "" && sink.Volume == "":
-			return p.errorf(v, "%s: dir or volume is missing (the host directory, or the Docker named volume, a container mounts as the CLI's config directory)", where)
-		case sink.Dir != "" && sink.Volume != "":
+		case targets == 0:
+			return p.errorf(v, "%s: dir or volume is missing (the host directory, or the Docker named volume, a container mounts as the CLI's config directory; or secret: NAMESPACE/NAME, the Kubernetes Secret pods read)", where)
+		case sink.Dir != "" && sink.Volume != "" && sink.SecretName == "":
 			return p.errorf(v, "%s: give dir or volume, not both (make two copies for both)", where)
+		case targets > 1:
+			return p.errorf(v, "%s: give one of dir, volume and secret (make one copy for each)", where)
 		case sink.Path != "" && sink.Volume == "":
 			return p.errorf(v, "%s.path applies to volume copies only (for a directory copy, put the path in dir)", where)
-		case (sink.Engine != "" || sink.Context != "" || sink.Adopt) && sink.Volume == "":
-			return p.errorf(v, "%s: engine, context and adopt apply to volume copies only", where)
+		case sink.Engine != "" && sink.Volume == "":
+			return p.errorf(given["engine"], "%s.engine applies to volume copies only", where)
+		case (sink.Context != "" || sink.Adopt) && sink.Volume == "" && sink.SecretName == "":
+			return p.errorf(v, "%s: context and adopt apply to volume and secret: copies only", where)
 		case sink.Engine != "" && sink.Context != "":
 			return p.errorf(v, "%s: give engine or context, not both (a context names an engine)", where)
+		case sink.Volume != "" && sink.Context != "" && !dockerContextName(sink.Context):
+			return p.errorf(given["context"], "%s.context %q is not a docker context name (see `docker context ls`)", where, sink.Context)
 		}
-		if contains(cliLockFiles[src.Kind], sink.FileName) {
+		if err := p.secretSink(where, given, &sink, src); err != nil {
+			return err
+		}
+		if kind, _ := kinds.ByName(src.Kind); contains(kind.Facts().LockFiles, sink.FileName) {
 			return p.errorf(v, "%s.file_name %q is a lock file of %s; choose another name", where, sink.FileName, src.Kind)
 		}
 		if sink.IncludeMCPOAuth && src.Kind != "claude" {
 			return p.errorf(v, "%s.include_mcp_oauth applies to claude sources only", where)
 		}
 		cfg.Sinks = append(cfg.Sinks, sink)
+	}
+	return nil
+}
+
+// secretSink checks the keys that only some copies take, and gives a
+// secret: copy its default key: the CLI's file name (the source file's name
+// for kind file), which is also the file the pod's agent keeps.
+func (p *parser) secretSink(where string, given map[string]*yaml.Node, sink *Sink, src Source) error {
+	if sink.SecretName == "" {
+		for _, key := range secretOnlyKeys {
+			if k := given[key]; k != nil {
+				return p.errorf(k, "%s.%s applies to secret: copies only", where, key)
+			}
+		}
+		return nil
+	}
+	for _, no := range []struct{ key, why string }{
+		{"file_name", "use key: to name the Secret's data key"},
+		{"uid", "the pod's agent writes files as its container's user (kube manifest --uid)"},
+		{"gid", "the pod's agent writes files as its container's group (kube manifest --gid)"},
+		{"companions", "the pod's agent writes them into the pod"},
+	} {
+		if k := given[no.key]; k != nil {
+			return p.errorf(k, "%s.%s does not apply to a secret: copy: %s", where, no.key, no.why)
+		}
+	}
+	if sink.Key == "" {
+		kind, _ := kinds.ByName(src.Kind)
+		sink.Key = kind.FileName()
+		if sink.Key == "" {
+			sink.Key = filepath.Base(src.Path)
+		}
+		if err := CheckSecretNames("x", "x", sink.Key); err != nil {
+			return p.errorf(given["secret"], "%s: the source's file name %q is not a Secret key: name one with key:", where, sink.Key)
+		}
 	}
 	return nil
 }

@@ -241,3 +241,53 @@ func TestMissingParent(t *testing.T) {
 		t.Fatalf("err = %v, want ErrNotExist", err)
 	}
 }
+
+// A write lock left by an mc-broker killed while it held it (marked: the
+// sticky bit) is removed at once by the next one holding mc-broker's own
+// lock; the CLI's own lock (not marked) is waited for.
+func TestDirLockOwnedRemovesAKilledMCBrokersLock(t *testing.T) {
+	dir := t.TempDir()
+	lock := filepath.Join(dir, ".storage-write.lock")
+	own := filepath.Join(dir, "state", "locks", "x.writelock")
+	release, err := filelock.DirLockOwned(context.Background(), lock, own, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(lock); err != nil || fi.Mode()&os.ModeSticky == 0 {
+		t.Fatalf("mc-broker's write lock is not marked: %v %v", fi.Mode(), err)
+	}
+	release()
+	if _, err := os.Lstat(lock); !os.IsNotExist(err) {
+		t.Fatal("the lock is still there after release")
+	}
+
+	// What a killed mc-broker leaves: a marked lock directory, and no one
+	// holding mc-broker's own lock.
+	if err := os.Mkdir(lock, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(lock, 0o700|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	release, err = filelock.DirLockOwned(context.Background(), lock, own, 5*time.Second)
+	if err != nil {
+		t.Fatalf("a killed mc-broker's lock blocked: %v", err)
+	}
+	if waited := time.Since(start); waited > time.Second {
+		t.Errorf("waited %v for a killed mc-broker's lock", waited)
+	}
+	release()
+
+	// The CLI's own lock (proper-lockfile: no sticky bit), fresh: waited
+	// for, and left as it is.
+	if err := os.Mkdir(lock, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := filelock.DirLockOwned(context.Background(), lock, own, 300*time.Millisecond); err == nil {
+		t.Error("took the CLI's fresh lock")
+	}
+	if _, err := os.Lstat(lock); err != nil {
+		t.Errorf("the CLI's lock was removed: %v", err)
+	}
+}

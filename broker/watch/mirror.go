@@ -35,6 +35,10 @@ type LockMirrorState struct {
 	// Races counts locks taken in two directories at nearly the same time.
 	Races    int        `json:"races"`
 	LastRace *time.Time `json:"last_race,omitempty"`
+	// Refused counts locks not mirrored: their directory's earlier lock
+	// held the others without a new login, or containers' locks used up
+	// the minute's budget.
+	Refused int `json:"refused,omitempty"`
 }
 
 // lockMirrors are the running config's mirrors, by group and directory.
@@ -64,7 +68,7 @@ func (w *watcher) installMirrors(b *broker.Broker) {
 				return
 			}
 			for _, p := range f.WatchedFiles() {
-				d := filepath.Dir(clean(p))
+				d := filepath.Dir(filepath.Clean(p))
 				if _, taken := w.mirrors.byDir[d]; !taken {
 					w.mirrors.byDir[d] = s.Name()
 					dirs = append(dirs, d)
@@ -74,7 +78,7 @@ func (w *watcher) installMirrors(b *broker.Broker) {
 		if opt, ok := s.(RefreshLockMirroring); !ok || opt.MirrorRefreshLock() {
 			if rd, ok := s.(RefreshLockDirectory); ok {
 				if d := rd.RefreshLockDir(); d != "" {
-					d = clean(d)
+					d = filepath.Clean(d)
 					if _, taken := w.mirrors.byDir[d]; !taken {
 						w.mirrors.byDir[d] = s.Name()
 						dirs = append(dirs, d)
@@ -86,6 +90,9 @@ func (w *watcher) installMirrors(b *broker.Broker) {
 				add(s)
 			}
 		}
+		// The host's own directory is trusted; the copies' are not (a
+		// container can take and hold a lock there at will).
+		trusted := append([]string(nil), dirs...)
 		for _, c := range b.Copies {
 			if c.Source == s.Name() {
 				add(c.Sink)
@@ -102,7 +109,7 @@ func (w *watcher) installMirrors(b *broker.Broker) {
 			w.log.Info("removed refresh locks left by a process that is gone (an mc-broker killed while mirroring?)", "source", s.Name(), "locks", n)
 		}
 		w.mirrors.byGroup[s.Name()] = lockmirror.New(lockmirror.Options{
-			Dirs: dirs, Bound: w.o.LockMirrorBound, Self: self, Now: w.o.Now,
+			Dirs: dirs, Trusted: trusted, Bound: w.o.LockMirrorBound, Self: self, Now: w.o.Now,
 			Log: w.log.With("source", s.Name()),
 		})
 	}
@@ -137,19 +144,28 @@ func (w *watcher) mirrorEvent(p string) bool {
 	if res.Mirrored > 0 {
 		w.log.Debug("refresh lock mirrored", "source", name, "from", dir, "locks", res.Mirrored)
 	}
+	if res.Refused != "" {
+		st.Refused++
+		w.log.Warn("a refresh lock is not mirrored", "source", name, "dir", dir, "reason", res.Refused)
+	}
 	if res.Races > 0 {
 		st.Races += res.Races
 		now := w.o.Now()
 		st.LastRace = &now
 	}
 	if res.Released {
-		if _, ok := w.groups[name]; ok {
-			w.reconcile(name)
+		round := res.Round
+		release := func(loginChanged time.Time) {
+			n := m.Release(round, loginChanged)
+			w.log.Debug("refresh lock released; login fanned out, mirrors removed", "source", name, "from", dir, "locks", n)
 		}
-		n := m.Release()
-		w.log.Debug("refresh lock released; login fanned out, mirrors removed", "source", name, "from", dir, "locks", n)
-		// No saveState here: its fsync would hold up the next lock; the
-		// pass that the new login's own events schedule saves the state.
+		if sw, ok := w.workers[name]; ok {
+			// The new login reaches every directory first: a Claude Code
+			// waiting on a mirror finds it when it retries.
+			sw.request(passRequest{done: release})
+		} else {
+			release(time.Time{})
+		}
 	}
 	return true
 }

@@ -12,6 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mc-broker/mc-broker/cmd/wire"
+
+	"github.com/mc-broker/mc-broker/broker/kinds/claude"
+
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/config"
 	"github.com/mc-broker/mc-broker/broker/credential"
@@ -24,6 +28,10 @@ import (
 func mirrorLogin(n int, expiresAt int64) []byte {
 	return fmt.Appendf(nil, `{"claudeAiOauth":{"accessToken":"sk-ant-oat01-SECRET-ACCESS-%04d","refreshToken":"sk-ant-ort01-SECRET-REFRESH-%04d","expiresAt":%d,"scopes":["user:inference"],"subscriptionType":"max"}}`, n, n, expiresAt)
 }
+
+// hoursAhead is an expiresAt h hours from now: a login is taken back from
+// a copy only when it expires within what Claude ever issues.
+func hoursAhead(h int) int64 { return time.Now().Add(time.Duration(h) * time.Hour).UnixMilli() }
 
 // syncBuffer is a log sink safe for the watcher's goroutine and the test.
 type syncBuffer struct {
@@ -59,7 +67,7 @@ func startMirrorWorld(t *testing.T, n int, o Options) *mirrorWorld {
 	if err := os.MkdirAll(w.host, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(w.host, ".credentials.json"), mirrorLogin(1, 4102444800000), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(w.host, ".credentials.json"), mirrorLogin(1, hoursAhead(4)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg := &config.Config{Sources: []config.Source{{Name: "claude", Kind: "claude", Path: filepath.Join(w.host, ".credentials.json"), Store: "auto"}}}
@@ -80,7 +88,7 @@ func startMirrorWorld(t *testing.T, n int, o Options) *mirrorWorld {
 		return ""
 	}}
 	ready := make(chan struct{})
-	o.Load = func() (*broker.Broker, error) { return cfg.Build(env) }
+	o.Load = func() (*broker.Broker, error) { return wire.Build(cfg, env, nil) }
 	o.StateDir = env.StateDir()
 	o.Log = slog.New(slog.NewTextHandler(w.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o.Ready = ready
@@ -155,7 +163,7 @@ func TestWatchMirrorsARefreshLockAndReleasesItAfterFanOut(t *testing.T) {
 	})
 
 	// The holder refreshes, writes the new login, releases its lock.
-	fresh := mirrorLogin(2, 4102444900000)
+	fresh := mirrorLogin(2, hoursAhead(8))
 	writeLogin(t, from, fresh)
 	if err := os.Remove(filepath.Join(from, lockmirror.LockName)); err != nil {
 		t.Fatal(err)
@@ -240,7 +248,7 @@ func TestWatchWithoutMirroring(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Something the watcher does see after the lock: a new login.
-	writeLogin(t, w.copies[0], mirrorLogin(2, 4102444900000))
+	writeLogin(t, w.copies[0], mirrorLogin(2, hoursAhead(8)))
 	waitFor(t, "fan-out", func() bool {
 		got, _ := os.ReadFile(filepath.Join(w.copies[1], ".credentials.json"))
 		return bytes.Contains(got, []byte("SECRET-ACCESS-0002"))
@@ -258,10 +266,10 @@ type keychainLikeSource struct {
 }
 
 func (s keychainLikeSource) Name() string          { return "claude" }
-func (s keychainLikeSource) Kind() credential.Kind { return credential.Claude }
+func (s keychainLikeSource) Kind() credential.Kind { return claude.Kind }
 func (s keychainLikeSource) Location() string      { return "Keychain item" }
 func (s keychainLikeSource) Read(context.Context) ([]byte, error) {
-	return mirrorLogin(1, 4102444800000), nil
+	return mirrorLogin(1, hoursAhead(4)), nil
 }
 func (s keychainLikeSource) WatchedFiles() []string  { return []string{s.keychainDB} }
 func (s keychainLikeSource) RefreshLockDir() string  { return s.configDir }

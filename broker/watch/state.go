@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -27,6 +27,9 @@ const (
 // State is what a running watcher records for `mc-broker status`. It never
 // holds a secret: fingerprints and expiry times only.
 type State struct {
+	mu    sync.Mutex
+	dirty bool
+
 	PID       int           `json:"pid"`
 	StartedAt time.Time     `json:"started_at"`
 	UpdatedAt time.Time     `json:"updated_at"`
@@ -45,8 +48,14 @@ type SourceState struct {
 	State       broker.SourceState `json:"state"`
 	Fingerprint string             `json:"fingerprint,omitempty"`
 	ExpiresAt   *time.Time         `json:"expires_at,omitempty"`
-	Problem     string             `json:"problem,omitempty"`
-	Copies      []CopyState        `json:"copies"`
+	// RefreshExpiresAt is when the refresh token itself ends.
+	RefreshExpiresAt *time.Time `json:"refresh_expires_at,omitempty"`
+	Problem          string     `json:"problem,omitempty"`
+	// WriteBack says why a login taken back from a copy could not be
+	// written into the host's store (the copies have it), since when.
+	WriteBack      string      `json:"write_back_problem,omitempty"`
+	WriteBackSince *time.Time  `json:"write_back_failing_since,omitempty"`
+	Copies         []CopyState `json:"copies"`
 }
 
 // CopyState is one copy's last result.
@@ -56,6 +65,8 @@ type CopyState struct {
 	At          time.Time      `json:"at"`
 	Fingerprint string         `json:"fingerprint,omitempty"`
 	Problem     string         `json:"problem,omitempty"`
+	// Refused says why the copy's newer login is not taken back.
+	Refused string `json:"refused,omitempty"`
 	// FailingSince is set while the copy keeps failing.
 	FailingSince *time.Time `json:"failing_since,omitempty"`
 	// LastWritten is when the watcher last wrote this copy.
@@ -76,6 +87,9 @@ func newState(now time.Time, config string) *State {
 
 // reset drops sources that are no longer configured (after a reload).
 func (s *State) reset(b *broker.Broker) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dirty = true
 	keep := map[string]bool{}
 	for _, src := range b.Sources {
 		keep[src.Name()] = true
@@ -99,16 +113,21 @@ func (s *State) source(name string) *SourceState {
 	return &s.Sources[len(s.Sources)-1]
 }
 
+// update records a pass's plan for one source.
 func (s *State) update(sr broker.SourceReport, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dirty = true
 	src := s.source(sr.Name)
 	prev := map[string]CopyState{}
 	for _, c := range src.Copies {
 		prev[c.Location] = c
 	}
 	src.State, src.Fingerprint, src.ExpiresAt, src.Problem = sr.State, sr.Fingerprint, sr.ExpiresAt, sr.Problem
+	src.RefreshExpiresAt = sr.RefreshExpiresAt
 	src.Copies = src.Copies[:0]
 	for _, c := range sr.Copies {
-		cs := CopyState{Location: c.Location, Outcome: c.Outcome, At: now, Fingerprint: c.Fingerprint, Problem: c.Problem}
+		cs := CopyState{Location: c.Location, Outcome: c.Outcome, At: now, Fingerprint: c.Fingerprint, Problem: c.Problem, Refused: c.Refused}
 		p, had := prev[c.Location]
 		if had {
 			cs.LastWritten = p.LastWritten
@@ -118,22 +137,84 @@ func (s *State) update(sr broker.SourceReport, now time.Time) {
 			if had && p.FailingSince != nil {
 				cs.FailingSince = p.FailingSince
 			}
-		}
-		if c.Outcome.Writes() {
-			t := now
-			cs.LastWritten = &t
+		} else if had && p.FailingSince != nil && c.Outcome.Writes() {
+			// Written in this pass: still failing until the write says.
+			cs.FailingSince, cs.Problem = p.FailingSince, p.Problem
 		}
 		src.Copies = append(src.Copies, cs)
 	}
 }
 
+// copyResult records a write's result.
+func (s *State) copyResult(source, loc string, r broker.CopyResult, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dirty = true
+	src := s.source(source)
+	for i := range src.Copies {
+		c := &src.Copies[i]
+		if c.Location != loc {
+			continue
+		}
+		c.Outcome, c.At, c.Problem, c.Refused = r.Plan.Outcome, now, r.Plan.Problem, r.Plan.Refused
+		c.Fingerprint = r.Plan.Info.Fingerprint
+		if r.Holds != nil {
+			c.Fingerprint = r.Info.Fingerprint
+		}
+		if r.Plan.Action == broker.Fail {
+			if c.FailingSince == nil {
+				c.FailingSince = &now
+			}
+			c.Fingerprint = ""
+			return
+		}
+		c.FailingSince = nil
+		if r.Plan.Action == broker.Write {
+			t := now
+			c.LastWritten = &t
+		}
+		return
+	}
+}
+
+// writeBack records whether writing a take-back into the host's store
+// fails (problem "" when it works).
+func (s *State) writeBack(source, problem string, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dirty = true
+	src := s.source(source)
+	switch {
+	case problem == "":
+		src.WriteBack, src.WriteBackSince = "", nil
+	case src.WriteBackSince == nil:
+		src.WriteBack, src.WriteBackSince = problem, &now
+	default:
+		src.WriteBack = problem
+	}
+}
+
 func (s *State) adopted(source, from string, info credential.Info, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dirty = true
 	s.Adoptions++
 	s.LastAdoption = &Adoption{Source: source, From: from, Fingerprint: info.Fingerprint, At: now}
 }
 
-func (s *State) save(dir string) error {
+// isDirty reports whether something changed since the last save.
+func (s *State) isDirty() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dirty
+}
+
+func (s *State) save(dir string, now time.Time) error {
+	s.mu.Lock()
+	s.UpdatedAt = now
 	data, err := json.MarshalIndent(s, "", "  ")
+	s.dirty = false
+	s.mu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -208,35 +289,4 @@ func ReadState(dir string) (*State, error) {
 		return nil, fmt.Errorf("%s: not a watcher state file: %v", filepath.Join(dir, StateFile), err)
 	}
 	return &s, nil
-}
-
-// maxBackups is how many previous host logins are kept per source.
-const maxBackups = 20
-
-// backup keeps the host's current login before a write-back replaces it:
-// 0600, in the state directory, named by time and fingerprint. The oldest
-// beyond maxBackups are removed.
-func backup(stateDir, source string, data []byte, info credential.Info, now time.Time) (string, error) {
-	dir := filepath.Join(stateDir, "backups", source)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
-	}
-	fp := strings.TrimPrefix(info.Fingerprint, "sha256:")
-	if fp == "" {
-		fp = "unparsed"
-	}
-	name := now.UTC().Format("20060102T150405.000000000Z") + "-" + fp + ".json"
-	if err := atomicfile.Write(dir, name, data, atomicfile.Options{Mode: 0o600}); err != nil {
-		return "", err
-	}
-	entries, err := os.ReadDir(dir)
-	if err == nil && len(entries) > maxBackups {
-		// ReadDir sorts by name, and names start with the time.
-		for _, e := range entries[:len(entries)-maxBackups] {
-			if strings.HasSuffix(e.Name(), ".json") {
-				_ = os.Remove(filepath.Join(dir, e.Name()))
-			}
-		}
-	}
-	return filepath.Join(dir, name), nil
 }

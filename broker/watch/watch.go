@@ -1,25 +1,29 @@
 // Package watch keeps every copy and the host's store acting as one store
-// while it runs: a first full sync, then event-driven passes. A change to a
-// source is fanned out to its copies; a newer login written into a copy (a
-// container's CLI refreshed it) is adopted into the host's store and fanned
-// out to the other copies.
+// while it runs. It only schedules: every decision is broker.Plan's and
+// every read and write a broker.Pass's.
 //
-// Files are watched with inotify/kqueue through fsnotify, on the directories
-// that hold them, never polled. Stores that are not files on this host (a
-// Keychain item, a Docker volume) implement broker.ChangePoller and are
-// asked on an interval.
+// Each login (source) has a worker goroutine that runs its passes one after
+// another, and each of its stores a worker of its own for writes (and, for
+// stores that are not files here, reads), each with the store's own
+// deadline: a hung Docker engine, a slow `security` call, or a container
+// holding a lock in its copy delays only that store, never another copy or
+// another login.
 //
-// One goroutine owns all state: events, timers, pollers and reloads are
-// handled in turn, so passes over one source never overlap.
+// Files are watched with inotify/kqueue through fsnotify, on the
+// directories that hold them, never polled; a file event starts a pass at
+// once (CLIs and mc-broker replace files by rename, so what is read is
+// whole), and only content that looks half-written (Gemini CLI writes in
+// place) is looked at again a moment later. Stores that are not files on
+// this host (a Keychain item, a Docker volume) implement
+// broker.ChangePoller and are asked on an interval, on their own workers.
 package watch
 
 import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
-	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -46,22 +50,23 @@ type Options struct {
 	Load func() (*broker.Broker, error)
 	// Reload asks for Load to be called again (SIGHUP).
 	Reload <-chan struct{}
-	// Quiet is how long a source or copy must see no event before it is
-	// read: CLIs that write in place (Gemini) are seen mid-write otherwise.
+	// Quiet is how soon content that looks half-written (a CLI writing its
+	// file in place) is read again. Whole files are read at once.
 	Quiet time.Duration
 	// PollInterval is how often stores that cannot be watched as files
 	// (Docker volumes, Keychain items) are asked whether they changed.
 	PollInterval time.Duration
-	// RetryMin and RetryMax bound the backoff of a failing copy.
+	// RetryMin and RetryMax bound the backoff of a failing store.
 	RetryMin, RetryMax time.Duration
-	// StateDir holds the state file, the watcher lock and backups.
+	// StateDir holds the state file, the watcher lock, the memory and
+	// backups.
 	StateDir string
 	// ConfigFile names the config in the state file (empty: defaults).
 	ConfigFile string
 	Log        *slog.Logger
 	Now        func() time.Time
-	// Ready, when set, is closed once the first full sync is done and the
-	// watches are in place.
+	// Ready, when set, is closed once every login's first full pass is done
+	// (its writes included) and the watches are in place.
 	Ready chan<- struct{}
 	// Recheck, when set, is asked at every poll whether the config should
 	// be loaded again although no SIGHUP came (the built-in defaults gain
@@ -72,6 +77,9 @@ type Options struct {
 	// (lockmirror.DefaultBound when 0).
 	NoLockMirror    bool
 	LockMirrorBound time.Duration
+	// OnEvent, when set, is told what needs the user (events.go): called
+	// from the workers, it must not block.
+	OnEvent func(Event)
 }
 
 func (o *Options) defaults() {
@@ -134,27 +142,26 @@ func Run(ctx context.Context, o Options) error {
 	}()
 
 	w := &watcher{
-		o:        o,
-		log:      o.Log,
-		fsw:      fsw,
-		work:     work,
-		watched:  map[string]bool{},
-		deadline: map[string]time.Time{},
-		since:    map[string]time.Time{},
-		state:    newState(o.Now(), o.ConfigFile),
+		o:       o,
+		log:     o.Log,
+		fsw:     fsw,
+		work:    work,
+		watched: map[string]bool{},
+		main:    make(chan func(), 64),
+		// How many writes of files on this host run at once.
+		fileSlots: make(chan struct{}, 64),
+		state:     newState(o.Now(), o.ConfigFile),
+		saver:     newSaver(),
 	}
+	saverCtx, stopSaver := context.WithCancel(context.Background())
+	defer stopSaver()
+	go w.saver.run(saverCtx)
 	w.install(b)
-	defer w.closeAll()
 	w.log.Info("watching", "sources", len(b.Sources), "copies", len(b.Copies), "config", configName(o.ConfigFile))
-	for name := range w.groups {
-		w.reconcile(name)
-	}
-	w.saveState()
-	w.started = true
-	if o.Ready != nil {
-		close(o.Ready)
-	}
-	return w.loop(ctx)
+	err = w.loop(ctx)
+	w.stopWorkers()
+	w.saveNow()
+	return err
 }
 
 func configName(file string) string {
@@ -164,7 +171,8 @@ func configName(file string) string {
 	return file
 }
 
-// watcher is owned by the goroutine running loop.
+// watcher is owned by the goroutine running loop; the workers report to
+// it through main.
 type watcher struct {
 	o    Options
 	log  *slog.Logger
@@ -172,32 +180,141 @@ type watcher struct {
 	work context.Context
 	b    *broker.Broker
 
-	groups map[string]*group     // by source name
-	files  map[string][]*fileRef // cleaned path -> owners
-	dirs   map[string]bool       // directories that hold watched files
+	workers map[string]*sourceWorker
+	// stop ends the current config's workers; wg waits for them.
+	stop context.CancelFunc
+	wg   sync.WaitGroup
 
-	watched  map[string]bool      // paths with an fsnotify watch
-	deadline map[string]time.Time // source name -> when to reconcile
-	since    map[string]time.Time // source name -> first unhandled event
+	files   map[string][]*sourceWorker // cleaned path -> logins with a store there
+	dirs    map[string]bool            // directories that hold watched files
+	watched map[string]bool            // paths with an fsnotify watch
+
+	// main carries work the workers hand back to this goroutine.
+	main chan func()
+	// fileSlots bounds the writes of files on this host running at once.
+	fileSlots chan struct{}
 
 	state   *State
+	saver   *saver
 	mirrors lockMirrors
-	// started is set after the first full pass: from then on a directory
-	// that appears gets a pass of its own.
+	// ready is closed once every worker's first full pass is done.
+	ready   chan struct{}
 	started bool
 }
 
+// onMain runs f on the watcher's goroutine.
+func (w *watcher) onMain(f func()) { w.main <- f }
+
+// install makes b the running config: workers, watched files, mirrors.
+func (w *watcher) install(b *broker.Broker) {
+	w.b = b
+	w.workers = map[string]*sourceWorker{}
+	w.files = map[string][]*sourceWorker{}
+	w.dirs = map[string]bool{}
+	ctx, cancel := context.WithCancel(w.work)
+	w.stop = cancel
+	w.state.reset(b)
+	mems := b.Memories()
+	for _, s := range b.Sources {
+		mem := broker.NewMemory()
+		if b.StateDir != "" {
+			mem = mems.Load(s.Name())
+		}
+		sw := newSourceWorker(w, s, b.CopiesOf(s.Name()), mem)
+		w.workers[s.Name()] = sw
+		w.track(sw, s)
+		for _, c := range sw.pass.Copies {
+			w.track(sw, c.Sink)
+		}
+	}
+	w.installMirrors(b)
+	w.rewatch()
+	w.started = false
+	w.ready = make(chan struct{})
+	var firsts []chan struct{}
+	for _, sw := range w.workers {
+		firsts = append(firsts, sw.firstDone)
+		w.wg.Add(2 + len(sw.copies))
+		go func() { defer w.wg.Done(); sw.run(ctx) }()
+		go func() { defer w.wg.Done(); sw.host.run(ctx, w.work) }()
+		for _, c := range sw.copies {
+			go func() { defer w.wg.Done(); c.run(ctx, w.work) }()
+		}
+	}
+	ready := w.ready
+	go func() {
+		for _, f := range firsts {
+			select {
+			case <-f:
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case w.main <- func() { w.onReady(ready) }:
+		case <-ctx.Done():
+		}
+	}()
+}
+
+// onReady runs once every login's first full pass is done.
+func (w *watcher) onReady(ready chan struct{}) {
+	if ready != w.ready || w.started {
+		return // a reload replaced this config
+	}
+	w.started = true
+	w.saveNow()
+	close(ready)
+	if w.o.Ready != nil {
+		close(w.o.Ready)
+		w.o.Ready = nil
+	}
+}
+
+// stopWorkers ends the running config's workers (a write in flight
+// finishes first) and saves their memory.
+func (w *watcher) stopWorkers() {
+	if w.stop == nil {
+		return
+	}
+	w.stop()
+	done := make(chan struct{})
+	go func() { w.wg.Wait(); close(done) }()
+	for {
+		select {
+		case <-done:
+			w.closeAll()
+			w.saveNow()
+			return
+		case f := <-w.main:
+			// Workers may still hand work back while they stop.
+			_ = f
+		}
+	}
+}
+
+func (w *watcher) track(sw *sourceWorker, v any) {
+	if f, ok := v.(broker.WatchedFiles); ok {
+		for _, p := range f.WatchedFiles() {
+			p = filepath.Clean(p)
+			w.files[p] = append(w.files[p], sw)
+			w.dirs[filepath.Dir(p)] = true
+		}
+	}
+}
+
 func (w *watcher) loop(ctx context.Context) error {
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	mirrorTimer := time.NewTimer(time.Hour)
+	defer mirrorTimer.Stop()
 	poll := time.NewTicker(w.o.PollInterval)
 	defer poll.Stop()
+	save := time.NewTicker(200 * time.Millisecond)
+	defer save.Stop()
 	for {
-		w.armTimer(timer)
+		w.armMirrorTimer(mirrorTimer)
 		select {
 		case <-ctx.Done():
 			w.log.Info("stopping")
-			w.saveState()
 			return nil
 		case ev, ok := <-w.fsw.Events:
 			if !ok {
@@ -211,16 +328,29 @@ func (w *watcher) loop(ctx context.Context) error {
 			// An overflow means events were lost: look at everything.
 			w.log.Warn("file watcher error; checking every source and copy", "error", err)
 			w.rewatch()
-			for name := range w.groups {
-				w.schedule(name, 0)
+			for _, sw := range w.workers {
+				sw.request(passRequest{})
 			}
-		case <-timer.C:
-			w.runDue()
+		case f := <-w.main:
+			f()
+		case <-mirrorTimer.C:
+			w.expireMirrors()
 		case <-poll.C:
 			w.rewatch()
-			w.pollStores()
+			for _, sw := range w.workers {
+				select {
+				case sw.polls <- struct{}{}:
+				default:
+				}
+			}
 			if w.o.Recheck != nil && w.o.Recheck() {
 				w.reload()
+			}
+		case <-save.C:
+			// Not before the first full pass: the state file's pid says
+			// the watcher is ready.
+			if w.started && w.state.isDirty() {
+				w.saveState()
 			}
 		case <-w.o.Reload:
 			w.reload()
@@ -228,17 +358,9 @@ func (w *watcher) loop(ctx context.Context) error {
 	}
 }
 
-// armTimer sets timer to the earliest deadline.
-func (w *watcher) armTimer(t *time.Timer) {
-	var next time.Time
-	for _, d := range w.deadline {
-		if next.IsZero() || d.Before(next) {
-			next = d
-		}
-	}
-	if d := w.mirrorDeadline(); !d.IsZero() && (next.IsZero() || d.Before(next)) {
-		next = d
-	}
+// armMirrorTimer sets t to the earliest bound of the mirrors held now.
+func (w *watcher) armMirrorTimer(t *time.Timer) {
+	next := w.mirrorDeadline()
 	if !t.Stop() {
 		select {
 		case <-t.C:
@@ -252,90 +374,15 @@ func (w *watcher) armTimer(t *time.Timer) {
 	t.Reset(max(0, next.Sub(w.o.Now())))
 }
 
-func (w *watcher) runDue() {
-	w.expireMirrors()
-	now := w.o.Now()
-	for name, d := range w.deadline {
-		if !d.After(now) {
-			delete(w.deadline, name)
-			delete(w.since, name)
-			if _, ok := w.groups[name]; ok {
-				w.reconcile(name)
-			}
-		}
-	}
-	w.saveState()
-}
-
-// debounce pushes the group's pass back until its files have been quiet for
-// Quiet, but never more than 20 quiet windows after the first event, so that
-// a source rewritten without pause is still fanned out.
-func (w *watcher) debounce(name string) {
-	now := w.o.Now()
-	first, ok := w.since[name]
-	if !ok {
-		first = now
-		w.since[name] = now
-	}
-	at := now.Add(w.o.Quiet)
-	if limit := first.Add(20 * w.o.Quiet); at.After(limit) {
-		at = limit
-	}
-	w.deadline[name] = at
-}
-
-// schedule asks for a pass after d, unless one is due sooner.
-func (w *watcher) schedule(name string, d time.Duration) {
-	at := w.o.Now().Add(d)
-	if cur, ok := w.deadline[name]; !ok || at.Before(cur) {
-		w.deadline[name] = at
-	}
-}
-
-// backoff is the wait before retry number attempt (1, 2, ...), with ±25%
-// jitter so that many failing copies do not retry in lockstep.
-func (w *watcher) backoff(attempt int) time.Duration {
-	d := w.o.RetryMin
-	for i := 1; i < attempt && d < w.o.RetryMax; i++ {
-		d *= 2
-	}
-	d = min(d, w.o.RetryMax)
-	jitter := time.Duration(rand.Int64N(int64(d)/2+1)) - d/4
-	return d + jitter
-}
-
-func (w *watcher) pollStores() {
-	for name, g := range w.groups {
-		for _, p := range g.pollers {
-			changed, err := p.Changed(w.work)
-			if err != nil {
-				w.log.Debug("change check failed; the next pass reports it", "source", name, "error", err)
-				changed = true
-			}
-			if changed {
-				g.polledChanged = true
-				w.schedule(name, 0)
-			}
-		}
-	}
-}
-
 func (w *watcher) reload() {
 	b, err := w.o.Load()
 	if err != nil {
 		w.log.Error("config reload failed; the running config stays in use", "error", err)
 		return
 	}
-	w.closeAll()
-	w.started = false
+	w.stopWorkers()
 	w.install(b)
 	w.log.Info("config reloaded", "sources", len(b.Sources), "copies", len(b.Copies))
-	w.state.reset(b)
-	for name := range w.groups {
-		w.reconcile(name)
-	}
-	w.started = true
-	w.saveState()
 }
 
 func (w *watcher) closeAll() {
@@ -359,17 +406,92 @@ func closeIt(v any, log *slog.Logger) {
 	}
 }
 
+// saveState has the state file and the workers' memory written soon, on
+// the saver's goroutine: an fsync must never hold up the event loop (a
+// host change waiting behind it is a slower fan-out).
 func (w *watcher) saveState() {
-	w.state.UpdatedAt = w.o.Now()
-	if err := w.state.save(w.o.StateDir); err != nil {
-		w.log.Warn("cannot write the state file", "error", err)
+	if !w.started {
+		return
+	}
+	w.saver.put(w.snapshotSave())
+}
+
+// saveNow writes them before it returns (ready, stop).
+func (w *watcher) saveNow() {
+	if !w.started {
+		return
+	}
+	w.saver.put(nil) // a queued save is superseded
+	w.snapshotSave()()
+}
+
+// snapshotSave takes what is to be saved now (the workers' memory
+// snapshots are published by them) and returns the writing of it.
+func (w *watcher) snapshotSave() func() {
+	mems := map[string]*broker.Memory{}
+	var files broker.MemoryFiles
+	if w.b != nil && w.b.StateDir != "" {
+		files = w.b.Memories()
+		for name, sw := range w.workers {
+			if mem := sw.memorySnapshot(); mem != nil {
+				mems[name] = mem
+			}
+		}
+	}
+	dir, now, log := w.o.StateDir, w.o.Now(), w.log
+	return func() {
+		if err := w.state.save(dir, now); err != nil {
+			log.Warn("cannot write the state file", "error", err)
+		}
+		for name, mem := range mems {
+			if err := files.Save(name, mem); err != nil {
+				log.Debug("cannot save the memory", "source", name, "error", err)
+			}
+		}
 	}
 }
 
-// exists reports whether path names something (a broken symlink counts).
-func exists(path string) bool {
-	_, err := os.Lstat(path)
-	return err == nil
+// saver writes the state in the background, the newest request only.
+type saver struct {
+	mu   sync.Mutex
+	next func()
+	wake chan struct{}
 }
 
-func clean(p string) string { return filepath.Clean(p) }
+func newSaver() *saver { return &saver{wake: make(chan struct{}, 1)} }
+
+func (s *saver) put(f func()) {
+	s.mu.Lock()
+	s.next = f
+	s.mu.Unlock()
+	if f != nil {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *saver) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		}
+		s.mu.Lock()
+		f := s.next
+		s.next = nil
+		s.mu.Unlock()
+		if f != nil {
+			f()
+		}
+	}
+}
+
+func (w *watcher) backups() *broker.Backups {
+	if w.b == nil || w.b.StateDir == "" {
+		return nil
+	}
+	return w.b.Backups()
+}

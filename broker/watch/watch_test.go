@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mc-broker/mc-broker/broker/kinds/claude"
+
 	"github.com/mc-broker/mc-broker/broker"
-	"github.com/mc-broker/mc-broker/broker/credential"
 	"github.com/mc-broker/mc-broker/sinks/dir"
 	"github.com/mc-broker/mc-broker/sources/file"
 )
@@ -33,7 +34,7 @@ func newBroker(t *testing.T, n int) (b *broker.Broker, source string, copies []s
 		t.Fatal(err)
 	}
 	stateDir = filepath.Join(root, "state")
-	b = &broker.Broker{Sources: []broker.Source{file.New("claude", credential.Claude, source)}}
+	b = &broker.Broker{Sources: []broker.Source{file.New("claude", claude.Kind, source)}}
 	for i := range n {
 		s := dir.New(dir.Options{Dir: filepath.Join(root, "copies", string(rune('a'+i))), FileName: ".credentials.json", LockDir: filepath.Join(stateDir, "locks")})
 		b.Copies = append(b.Copies, broker.Copy{Source: "claude", Sink: s})
@@ -109,44 +110,5 @@ func TestRunReadyLockAndStop(t *testing.T) {
 	st, err := ReadState(stateDir)
 	if err != nil || st == nil || st.PID != os.Getpid() || len(st.Sources) != 1 || len(st.Sources[0].Copies) != 2 {
 		t.Errorf("state file after stop: %+v, %v", st, err)
-	}
-}
-
-// TestBackupsArePrivateAndBounded: every backup is 0600 in a 0700
-// directory, holds the host's previous bytes, and only the newest
-// maxBackups are kept.
-func TestBackupsArePrivateAndBounded(t *testing.T) {
-	stateDir := t.TempDir()
-	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	var last string
-	for i := range maxBackups + 5 {
-		p, err := backup(stateDir, "claude", []byte{byte(i)}, credential.Info{Fingerprint: "sha256:0123456789ab"}, start.Add(time.Duration(i)*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		last = p
-	}
-	dirPath := filepath.Join(stateDir, "backups", "claude")
-	entries, err := os.ReadDir(dirPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != maxBackups {
-		t.Errorf("%d backups kept, want %d", len(entries), maxBackups)
-	}
-	if fi, _ := os.Stat(dirPath); fi.Mode().Perm() != 0o700 {
-		t.Errorf("backup directory mode %v, want 0700", fi.Mode().Perm())
-	}
-	for _, e := range entries {
-		if fi, _ := e.Info(); fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s: mode %v, want 0600", e.Name(), fi.Mode().Perm())
-		}
-	}
-	// The oldest went; the newest holds the last bytes.
-	if got, _ := os.ReadFile(filepath.Join(dirPath, entries[0].Name())); !bytes.Equal(got, []byte{5}) {
-		t.Errorf("oldest kept backup holds %v, want [5]", got)
-	}
-	if got, _ := os.ReadFile(last); !bytes.Equal(got, []byte{maxBackups + 4}) {
-		t.Errorf("newest backup holds %v", got)
 	}
 }

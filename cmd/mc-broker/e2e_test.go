@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,6 +41,22 @@ func putFixture(t *testing.T, name, dest string) {
 		t.Fatal(err)
 	}
 	writeFile(t, dest, data)
+}
+
+// fixtureExpiringIn is a Claude or Gemini fixture whose login expires ttl
+// from now (2100 in the fixture) and whose tokens carry tag: a copy's login
+// is taken back only when it expires within what the CLI ever issues.
+func fixtureExpiringIn(t *testing.T, name string, ttl time.Duration, tag string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(fixturesDir(t), name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, []byte("4102444800000")) {
+		t.Fatalf("fixture %s has no expiry to set", name)
+	}
+	data = bytes.Replace(data, []byte("4102444800000"), []byte(strconv.FormatInt(time.Now().Add(ttl).UnixMilli(), 10)), 1)
+	return bytes.ReplaceAll(data, []byte("TOKEN-0001"), []byte("TOKEN-"+tag))
 }
 
 func writeFile(t *testing.T, dest string, data []byte) {
@@ -99,7 +116,12 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		{"run", "--", "true"}, {"run", "--log-level", "debug", "--log-format", "json", "--", "true"},
 		{"run", "--log-level", "debug", "--log-format", "text", "--min-ttl", "1000000h", "--", "true"},
 		{"run", "--config", badConfig, "--", "true"}, {"watch", "--config", badConfig},
-		{"watch", "--help"}, {"run", "--help"},
+		{"watch", "--help"}, {"run", "--help"}, {"login", "--help"}, {"revoke", "--help"},
+		{"sync", "--min-refresh-ttl", "1000000h", "--json"}, {"doctor"}, {"doctor", "--json"},
+		// Last: revoke takes the copies out (the next round's sync lifts
+		// it). login and revoke --host run the CLIs' own commands: with
+		// stand-ins in lifecycle_e2e_test.go, never the real ones here.
+		{"revoke", "--all"}, {"status", "--json"}, {"revoke", "claude", "--json"},
 	}
 	check := func(label string) {
 		for _, args := range commands {
@@ -150,11 +172,12 @@ func TestConcurrentSyncsNeverInterleave(t *testing.T) {
 		t.Fatal(err)
 	}
 	const runs = 5
+	base := time.Now().Add(4 * time.Hour).UnixMilli()
 	homes := make([]string, runs)
 	for i := range homes {
 		homes[i] = filepath.Join(root, fmt.Sprintf("home%d", i))
 		// expiresAt grows with i: home4 holds the newest login.
-		login := bytes.Replace(valid, []byte("4102444800000"), []byte(fmt.Sprintf("41024448%05d", i)), 1)
+		login := bytes.Replace(valid, []byte("4102444800000"), []byte(strconv.FormatInt(base+int64(i), 10)), 1)
 		writeFile(t, filepath.Join(homes[i], ".claude/.credentials.json"), login)
 		putFixture(t, "codex/auth.chatgpt.json", filepath.Join(homes[i], ".codex/auth.json"))
 	}
@@ -202,7 +225,7 @@ func TestConcurrentSyncsNeverInterleave(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(got, []byte(`"expiresAt": 4102444800004`)) {
+	if !bytes.Contains(got, []byte(`"expiresAt": `+strconv.FormatInt(base+4, 10))) {
 		t.Errorf("the claude copy does not hold the newest login (%d bytes)", len(got))
 	}
 	entries, _ := os.ReadDir(filepath.Join(dir, "claude"))

@@ -6,10 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mc-broker/mc-broker/broker/kinds/claude"
 
 	"github.com/mc-broker/mc-broker/broker/credential"
 )
@@ -74,8 +77,11 @@ func TestWatchKeychainBothWays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Expiry a few hours ahead, later for each generation: a login is
+	// taken back only when it expires within what Claude ever issues.
+	base := time.Now().Add(4 * time.Hour).UnixMilli()
 	generation := func(n int) []byte {
-		out := bytes.Replace(fixture, []byte(`"expiresAt": 4102444800000`), []byte(`"expiresAt": 41024448`+string(rune('0'+n))+`0000`), 1)
+		out := bytes.Replace(fixture, []byte(`"expiresAt": 4102444800000`), []byte(`"expiresAt": `+strconv.FormatInt(base+int64(n)*10000, 10)), 1)
 		return bytes.Replace(out, []byte("sk-ant-oat01-FAKE"), []byte("sk-ant-oat01-GEN"+string(rune('0'+n))+"-FAKE"), 1)
 	}
 	kc.put(t, fakeItem{Service: "Claude Code-credentials", Account: "dev", Label: "Claude Code-credentials", Secret: string(generation(1)), Mdat: "20261129080000Z"})
@@ -116,7 +122,7 @@ func TestWatchKeychainBothWays(t *testing.T) {
 	// A container refreshes in its copy: the newer login goes back into the
 	// item, keeping the host's MCP tokens, after a backup.
 	tmp := copyFile + ".tmp"
-	gen3, err := credential.ForCopy(credential.Claude, generation(3), credential.CopyOptions{})
+	gen3, err := claude.Kind.ForCopy(generation(3), credential.CopyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +139,7 @@ func TestWatchKeychainBothWays(t *testing.T) {
 	if !strings.Contains(item.Secret, `"mcpOAuth"`) {
 		t.Error("write-back dropped the host's mcpOAuth block from the Keychain item")
 	}
-	backups, _ := filepath.Glob(filepath.Join(root, "state", "mc-broker", "backups", "claude", "*.json"))
+	backups, _ := filepath.Glob(filepath.Join(root, "state", "mc-broker", "backups", "claude", "*", "*.json"))
 	if len(backups) != 1 {
 		t.Fatalf("%d backups, want 1", len(backups))
 	}

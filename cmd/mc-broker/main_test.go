@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -68,6 +69,8 @@ func TestScripts(t *testing.T) {
 			env.Setenv("PATH", binDir+string(os.PathListSeparator)+env.Getenv("PATH"))
 			env.Setenv("HOME", filepath.Join(env.WorkDir, "home"))
 			env.Setenv("FIXTURES", fixtures)
+			// The binary itself, for scripts that copy it elsewhere.
+			env.Setenv("TEST_MC_BROKER_BIN", filepath.Join(binDir, "mc-broker"))
 			env.Setenv("MC_BROKER_SECURITY_BIN", filepath.Join(binDir, "fakesecurity", "security"))
 			env.Setenv("FAKE_SECURITY_STORE", filepath.Join(env.WorkDir, "keychain.json"))
 			env.Setenv("FAKE_SECURITY_LOG", filepath.Join(env.WorkDir, "security-argv.log"))
@@ -94,14 +97,37 @@ func TestScripts(t *testing.T) {
 	})
 }
 
-// fixture NAME DEST copies a credential fixture to DEST (mode 0600),
-// creating DEST's directory.
+// fixture NAME DEST [DURATION [REFRESH-DURATION]] copies a credential
+// fixture to DEST (mode 0600), creating DEST's directory. With DURATION, a
+// Claude or Gemini login's expiry (2100 in the fixtures) is set to that
+// long from now: a copy's login is taken back only when it expires within
+// what the CLI ever issues. REFRESH-DURATION sets a Claude login's
+// refreshTokenExpiresAt likewise.
 func cmdFixture(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 2 {
-		ts.Fatalf("usage: fixture NAME DEST")
+	if neg || len(args) < 2 || len(args) > 4 {
+		ts.Fatalf("usage: fixture NAME DEST [EXPIRES-IN [REFRESH-ENDS-IN]]")
 	}
 	data, err := os.ReadFile(filepath.Join(ts.Getenv("FIXTURES"), args[0]))
 	ts.Check(err)
+	if len(args) == 4 {
+		d, err := time.ParseDuration(args[3])
+		ts.Check(err)
+		if !bytes.Contains(data, []byte("4103999999000")) {
+			ts.Fatalf("fixture %s has no refresh token end to set", args[0])
+		}
+		data = bytes.Replace(data, []byte("4103999999000"), []byte(strconv.FormatInt(time.Now().Add(d).UnixMilli(), 10)), 1)
+	}
+	if len(args) >= 3 {
+		d, err := time.ParseDuration(args[2])
+		ts.Check(err)
+		at := strconv.FormatInt(time.Now().Add(d).UnixMilli(), 10)
+		if !bytes.Contains(data, []byte("4102444800000")) {
+			ts.Fatalf("fixture %s has no expiry to set", args[0])
+		}
+		data = bytes.Replace(data, []byte("4102444800000"), []byte(at), 1)
+		// Another login: its own tokens.
+		data = bytes.ReplaceAll(data, []byte("TOKEN-0001"), []byte("TOKEN-"+args[2]))
+	}
 	dest := ts.MkAbs(args[1])
 	ts.Check(os.MkdirAll(filepath.Dir(dest), 0o700))
 	ts.Check(os.WriteFile(dest, data, 0o600))

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,6 +17,8 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
+	"github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/broker/kinds/claude"
 	"github.com/mc-broker/mc-broker/sinks/volume"
 	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 	"github.com/mc-broker/mc-broker/sinks/volume/volumetest"
@@ -54,6 +57,9 @@ func TestVolumeCopiesEndToEnd(t *testing.T) {
 	_, e := volumetest.NeedEngine(t)
 	home := t.TempDir()
 	loginAll(t, home)
+	// A Claude login that expires as real ones do, so that a container's
+	// refresh below is newer and plausible.
+	writeFile(t, filepath.Join(home, ".claude/.credentials.json"), fixtureExpiringIn(t, "claude/credentials.valid.json", time.Hour, "FIRST"))
 	vols := [3]string{volumetest.UniqueVolume(t, e), volumetest.UniqueVolume(t, e), volumetest.UniqueVolume(t, e)}
 	cfg := volumeConfig(t, home, vols)
 	env := []string{dockerHostEnv(e)}
@@ -106,22 +112,33 @@ func TestVolumeCopiesEndToEnd(t *testing.T) {
 		t.Errorf("second sync: events %v, want no write and only the 3 read containers", second)
 	}
 
-	// A container's CLI refreshed: the volume holds a newer login than the
-	// host. It is kept and reported. A blanked copy is repaired.
-	putFixture(t, "claude/credentials.expired-refreshable.json", filepath.Join(home, ".claude/.credentials.json"))
+	// A container's CLI refreshed: the volume holds a newer login of the
+	// same account than the host. It is taken back into the host and given
+	// to the other copy. A blanked copy is repaired.
+	refreshed, err := claude.Kind.ForCopy(fixtureExpiringIn(t, "claude/credentials.valid.json", 8*time.Hour, "NEW"), credential.CopyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	volumetest.Run(t, vols[0], "echo "+base64.StdEncoding.EncodeToString(refreshed)+" | base64 -d > /d/.credentials.json")
 	volumetest.Run(t, vols[2], `echo '{"access_token":"","refresh_token":"","expiry_date":0}' > /d/oauth_creds.json`)
 	out, errOut, code = run(t, home, env, "sync", "--config", cfg)
 	if code != 0 {
 		t.Fatalf("third sync exit %d\n%s%s", code, out, errOut)
 	}
-	if !regexp.MustCompile(`(?m)^  kept-newer +volume ` + vols[0] + `:/.credentials.json`).MatchString(out) {
-		t.Errorf("newer volume copy not kept:\n%s", out)
+	if !regexp.MustCompile(`(?m)^  taken-back +volume ` + vols[0] + `:/.credentials.json`).MatchString(out) {
+		t.Errorf("newer volume copy not taken back:\n%s", out)
 	}
 	if !regexp.MustCompile(`(?m)^  repaired +volume ` + vols[2] + `:/oauth_creds.json`).MatchString(out) {
 		t.Errorf("broken volume copy not repaired:\n%s", out)
 	}
-	if got := volumetest.Run(t, vols[0], "cat /d/.credentials.json"); got != string(dirCopy) {
+	if got := volumetest.Run(t, vols[0], "cat /d/.credentials.json"); got != string(refreshed) {
 		t.Errorf("the newer Claude login in the volume was overwritten")
+	}
+	if got, _ := os.ReadFile(filepath.Join(home, ".claude/.credentials.json")); !bytes.Contains(got, []byte("REFRESH-TOKEN-NEW")) {
+		t.Errorf("the host did not take the volume's newer login back")
+	}
+	if got, _ := os.ReadFile(filepath.Join(home, "auth/claude/.credentials.json")); !bytes.Equal(got, refreshed) {
+		t.Errorf("the directory copy did not get the volume's newer login")
 	}
 	gemini, _ := os.ReadFile(filepath.Join(home, ".gemini/oauth_creds.json"))
 	if got := volumetest.Run(t, vols[2], "cat /d/oauth_creds.json"); got != string(gemini) {

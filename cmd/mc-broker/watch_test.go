@@ -130,8 +130,8 @@ func TestWatchAdoptsContainerRefresh(t *testing.T) {
 		return copiesHold(w.copies, newer)
 	})
 	t.Logf("container refresh reached the host and every copy in %v", time.Since(start))
-	waitFor(t, time.Second, "the writes to be logged", func() (bool, string) {
-		return p.log.count("copy written")-written >= 3, "fewer log lines"
+	waitFor(t, time.Second, "the writes and the take-back to be logged", func() (bool, string) {
+		return p.log.count("copy written")-written >= 3 && p.log.count(adoptedMsg) == 1, "fewer log lines"
 	})
 
 	var host struct {
@@ -260,10 +260,13 @@ func TestWatchDirectoriesComeAndGo(t *testing.T) {
 	}
 
 	// A copy directory deleted (a `docker compose down -v` of a bind mount
-	// source, a cleanup script) is written again.
-	if err := os.RemoveAll(filepath.Dir(w.copies[2])); err != nil {
-		t.Fatal(err)
-	}
+	// source, a cleanup script) is written again. The watcher may be
+	// writing there at that moment (a lock, a temporary file): remove
+	// until it is gone, as a person would run rm again.
+	waitFor(t, 5*time.Second, "the copy directory to be removed", func() (bool, string) {
+		err := os.RemoveAll(filepath.Dir(w.copies[2]))
+		return err == nil, fmt.Sprint(err)
+	})
 	want := w.forCopy(w.login(3))
 	waitFor(t, 5*time.Second, "the deleted copy directory to be written again", func() (bool, string) {
 		return copiesHold(w.copies, want)
@@ -510,7 +513,10 @@ func TestWatchRepairsBlankedHost(t *testing.T) {
 	waitFor(t, 5*time.Second, "the host's blanked login to be replaced by the container's newer one", func() (bool, string) {
 		return bytes.Equal(w.forCopy(read(w.source)), want), "the host still holds something else"
 	})
-	waitFor(t, 5*time.Second, "every copy to get the rescued login", func() (bool, string) {
+	waitFor(t, 5*time.Second, "every copy to get the rescued login, and the take-back to be logged", func() (bool, string) {
+		if p.log.count(adoptedMsg) != 1 {
+			return false, "no take-back logged"
+		}
 		return copiesHold(w.copies, want)
 	})
 	if n := len(w.backups()); n != 1 {

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mc-broker/mc-broker/broker"
+	"github.com/mc-broker/mc-broker/broker/kinds"
+
 	"github.com/mc-broker/mc-broker/broker/credential"
 	"github.com/mc-broker/mc-broker/broker/watch"
 )
@@ -40,6 +43,10 @@ type world struct {
 	// fixture is the login all generations are made from; expiry is its
 	// expiry member as it appears there.
 	fixture, expiry []byte
+	// base is generation 0's expiry: a few hours from now, so that every
+	// generation is a login the broker takes back (expiring within what
+	// the CLI ever issues).
+	base int64
 	// asNobody runs every command of the world as uid/gid 65534 (when the
 	// tests run as root); the whole tree is then owned by it.
 	asNobody bool
@@ -66,11 +73,11 @@ func newWorld(t *testing.T, kind string, n int) *world {
 	if err := os.Chmod(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	k, ok := credential.ByName(kind)
+	k, ok := kinds.ByName(kind)
 	if !ok {
 		t.Fatalf("unknown kind %s", kind)
 	}
-	w := &world{t: t, kind: k, root: root, home: filepath.Join(root, "home")}
+	w := &world{t: t, kind: k, root: root, home: filepath.Join(root, "home"), base: time.Now().Add(3 * time.Hour).UnixMilli()}
 	w.state = filepath.Join(root, "state", "mc-broker")
 	w.env = []string{"XDG_STATE_HOME=" + filepath.Join(root, "state")}
 	var fixture string
@@ -145,13 +152,13 @@ func (w *world) chown() {
 func (w *world) login(gen int) []byte {
 	data := bytes.ReplaceAll(w.fixture, []byte("TOKEN-0001"), []byte(fmt.Sprintf("TOKEN-G%06d", gen)))
 	// The first expiry is the login's (Claude's mcpOAuth has a second).
-	return bytes.Replace(data, w.expiry, []byte(fmt.Sprintf("%s%d", w.expiry[:bytes.IndexByte(w.expiry, ' ')+1], 4102444800000+int64(gen)*1000)), 1)
+	return bytes.Replace(data, w.expiry, []byte(fmt.Sprintf("%s%d", w.expiry[:bytes.IndexByte(w.expiry, ' ')+1], w.base+int64(gen)*1000)), 1)
 }
 
 // forCopy is what a copy holds of a login: Claude's without mcpOAuth.
 func (w *world) forCopy(data []byte) []byte {
 	w.t.Helper()
-	out, err := credential.ForCopy(w.kind, data, credential.CopyOptions{})
+	out, err := w.kind.ForCopy(data, credential.CopyOptions{})
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -453,7 +460,7 @@ func (w *world) snapshot(p *proc) func() string {
 	}
 }
 
-const adoptedMsg = "adopted a newer login from a copy into the host's store"
+const adoptedMsg = "took a newer login back from a copy into the host's store"
 
 // stateOf reads the watcher's state file.
 func (w *world) stateOf() *watch.State {
@@ -465,12 +472,13 @@ func (w *world) stateOf() *watch.State {
 	return st
 }
 
-// backups lists the backups of the host's login kept for the source.
+// backups lists the backups of the host's login kept for the source,
+// oldest first, both shelves.
 func (w *world) backups() []string {
-	entries, _ := os.ReadDir(filepath.Join(w.state, "backups", w.kind.Name()))
+	list, _ := (&broker.Backups{Dir: filepath.Join(w.state, "backups")}).List(w.kind.Name())
 	var out []string
-	for _, e := range entries {
-		out = append(out, filepath.Join(w.state, "backups", w.kind.Name(), e.Name()))
+	for _, b := range list {
+		out = append(out, b.Path)
 	}
 	return out
 }

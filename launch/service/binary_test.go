@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -52,5 +53,45 @@ func TestResolveBinary(t *testing.T) {
 	}
 	if _, err := ResolveBinary(filepath.Join(root, "missing"), notFound); err == nil {
 		t.Error("a missing executable was accepted")
+	}
+}
+
+func TestTransientBinary(t *testing.T) {
+	root := t.TempDir()
+	// A checkout of mc-broker: make build writes bin/mc-broker.
+	checkout := filepath.Join(root, "src", "mc-broker")
+	writeFile(t, filepath.Join(checkout, "go.mod"), "// the module\nmodule github.com/mc-broker/mc-broker\n\ngo 1.26.0\n")
+	// Another Go project, and a temporary directory.
+	other := filepath.Join(root, "src", "other")
+	writeFile(t, filepath.Join(other, "go.mod"), "module example.com/other\n")
+	tmp := filepath.Join(root, "tmp")
+
+	for _, tt := range []struct {
+		path, want string
+	}{
+		{filepath.Join(checkout, "bin", "mc-broker"), "which is a build inside the source tree " + checkout + ": "},
+		{filepath.Join(checkout, "mc-broker"), "which is a build inside the source tree " + checkout + ": "},
+		{filepath.Join(tmp, "x", "mc-broker"), "which is in the temporary directory " + tmp + ": "},
+		{filepath.Join(other, "bin", "mc-broker"), ""},
+		{filepath.Join(root, "home", ".local", "bin", "mc-broker"), ""},
+		{filepath.Join(root, "tmpfoo", "mc-broker"), ""}, // only tmp itself and below
+	} {
+		got := TransientBinary(tt.path, []string{tmp})
+		if !strings.HasPrefix(got, tt.want) || (tt.want == "") != (got == "") {
+			t.Errorf("%s: %q, want %q...", tt.path, got, tt.want)
+		}
+		if got != "" && !strings.Contains(got, "make install") {
+			t.Errorf("%s: %q does not suggest make install", tt.path, got)
+		}
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

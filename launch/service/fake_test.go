@@ -123,6 +123,7 @@ type world struct {
 	home, bin string
 	env       map[string]string
 	fake      *fakeManager
+	tempDirs  []string
 }
 
 func newWorld(t *testing.T) *world {
@@ -147,7 +148,7 @@ func (w *world) service(t *testing.T, goos, config string) *Service {
 	t.Helper()
 	s, err := New(Options{
 		GOOS: goos, Home: w.home, UID: 501, Binary: w.bin, ConfigFile: config,
-		Getenv: func(k string) string { return w.env[k] }, Runner: w.fake,
+		Getenv: func(k string) string { return w.env[k] }, Runner: w.fake, TempDirs: w.tempDirs,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -78,6 +78,10 @@ type Options struct {
 	// leaves watch to find its config as it always does.
 	ConfigFile string
 	Runner     Runner // ExecRunner when nil
+	// TempDirs are where a binary does not last (see TransientBinary);
+	// Status warns about a service that runs one. The CLI passes
+	// TempDirs(); none when empty.
+	TempDirs []string
 }
 
 // Service is the background service of one user on one platform.
@@ -462,6 +466,9 @@ func (s *Service) inspectFile(st *Status, data []byte) {
 	if err != nil {
 		st.Warnings = append(st.Warnings, fmt.Sprintf("the service runs %s, which is not there any more (%v): run mc-broker launch install with the mc-broker you use now", st.Binary, errors.Unwrap(err)))
 		return
+	}
+	if why := TransientBinary(st.Binary, s.opts.TempDirs); why != "" {
+		st.Warnings = append(st.Warnings, "the service runs "+st.Binary+", "+why)
 	}
 	if self, err := os.Stat(s.opts.Binary); err == nil && !os.SameFile(installed, self) {
 		st.Warnings = append(st.Warnings, fmt.Sprintf("the service runs %s, not this mc-broker (%s): run mc-broker launch install to switch to this one", st.Binary, s.opts.Binary))

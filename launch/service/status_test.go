@@ -65,6 +65,31 @@ func TestStatusWarnsAboutAStaleBinary(t *testing.T) {
 	}
 }
 
+// A service that runs a build in the source tree, or one in a temporary
+// directory, works until the next rebuild or clean-up: status says so
+// (doctor shows status's warnings).
+func TestStatusWarnsAboutABinaryThatWillNotLast(t *testing.T) {
+	w := newWorld(t)
+	writeFile(t, filepath.Join(w.home, "go.mod"), "module github.com/mc-broker/mc-broker\n")
+	if _, err := w.service(t, "linux", "").Install(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := w.service(t, "linux", "").Status(ctx)
+	if len(st.Warnings) != 1 || !strings.HasPrefix(st.Warnings[0], "the service runs "+w.bin+", which is a build inside the source tree "+w.home+":") {
+		t.Errorf("warnings %q", st.Warnings)
+	}
+
+	w = newWorld(t)
+	w.tempDirs = []string{w.home}
+	if _, err := w.service(t, "linux", "").Install(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st = w.service(t, "linux", "").Status(ctx)
+	if len(st.Warnings) != 1 || !strings.HasPrefix(st.Warnings[0], "the service runs "+w.bin+", which is in the temporary directory "+w.home+":") {
+		t.Errorf("warnings %q", st.Warnings)
+	}
+}
+
 func TestStatusWarnsWhenTheFileIsOutdated(t *testing.T) {
 	w := newWorld(t)
 	if _, err := w.service(t, "linux", "").Install(ctx); err != nil {

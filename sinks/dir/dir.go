@@ -17,8 +17,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/atomicfile"
@@ -26,9 +29,15 @@ import (
 	"github.com/mc-broker/mc-broker/broker/filelock"
 )
 
-// DefaultLockTimeout is how long Update waits for each lock when
-// Options.LockTimeout is zero.
+// DefaultLockTimeout is how long Update waits for mc-broker's own lock
+// when Options.LockTimeout is zero.
 const DefaultLockTimeout = 10 * time.Second
+
+// CLILockTimeout is how long Update waits for each of the CLI's locks in the
+// copy directory. A CLI holds them for the milliseconds of one write; a
+// container that holds one longer only keeps its own copy from being
+// updated (the write fails and is retried), never anyone else's.
+const CLILockTimeout = 2 * time.Second
 
 // Options describe one copy directory.
 type Options struct {
@@ -43,12 +52,19 @@ type Options struct {
 	// LockFiles are the CLI's own lock files inside Dir, flocked in this
 	// order around every update (Codex: "auth.lock", "auth.json.lock").
 	LockFiles []string
+	// WriteLock is the CLI's mkdir-style write lock inside Dir, held around
+	// every update (Claude: ".storage-write.lock"), so that a CLI writing
+	// its refreshed login and mc-broker never interleave.
+	WriteLock string
 	// LockDir holds mc-broker's own per-copy lock files (the state dir's
 	// "locks"); created 0700 if missing. Required by Update.
 	LockDir string
-	// LockTimeout bounds the wait for each lock; DefaultLockTimeout when
-	// zero.
-	LockTimeout time.Duration
+	// LockTimeout bounds the wait for mc-broker's own lock;
+	// DefaultLockTimeout when zero. CLILockTimeout bounds the wait for each
+	// of the CLI's locks in the copy directory (a container can hold
+	// those); CLILockTimeout (the constant) when zero.
+	LockTimeout    time.Duration
+	CLILockTimeout time.Duration
 	// Protect lists files this copy must never replace: the host's own
 	// login files. Checked by identity (device and inode), so a symlinked
 	// config directory or a relative path cannot slip past.
@@ -58,6 +74,10 @@ type Options struct {
 // Sink is a copy directory. It implements broker.Sink.
 type Sink struct {
 	o Options
+	// cleaned is when crashed runs' temporary files were last looked for
+	// (unix ns): once a minute is enough, they are only removed when a
+	// minute old.
+	cleaned atomic.Int64
 }
 
 var _ broker.Sink = (*Sink)(nil)
@@ -105,7 +125,29 @@ func (s *Sink) Read(ctx context.Context) ([]byte, error) {
 	if err := checkDir(s.o.Dir); err != nil {
 		return nil, err
 	}
-	return s.readFile()
+	data, _, err := s.readFile()
+	return data, err
+}
+
+var _ broker.TidyReader = (*Sink)(nil)
+
+// ReadTidy is Read, and says whether the copy's mode or owner is not what
+// Update would give it.
+func (s *Sink) ReadTidy(ctx context.Context) ([]byte, bool, error) {
+	if err := s.check(); err != nil {
+		return nil, false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	if err := checkDir(s.o.Dir); err != nil {
+		return nil, false, err
+	}
+	data, st, err := s.readFile()
+	if err != nil {
+		return nil, false, err
+	}
+	return data, st.mode != 0o600 || (s.o.UID != nil && int(st.uid) != *s.o.UID) || (s.o.GID != nil && int(st.gid) != *s.o.GID), nil
 }
 
 // Update creates the directory if needed, takes mc-broker's lock for this
@@ -124,14 +166,7 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 
 	// mc-broker's own lock first, so that a failure to take it leaves the
 	// copy directory as it was (not even created).
-	timeout := s.o.LockTimeout
-	if timeout == 0 {
-		timeout = DefaultLockTimeout
-	}
-	if err := mkdir0700(s.o.LockDir); err != nil {
-		return fmt.Errorf("cannot create lock directory: %w", err)
-	}
-	unlock, err := filelock.Lock(ctx, s.lockPath(), timeout)
+	unlock, err := s.ownLock(ctx)
 	if err != nil {
 		return err
 	}
@@ -139,45 +174,199 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 	if err := s.ensureDir(); err != nil {
 		return err
 	}
-	for _, name := range s.o.LockFiles {
-		path := filepath.Join(s.o.Dir, name)
-		unlock, err := filelock.Lock(ctx, path, timeout)
-		if err != nil {
-			return err
-		}
-		defer unlock()
-		if err := s.own(path); err != nil {
-			return err
-		}
+	release, err := s.cliLocks(ctx)
+	defer release()
+	if err != nil {
+		return err
 	}
-
 	if err := s.refuseProtected(); err != nil {
 		return err
 	}
 	// Under the lock no other mc-broker writes here: a temporary file older
 	// than a minute is a crashed run's, and may hold a login.
-	atomicfile.RemoveStale(s.o.Dir, time.Minute)
-	current, err := s.readFile()
-	exists := err == nil
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
+	if now := time.Now().UnixNano(); now-s.cleaned.Load() > int64(time.Minute) {
+		s.cleaned.Store(now)
+		atomicfile.RemoveStale(s.o.Dir, time.Minute)
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	next, write := decide(current, exists)
-	if !write {
-		if exists {
-			return s.tighten()
+	// A container may write the file at any moment (a CLI without locks,
+	// or one that ignores them): the write goes ahead only if the file is
+	// still the one decided on, checked just before the rename; otherwise
+	// the decision is made again with what is there now.
+	for range maxTries {
+		current, seen, err := s.readFile()
+		exists := err == nil
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
 		}
-		return nil
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		next, write := decide(current, exists)
+		if !write {
+			if exists {
+				return s.tighten()
+			}
+			return nil
+		}
+		err = atomicfile.Write(s.o.Dir, s.o.FileName, next, atomicfile.Options{
+			Mode: 0o600, UID: s.o.UID, GID: s.o.GID,
+			BeforeRename: func() error {
+				if !s.unchanged(seen) {
+					return errChanged
+				}
+				return nil
+			},
+		})
+		if errors.Is(err, errChanged) {
+			continue
+		}
+		var ce *atomicfile.ChownError
+		if errors.As(err, &ce) {
+			return chownHint(ce)
+		}
+		return err
 	}
-	err = atomicfile.Write(s.o.Dir, s.o.FileName, next, atomicfile.Options{Mode: 0o600, UID: s.o.UID, GID: s.o.GID})
-	var ce *atomicfile.ChownError
-	if errors.As(err, &ce) {
-		return chownHint(ce)
+	return fmt.Errorf("%s kept changing while it was being written; the next pass tries again", s.Location())
+}
+
+// ownLock takes mc-broker's own lock for this copy.
+func (s *Sink) ownLock(ctx context.Context) (func(), error) {
+	timeout := s.o.LockTimeout
+	if timeout == 0 {
+		timeout = DefaultLockTimeout
 	}
-	return err
+	if err := mkdir0700(s.o.LockDir); err != nil {
+		return nil, fmt.Errorf("cannot create lock directory: %w", err)
+	}
+	return filelock.Lock(ctx, s.lockPath(), timeout)
+}
+
+// cliLocks takes the CLI's own locks in the copy directory; release
+// lets go of those taken, also when one could not be.
+func (s *Sink) cliLocks(ctx context.Context) (release func(), err error) {
+	var held []func()
+	release = func() {
+		for i := len(held) - 1; i >= 0; i-- {
+			held[i]()
+		}
+	}
+	if s.o.WriteLock != "" {
+		// mc-broker's own lock is held: a marked lock directory there
+		// is a killed mc-broker's, removed at once.
+		r, err := filelock.DirLockMarked(ctx, filepath.Join(s.o.Dir, s.o.WriteLock), s.cliLockTimeout())
+		if err != nil {
+			return release, err
+		}
+		held = append(held, r)
+	}
+	for _, name := range s.o.LockFiles {
+		path := filepath.Join(s.o.Dir, name)
+		unlock, err := filelock.Lock(ctx, path, s.cliLockTimeout())
+		if err != nil {
+			return release, err
+		}
+		held = append(held, unlock)
+		if err := s.own(path); err != nil {
+			return release, err
+		}
+	}
+	return release, nil
+}
+
+var _ broker.Eraser = (*Sink)(nil)
+
+// Erase takes the login out of the copy (mc-broker revoke): under the
+// same locks as Update, it reads the file and, when erase agrees, unlinks
+// it from the directory (a symlink put there is removed, never followed).
+// A missing directory or file is left as it is; the directory is never
+// created.
+func (s *Sink) Erase(ctx context.Context, erase func(current []byte) bool) (bool, error) {
+	if err := s.check(); err != nil {
+		return false, err
+	}
+	if s.o.LockDir == "" {
+		return false, fmt.Errorf("cannot erase %s: no lock directory configured", s.Location())
+	}
+	if err := checkDir(s.o.Dir); errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	unlock, err := s.ownLock(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	release, err := s.cliLocks(ctx)
+	defer release()
+	if err != nil {
+		return false, err
+	}
+	if err := s.refuseProtected(); err != nil {
+		return false, err
+	}
+	// Under the lock, any temporary file of mc-broker's here is a
+	// crashed run's, and may hold the login.
+	atomicfile.RemoveStale(s.o.Dir, 0)
+	data, _, err := s.readFile()
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil || !erase(data) {
+		return false, err
+	}
+	d, err := os.OpenFile(s.o.Dir, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return false, err
+	}
+	defer d.Close()
+	if err := unix.Unlinkat(int(d.Fd()), s.o.FileName, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return false, fmt.Errorf("cannot remove %s: %w", s.Location(), err)
+	}
+	return true, d.Sync()
+}
+
+func (s *Sink) cliLockTimeout() time.Duration {
+	if s.o.CLILockTimeout > 0 {
+		return s.o.CLILockTimeout
+	}
+	return CLILockTimeout
+}
+
+// maxTries bounds how often Update decides again because the copy changed
+// under it.
+const maxTries = 3
+
+var errChanged = errors.New("the copy changed since it was read")
+
+// fileStat is what tells one state of the copy file from another.
+type fileStat struct {
+	exists   bool
+	dev, ino uint64
+	size     int64
+	mtime    int64
+	ctime    int64
+	mode     fs.FileMode
+	uid, gid uint32
+}
+
+func statOf(fi fs.FileInfo) fileStat {
+	st := fileStat{exists: true, size: fi.Size(), mtime: fi.ModTime().UnixNano(), mode: fi.Mode().Perm()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.dev, st.ino = uint64(sys.Dev), uint64(sys.Ino)
+		st.ctime = ctimeOf(sys)
+		st.uid, st.gid = sys.Uid, sys.Gid
+	}
+	return st
+}
+
+// unchanged reports whether the copy file is still what seen described.
+func (s *Sink) unchanged(seen fileStat) bool {
+	fi, err := os.Lstat(s.Location())
+	if errors.Is(err, fs.ErrNotExist) {
+		return !seen.exists
+	}
+	return err == nil && seen.exists && statOf(fi) == seen
 }
 
 // refuseProtected stops a copy from replacing one of the host's own login
@@ -198,19 +387,47 @@ func (s *Sink) refuseProtected() error {
 // tighten gives a copy that is left as it is the mode and owner it would
 // have been written with: a login file readable by others is not kept so
 // just because its content is current. Only metadata changes (no new inode,
-// no new mtime), and only when it is wrong.
+// no new mtime), and only when it is wrong. It works on the open file, so a
+// container that swaps the file for a symlink between a check and the
+// change cannot make it change anything else.
 func (s *Sink) tighten() error {
 	path := s.Location()
-	fi, err := os.Lstat(path)
+	f, err := openRegular(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
 	if fi.Mode().Perm() != 0o600 {
-		if err := os.Chmod(path, 0o600); err != nil {
+		if err := f.Chmod(0o600); err != nil {
 			return fmt.Errorf("cannot make %s private (mode 0600): %w", path, err)
 		}
 	}
-	return s.own(path)
+	return s.ownFile(f, fi)
+}
+
+// openRegular opens path for reading without following a symlink or
+// blocking on a FIFO, and checks that it is a regular file.
+func openRegular(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, &SymlinkError{Path: path, File: true}
+	}
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		err = checkRegular(path, fi)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // check validates the options.
@@ -262,8 +479,10 @@ func checkDir(dir string) error {
 	return nil
 }
 
-// ensureDir creates the copy directory when it is missing and gives it to
-// UID/GID when they are set.
+// ensureDir creates the copy directory when it is missing, takes away
+// what others may do in it (a login lives there), and gives it to UID/GID
+// when they are set. The existing directory is changed through an open descriptor,
+// never a path a symlink could redirect.
 func (s *Sink) ensureDir() error {
 	dir := s.o.Dir
 	if err := mkdir0700(dir); err != nil {
@@ -272,7 +491,26 @@ func (s *Sink) ensureDir() error {
 	if err := checkDir(dir); err != nil {
 		return err
 	}
-	return s.own(dir)
+	d, err := os.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENOTDIR) {
+		return &SymlinkError{Path: dir}
+	}
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	fi, err := d.Stat()
+	if err != nil {
+		return err
+	}
+	// Take away what others may do; never add anything (a directory the
+	// user made read-only stays read-only, and the write then says so).
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		if err := d.Chmod(perm & 0o700); err != nil {
+			return fmt.Errorf("cannot make copy directory %s private (mode 0700): %w", dir, err)
+		}
+	}
+	return s.ownFile(d, fi)
 }
 
 // mkdir0700 creates dir and its missing parents. MkdirAll applies the
@@ -287,6 +525,20 @@ func mkdir0700(dir string) error {
 	return os.Chmod(dir, 0o700)
 }
 
+// chownTo returns the uid and gid to give something owned as fi (-1 for a
+// side that is right already, or not set).
+func (s *Sink) chownTo(fi fs.FileInfo) (uid, gid int) {
+	uid, gid = -1, -1
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if s.o.UID != nil && (!ok || int(st.Uid) != *s.o.UID) {
+		uid = *s.o.UID
+	}
+	if s.o.GID != nil && (!ok || int(st.Gid) != *s.o.GID) {
+		gid = *s.o.GID
+	}
+	return uid, gid
+}
+
 // own gives path (never followed if a symlink) to UID/GID when they are set
 // and it is not theirs already.
 func (s *Sink) own(path string) error {
@@ -297,33 +549,34 @@ func (s *Sink) own(path string) error {
 	if err != nil {
 		return err
 	}
-	uid, gid := -1, -1
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		if s.o.UID != nil && int(st.Uid) != *s.o.UID {
-			uid = *s.o.UID
-		}
-		if s.o.GID != nil && int(st.Gid) != *s.o.GID {
-			gid = *s.o.GID
-		}
-	} else {
-		if s.o.UID != nil {
-			uid = *s.o.UID
-		}
-		if s.o.GID != nil {
-			gid = *s.o.GID
-		}
-	}
+	uid, gid := s.chownTo(fi)
 	if uid == -1 && gid == -1 {
 		return nil
 	}
-	if err := os.Lchown(path, uid, gid); err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return chownHint(&atomicfile.ChownError{Path: path, UID: s.o.UID, GID: s.o.GID, Err: err})
+	return s.chownErr(path, os.Lchown(path, uid, gid))
+}
+
+// ownFile is own for an open file.
+func (s *Sink) ownFile(f *os.File, fi fs.FileInfo) error {
+	if s.o.UID == nil && s.o.GID == nil {
+		return nil
 	}
-	return nil
+	uid, gid := s.chownTo(fi)
+	if uid == -1 && gid == -1 {
+		return nil
+	}
+	return s.chownErr(f.Name(), f.Chown(uid, gid))
+}
+
+func (s *Sink) chownErr(path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return chownHint(&atomicfile.ChownError{Path: path, UID: s.o.UID, GID: s.o.GID, Err: err})
 }
 
 // chownHint adds what to do to a failed chown.
@@ -335,36 +588,25 @@ func chownHint(ce *atomicfile.ChownError) error {
 	return fmt.Errorf("%w (%s)", ce, hint)
 }
 
-// readFile reads the copy file without following a symlink or blocking on a
-// FIFO.
-func (s *Sink) readFile() ([]byte, error) {
-	path := s.Location()
-	fi, err := os.Lstat(path)
+// readFile reads the copy file without following a symlink or blocking on
+// a FIFO, at most credential.MaxSize+1 bytes so that an oversized copy is
+// judged broken rather than read whole. It also returns what the file was
+// (to tell later whether it changed).
+func (s *Sink) readFile() ([]byte, fileStat, error) {
+	f, err := openRegular(s.Location())
 	if err != nil {
-		return nil, err
-	}
-	if err := checkRegular(path, fi); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if errors.Is(err, syscall.ELOOP) {
-		return nil, &SymlinkError{Path: path, File: true}
-	}
-	if err != nil {
-		return nil, err
+		return nil, fileStat{}, err
 	}
 	defer f.Close()
-	if fi, err = f.Stat(); err != nil {
-		return nil, err
-	}
-	if err := checkRegular(path, fi); err != nil {
-		return nil, err
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fileStat{}, err
 	}
 	data, err := io.ReadAll(io.LimitReader(f, credential.MaxSize+1))
 	if err != nil {
-		return nil, err
+		return nil, fileStat{}, err
 	}
-	return data, nil
+	return data, statOf(fi), nil
 }
 
 func checkRegular(path string, fi fs.FileInfo) error {

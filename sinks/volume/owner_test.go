@@ -7,9 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mc-broker/mc-broker/broker/kinds/claude"
+
 	"github.com/moby/moby/client"
 
-	"github.com/mc-broker/mc-broker/broker/credential"
 	"github.com/mc-broker/mc-broker/broker/testenv"
 	"github.com/mc-broker/mc-broker/sinks/volume"
 	"github.com/mc-broker/mc-broker/sinks/volume/volumetest"
@@ -75,7 +76,7 @@ func TestVolumeOfAnotherUserIsNeitherReadNorWritten(t *testing.T) {
 func TestVolumeNotMadeByMCBroker(t *testing.T) {
 	volumetest.Engines(t, func(t *testing.T, e *volumetest.Engine) {
 		login := testenv.Fixture(t, "claude/credentials.valid.json")
-		companions := credential.Companions(credential.Claude)
+		companions := claude.Kind.Facts().Companions
 		sink := func(vol string, adopt bool) *volume.Sink {
 			return volume.New(volume.Options{Volume: vol, FileName: ".credentials.json", LockDir: t.TempDir(), Shared: e.Shared, Companions: companions, Adopt: adopt})
 		}

@@ -98,6 +98,14 @@ type Options struct {
 type Sink struct {
 	o Options
 
+	// kept is the helper container the last Read made, kept for the
+	// Update that usually follows in the same pass (a pass reads every
+	// copy, then writes those that need it): a changed copy then costs
+	// one container, not two. Update and EndPass remove it.
+	keptMu sync.Mutex
+	kept   string
+	keptOn *engine.Engine
+
 	// The poll helper: one created-never-started container kept for
 	// Changed, so that polling with nothing changed creates no container.
 	pollMu  sync.Mutex
@@ -210,17 +218,57 @@ func (s *Sink) Read(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, s.fail(h, e, "create helper container", err)
 	}
-	defer removeHelper(ctx, c, id)
 	if needsContentCheck(labels, s.o.Adopt) {
 		if err := s.checkContents(ctx, c, id); err != nil {
+			removeHelper(ctx, c, id)
 			return nil, s.fail(h, e, "check contents", err)
 		}
 	}
 	data, _, err := s.readFile(ctx, c, id, s.o.FileName)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		removeHelper(ctx, c, id)
 		return nil, s.fail(h, e, "read "+s.containerPathInVolume(), err)
 	}
+	s.keep(ctx, e, id)
 	return data, err
+}
+
+// keep keeps helper id for the next Update (removing one kept before).
+func (s *Sink) keep(ctx context.Context, e *engine.Engine, id string) {
+	s.keptMu.Lock()
+	old, oldOn := s.kept, s.keptOn
+	s.kept, s.keptOn = id, e
+	s.keptMu.Unlock()
+	if old != "" {
+		removeHelper(ctx, oldOn.Client(), old)
+	}
+}
+
+// takeKept returns the helper Read kept on engine e, if any; the caller
+// removes it.
+func (s *Sink) takeKept(ctx context.Context, e *engine.Engine) string {
+	s.keptMu.Lock()
+	id, on := s.kept, s.keptOn
+	s.kept, s.keptOn = "", nil
+	s.keptMu.Unlock()
+	if id != "" && on != e {
+		removeHelper(ctx, on.Client(), id)
+		return ""
+	}
+	return id
+}
+
+var _ broker.PassEnder = (*Sink)(nil)
+
+// EndPass removes the helper a Read kept and no Update used.
+func (s *Sink) EndPass(ctx context.Context) {
+	s.keptMu.Lock()
+	id, on := s.kept, s.keptOn
+	s.kept, s.keptOn = "", nil
+	s.keptMu.Unlock()
+	if id != "" {
+		removeHelper(ctx, on.Client(), id)
+	}
 }
 
 // Update reads the copy, calls decide, and writes what it returns, all
@@ -273,9 +321,11 @@ func (s *Sink) update(ctx context.Context, decide broker.Decide, companions map[
 		if err := s.checkOwner(labels); err != nil {
 			return nil, s.fail(h, e, "check owner", err)
 		}
-		id, err = s.o.Shared.createHelper(ctx, c, s.o.Volume, "copy")
-		if err != nil {
-			return nil, s.fail(h, e, "create helper container", err)
+		if id = s.takeKept(ctx, e); id == "" {
+			id, err = s.o.Shared.createHelper(ctx, c, s.o.Volume, "copy")
+			if err != nil {
+				return nil, s.fail(h, e, "create helper container", err)
+			}
 		}
 		defer func() { removeHelper(ctx, c, id) }()
 		if needsContentCheck(labels, s.o.Adopt) {
@@ -346,6 +396,38 @@ func (s *Sink) update(ctx context.Context, decide broker.Decide, companions map[
 		done[f.name] = true
 	}
 	return done, nil
+}
+
+// ErasedContent is what a volume copy holds once revoke has taken its login
+// out: an empty JSON object, which every CLI reads as "not logged in". The
+// engine API cannot delete a file without running a container (docker cp
+// only adds), and mc-broker runs none; so the login's bytes are replaced,
+// under the same lock as a write, and the volume itself is left alone.
+const ErasedContent = "{}\n"
+
+var (
+	_ broker.Eraser      = (*Sink)(nil)
+	_ broker.ErasedNoter = (*Sink)(nil)
+)
+
+// Erase replaces the copy's login with ErasedContent when erase agrees. A
+// missing volume or file, or one that holds ErasedContent already, is left
+// as it is; the volume is never created.
+func (s *Sink) Erase(ctx context.Context, erase func(current []byte) bool) (bool, error) {
+	erased := false
+	err := s.Update(ctx, func(current []byte, exists bool) ([]byte, bool) {
+		if !exists || string(current) == ErasedContent || !erase(current) {
+			return nil, false
+		}
+		erased = true
+		return []byte(ErasedContent), true
+	})
+	return erased && err == nil, err
+}
+
+// ErasedNote says how the login was taken out.
+func (s *Sink) ErasedNote() string {
+	return "the file now holds {} (not logged in): the engine cannot delete a file without running a container; the volume is kept"
 }
 
 // file is one file written into the volume, beside the login.

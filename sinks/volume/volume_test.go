@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mc-broker/mc-broker/broker/kinds/claude"
+
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
@@ -76,6 +78,9 @@ func testWriteIsWhatAContainerReads(t *testing.T, e *volumetest.Engine) {
 	if me := volume.CurrentOwner(); vi.Volume.Labels[volume.LabelOwner] != me.ID || vi.Volume.Labels[volume.LabelOwnerName] != me.Name {
 		t.Errorf("volume labels %v, want owner %+v", vi.Volume.Labels, me)
 	}
+	// A Read keeps its helper for the Update that usually follows in a
+	// pass; the pass's end takes it away.
+	s.EndPass(context.Background())
 	assertNoHelpers(t, e)
 }
 
@@ -214,6 +219,7 @@ func testBrokenAndSpecialFiles(t *testing.T, e *volumetest.Engine) {
 	if err != nil || len(data) != credential.MaxSize+1 {
 		t.Errorf("oversized copy: read %d bytes, err %v; want MaxSize+1", len(data), err)
 	}
+	s.EndPass(context.Background())
 	assertNoHelpers(t, e)
 }
 
@@ -395,7 +401,7 @@ func TestCompanionsAreAddedOnceAndNeverReplaced(t *testing.T) {
 func testCompanions(t *testing.T, e *volumetest.Engine) {
 	vol := e.UniqueVolume(t)
 	login := testenv.Fixture(t, "claude/credentials.valid.json")
-	companions := credential.Companions(credential.Claude)
+	companions := claude.Kind.Facts().Companions
 	s := volume.New(volume.Options{Volume: vol, FileName: ".credentials.json", LockDir: t.TempDir(), Shared: e.Shared, Companions: companions})
 	ctx := context.Background()
 	if err := s.Update(ctx, always(login)); err != nil {
@@ -515,6 +521,36 @@ func testReconnectKeepsOnePollHelper(t *testing.T, e *volumetest.Engine) {
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
+	}
+	assertNoHelpers(t, e)
+}
+
+// TestErase: revoke takes the login out of a volume copy (the file then
+// holds {}), leaves the volume, and creates nothing where there is none.
+func TestErase(t *testing.T) {
+	sh, e := volumetest.NeedEngine(t)
+	vol := volumetest.UniqueVolume(t, e)
+	login := testenv.Fixture(t, "claude/credentials.valid.json")
+	s := volume.New(volume.Options{Volume: vol, FileName: ".credentials.json", LockDir: t.TempDir(), Shared: sh})
+	yes := func([]byte) bool { return true }
+	if erased, err := s.Erase(context.Background(), yes); erased || err != nil {
+		t.Fatalf("no volume: erased %v, %v", erased, err)
+	}
+	if _, err := e.Client().VolumeInspect(context.Background(), vol, client.VolumeInspectOptions{}); err == nil {
+		t.Fatal("Erase created the volume")
+	}
+	if err := s.Update(context.Background(), always(login)); err != nil {
+		t.Fatal(err)
+	}
+	var saw []byte
+	if erased, err := s.Erase(context.Background(), func(cur []byte) bool { saw = cur; return true }); !erased || err != nil || !bytes.Equal(saw, login) {
+		t.Fatalf("erased %v, %v (saw the login: %v)", erased, err, bytes.Equal(saw, login))
+	}
+	if got := volumetest.Run(t, vol, "cat /d/.credentials.json; stat -c '%a' /d/.credentials.json"); got != volume.ErasedContent+"600\n" {
+		t.Errorf("a container now reads %q", got)
+	}
+	if erased, err := s.Erase(context.Background(), yes); erased || err != nil {
+		t.Errorf("erasing again: erased %v, %v; want nothing to do", erased, err)
 	}
 	assertNoHelpers(t, e)
 }

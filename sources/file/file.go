@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime"
 	"syscall"
 
@@ -22,6 +23,8 @@ type Source struct {
 	path      string
 	lockFiles []string
 	dirLock   string
+	// ownLock: see WithOwnLock.
+	ownLock string
 	// noLockMirror: see WithoutLockMirror.
 	noLockMirror bool
 }
@@ -72,7 +75,7 @@ func (s *Source) CheckWriteBack(goos string) error {
 // without being read whole.
 func (s *Source) Read(ctx context.Context) ([]byte, error) {
 	// O_NONBLOCK: a FIFO where the file belongs must not hang sync; it is
-	// refused below as not a regular file.
+	// refused below as not a file.
 	f, err := os.OpenFile(s.path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, &credential.NotLoggedInError{Reason: missingReason(s.kind, runtime.GOOS)}
@@ -86,13 +89,51 @@ func (s *Source) Read(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("cannot read: %w", err)
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("not a regular file (%s): point the config at the credentials file", st.Mode().Type())
+		return nil, &NotAFileError{Path: s.path, Mode: st.Mode()}
 	}
 	data, err := io.ReadAll(io.LimitReader(f, credential.MaxSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("cannot read: %w", err)
 	}
 	return data, nil
+}
+
+// NotAFileError is a source path that names something other than a
+// regular file: most often a directory, which Docker creates on the host
+// when it bind-mounts a login file that does not exist yet.
+type NotAFileError struct {
+	Path string
+	Mode fs.FileMode
+}
+
+func (e *NotAFileError) Error() string {
+	return filepath.Base(e.Path) + " is " + describeType(e.Mode) + ", not a file"
+}
+
+// Hint says how to get a file there again.
+func (e *NotAFileError) Hint() string {
+	if e.Mode.IsDir() {
+		return "Docker creates an empty directory on the host when it bind-mounts a file that does not exist: " +
+			"remove it (rmdir " + e.Path + ") and log in again, or set the source's path to the credentials file"
+	}
+	return "set the source's path to the credentials file"
+}
+
+// describeType names a non-regular file's type as a user would.
+func describeType(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	}
+	return "a special file"
 }
 
 func isNotLoggedIn(err error) bool {

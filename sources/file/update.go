@@ -29,6 +29,15 @@ func (s *Source) WithDirLock(path string) *Source {
 	return s
 }
 
+// WithOwnLock names mc-broker's own lock file (in its state directory) to
+// hold around the CLI's write lock: a write lock left by a killed
+// mc-broker is then recognised and removed by the next one instead of
+// blocking the CLI until it goes stale (filelock.DirLockOwned).
+func (s *Source) WithOwnLock(path string) *Source {
+	s.ownLock = path
+	return s
+}
+
 // WithLockFiles names the lock files the CLI flocks, in order, in the login
 // file's directory around writing it (Codex: auth.lock, auth.json.lock).
 // Update takes the same ones, so a write-back never interleaves with the
@@ -51,7 +60,7 @@ func (s *Source) Update(ctx context.Context, decide broker.Decide) error {
 		return err
 	}
 	if s.dirLock != "" {
-		release, err := filelock.DirLock(ctx, s.dirLock, lockTimeout)
+		release, err := filelock.DirLockOwned(ctx, s.dirLock, s.ownLock, lockTimeout)
 		if err != nil {
 			return err
 		}

@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/broker/kinds/claude"
+	"github.com/mc-broker/mc-broker/broker/kinds/codex"
+
 	"github.com/mc-broker/mc-broker/broker/filelock"
 )
 
@@ -16,7 +18,7 @@ func TestUpdateReplacesTheLinkTargetAndKeepsTheLink(t *testing.T) {
 	os.WriteFile(real, []byte(`{"old":1}`), 0o600)
 	link := filepath.Join(t.TempDir(), "auth.json")
 	os.Symlink(real, link)
-	s := New("codex", credential.Codex, link)
+	s := New("codex", codex.Kind, link)
 	var seen string
 	err := s.Update(context.Background(), func(cur []byte, exists bool) ([]byte, bool) {
 		seen = string(cur)
@@ -46,7 +48,7 @@ func TestUpdateWaitsForTheCLIsLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New("codex", credential.Codex, path).WithLockFiles([]string{"auth.lock", "auth.json.lock"})
+	s := New("codex", codex.Kind, path).WithLockFiles([]string{"auth.lock", "auth.json.lock"})
 	done := make(chan error, 1)
 	go func() {
 		done <- s.Update(context.Background(), func([]byte, bool) ([]byte, bool) { return []byte(`{"new":1}`), true })
@@ -74,7 +76,7 @@ func TestUpdateWaitsForClaudesStorageWriteLock(t *testing.T) {
 	os.WriteFile(path, []byte(`{"old":1}`), 0o600)
 	lock := filepath.Join(dir, ".storage-write.lock")
 	os.Mkdir(lock, 0o700) // Claude is writing its login
-	s := New("claude", credential.Claude, path).WithDirLock(lock)
+	s := New("claude", claude.Kind, path).WithDirLock(lock)
 	done := make(chan error, 1)
 	go func() {
 		done <- s.Update(context.Background(), func([]byte, bool) ([]byte, bool) { return []byte(`{"new":1}`), true })
@@ -110,7 +112,7 @@ func TestUpdateTakesTheCLIsLocksBesideTheLink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New("codex", credential.Codex, link).WithLockFiles([]string{"auth.lock", "auth.json.lock"})
+	s := New("codex", codex.Kind, link).WithLockFiles([]string{"auth.lock", "auth.json.lock"})
 	done := make(chan error, 1)
 	go func() {
 		done <- s.Update(context.Background(), func([]byte, bool) ([]byte, bool) { return []byte(`{"new":1}`), true })

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/broker/kinds/gemini"
 )
 
 func TestGeminiKeychainValueBecomesOAuthCredsAndBack(t *testing.T) {
@@ -18,7 +18,7 @@ func TestGeminiKeychainValueBecomesOAuthCredsAndBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := credential.Gemini.Inspect(file)
+	info, err := gemini.Kind.Inspect(file)
 	if err != nil {
 		t.Fatalf("the converted file is not a Gemini login: %v", err)
 	}
@@ -43,7 +43,7 @@ func TestGeminiKeychainValueBecomesOAuthCredsAndBack(t *testing.T) {
 		}
 	}
 	// The same login from the file form has the same fingerprint.
-	fromFile, _ := credential.Gemini.Inspect(fixture(t, "gemini/oauth_creds.json"))
+	fromFile, _ := gemini.Kind.Inspect(fixture(t, "gemini/oauth_creds.json"))
 	if fromFile.Fingerprint != info.Fingerprint {
 		t.Error("the keychain login and the file login get different fingerprints")
 	}
@@ -102,13 +102,13 @@ func TestGeminiSourceReadsAndWritesTheKeychainForm(t *testing.T) {
 	item := GeminiItem()
 	stored := fixture(t, "gemini/keychain-item.json")
 	f.put(fakeItem{Service: item.Service, Account: item.Account, Label: item.Service, Secret: string(stored)})
-	s := f.source(Options{Name: "gemini", Kind: credential.Gemini, Item: item, Codec: GeminiCodec{}})
+	s := f.source(Options{Name: "gemini", Kind: gemini.Kind, Item: item, Codec: GeminiCodec{}})
 	ctx := context.Background()
 	file, err := s.Read(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := credential.Gemini.Inspect(file); err != nil {
+	if _, err := gemini.Kind.Inspect(file); err != nil {
 		t.Fatalf("read: %v", err)
 	}
 	refreshed := bytes.Replace(file, []byte("0001"), []byte("0002"), 2)

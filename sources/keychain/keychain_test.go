@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mc-broker/mc-broker/broker/kinds/claude"
+
 	"github.com/mc-broker/mc-broker/broker/credential"
 	"github.com/mc-broker/mc-broker/broker/filelock"
 )
@@ -30,7 +32,7 @@ func fixture(t *testing.T, name string) []byte {
 var claudeItem = Item{Service: "Claude Code-credentials", Account: "dev"}
 
 func claudeSource(f *fake) *Source {
-	return f.source(Options{Name: "claude", Kind: credential.Claude, Item: claudeItem})
+	return f.source(Options{Name: "claude", Kind: claude.Kind, Item: claudeItem})
 }
 
 // assertArgvClean fails when any argv the fake saw holds a piece of secret.
@@ -78,8 +80,13 @@ func TestItemNames(t *testing.T) {
 	if a, b := ClaudeItem(composed, "dev"), ClaudeItem(decomposed, "dev"); a != b {
 		t.Errorf("NFC and NFD spellings of one directory name different items: %q, %q", a.Service, b.Service)
 	}
-	if got := ClaudeItem("", "Jane Doe"); got.Account != "claude-code-user" {
-		t.Errorf("a user name Claude does not accept: account %q, want claude-code-user", got.Account)
+	for _, user := range []string{"Jane Doe", "", "j\u00f6rg", "a/b"} {
+		if got := ClaudeItem("", user); got.Account != "claude-code-user" {
+			t.Errorf("a user name Claude does not accept (%q): account %q, want claude-code-user", user, got.Account)
+		}
+	}
+	if got := ClaudeItem("", "Jane.D-o_e9"); got.Account != "Jane.D-o_e9" {
+		t.Errorf("a user name Claude accepts: account %q", got.Account)
 	}
 	if got := GeminiItem(); got.Service != "gemini-cli-oauth" || got.Account != "main-account" {
 		t.Errorf("gemini item: %+v", got)
@@ -113,7 +120,7 @@ func TestReadReturnsTheItemAndKeepsItOutOfArgv(t *testing.T) {
 	if !bytes.Equal(got, login) {
 		t.Errorf("read %d bytes, want the %d stored (pretty-printed JSON comes back from hex)", len(got), len(login))
 	}
-	if _, err := credential.Claude.Inspect(got); err != nil {
+	if _, err := claude.Kind.Inspect(got); err != nil {
 		t.Errorf("the login read is not valid: %v", err)
 	}
 	assertArgvClean(t, f, login)
@@ -168,7 +175,7 @@ func TestReadErrorsAreTypedAndSayWhatToDo(t *testing.T) {
 func TestHungSecurityIsKilledWithinTheTimeout(t *testing.T) {
 	f := newFake(t)
 	f.simulate("hang")
-	s := f.source(Options{Name: "claude", Kind: credential.Claude, Item: claudeItem, Security: Security{Timeout: 300 * time.Millisecond}})
+	s := f.source(Options{Name: "claude", Kind: claude.Kind, Item: claudeItem, Security: Security{Timeout: 300 * time.Millisecond}})
 	start := time.Now()
 	_, err := s.Read(context.Background())
 	took := time.Since(start)
@@ -420,7 +427,7 @@ func TestUpdateWaitsForClaudesWriteLock(t *testing.T) {
 	f := newFake(t)
 	configDir := t.TempDir()
 	lock := ClaudeWriteLock(configDir)
-	s := f.source(Options{Name: "claude", Kind: credential.Claude, Item: claudeItem, WriteLock: lock, LockWait: 300 * time.Millisecond})
+	s := f.source(Options{Name: "claude", Kind: claude.Kind, Item: claudeItem, WriteLock: lock, LockWait: 300 * time.Millisecond})
 	login := fixture(t, "claude/credentials.valid.json")
 	write := func(current []byte, exists bool) ([]byte, bool) {
 		if _, err := os.Stat(lock); err != nil {

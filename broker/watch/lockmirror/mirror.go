@@ -33,12 +33,32 @@ import (
 // that died with its lock held costs the others one transient retry.
 const DefaultBound = 5 * time.Second
 
+// DefaultPenalty is how long a directory whose lock held the others for a
+// while and brought no new login loses the right to have its lock
+// mirrored; DefaultShare the largest part of any minute that locks taken
+// in untrusted directories may hold the others.
+const (
+	DefaultPenalty = 5 * time.Minute
+	DefaultShare   = 0.25
+	// penaltyFloor: a holder that finds the login fresh already (another
+	// one refreshed while it waited) releases within milliseconds; only a
+	// round held longer than this without a new login is penalised.
+	penaltyFloor = time.Second
+)
+
 // Options configure a Mirror.
 type Options struct {
 	// Dirs are the Claude config directories that share one login.
 	Dirs []string
+	// Trusted are the directories whose locks are always mirrored (the
+	// host's own); locks taken in the others (containers' copies) are
+	// mirrored within a budget.
+	Trusted []string
 	// Bound caps how long mirrors are held (DefaultBound when 0).
 	Bound time.Duration
+	// Penalty and Share: see DefaultPenalty, DefaultShare.
+	Penalty time.Duration
+	Share   float64
 	// Self names the owner of the mirrors (Self() when zero).
 	Self Identity
 	Now  func() time.Time
@@ -54,8 +74,15 @@ type Result struct {
 	// flight with one refresh token, and mirroring cannot prevent it.
 	Races int
 	// Released is set when the last original lock is gone: the caller
-	// brings every directory's login in step, then calls Release.
+	// brings every directory's login in step, then calls Release with
+	// Round.
 	Released bool
+	Round    int
+	// Refused says why a lock was not mirrored (its directory's earlier
+	// locks held the others without bringing a new login, or locks from
+	// containers' directories have held the others for too much of the
+	// last minute); empty when it was, or nothing was taken.
+	Refused string
 }
 
 // fileID tells one lock directory from a later one at the same path.
@@ -78,9 +105,11 @@ func (a fileID) same(b fileID) bool {
 // held is a lock seen in one directory.
 type held struct {
 	mirror bool // made by this Mirror
-	id     fileID
-	owner  Owner // what was written, for mirrors
-	since  time.Time
+	// unmirrored: an original whose lock was not mirrored (refused).
+	unmirrored bool
+	id         fileID
+	owner      Owner // what was written, for mirrors
+	since      time.Time
 }
 
 // Mirror mirrors one group's refresh lock. It is not safe for concurrent
@@ -94,9 +123,25 @@ type Mirror struct {
 	// the bound while an original was still held.
 	start   time.Time
 	expired bool
+	// releasing is set between Released and Release: the login is being
+	// brought in step, the mirrors still hold.
+	releasing bool
 	// raced remembers directories already counted in this round.
 	raced map[string]bool
+	// round numbers the rounds, so that the release of one that ended
+	// never takes down the mirrors of the next.
+	round int
+	// The budget: which directories are trusted, which lost the right to
+	// be mirrored until when, the rounds from untrusted directories in the
+	// last minute, and where the current round came from.
+	trusted   map[string]bool
+	banned    map[string]time.Time
+	spent     []span
+	origin    string
+	unchecked map[string]bool // originals not mirrored (refused)
 }
+
+type span struct{ from, to time.Time }
 
 // New returns a Mirror over o.Dirs; nothing is touched until Observe.
 func New(o Options) *Mirror {
@@ -112,9 +157,19 @@ func New(o Options) *Mirror {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	m := &Mirror{o: o, dirs: map[string]bool{}, held: map[string]*held{}, raced: map[string]bool{}}
+	if o.Penalty <= 0 {
+		o.Penalty = DefaultPenalty
+	}
+	if o.Share <= 0 {
+		o.Share = DefaultShare
+	}
+	m := &Mirror{o: o, dirs: map[string]bool{}, held: map[string]*held{}, raced: map[string]bool{},
+		trusted: map[string]bool{}, banned: map[string]time.Time{}}
 	for _, d := range o.Dirs {
 		m.dirs[filepath.Clean(d)] = true
+	}
+	for _, d := range o.Trusted {
+		m.trusted[filepath.Clean(d)] = true
 	}
 	return m
 }
@@ -131,12 +186,70 @@ func (m *Mirror) Holding() int {
 }
 
 // Deadline is when the current mirrors must be removed; zero when none are
-// held.
+// held. A round from an untrusted directory ends sooner when the minute's
+// budget runs out.
 func (m *Mirror) Deadline() time.Time {
 	if m.start.IsZero() || m.expired || m.Holding() == 0 {
 		return time.Time{}
 	}
-	return m.start.Add(m.o.Bound)
+	bound := m.o.Bound
+	if !m.trusted[m.origin] {
+		bound = min(bound, m.budgetLeft(m.start))
+	}
+	return m.start.Add(bound)
+}
+
+// budget is how long locks from untrusted directories may hold the others
+// in any minute.
+func (m *Mirror) budget() time.Duration { return time.Duration(m.o.Share * float64(time.Minute)) }
+
+// budgetLeft is what is left of the budget at t, counting the rounds that
+// ended within the minute before.
+func (m *Mirror) budgetLeft(t time.Time) time.Duration {
+	used := time.Duration(0)
+	keep := m.spent[:0]
+	for _, s := range m.spent {
+		if t.Sub(s.to) >= time.Minute {
+			continue
+		}
+		keep = append(keep, s)
+		from := s.from
+		if t.Sub(from) > time.Minute {
+			from = t.Add(-time.Minute)
+		}
+		used += s.to.Sub(from)
+	}
+	m.spent = keep
+	return max(m.budget()-used, 0)
+}
+
+// refuse says why a lock just taken in dir is not mirrored, or "".
+func (m *Mirror) refuse(dir string, now time.Time) string {
+	if m.trusted[dir] {
+		return ""
+	}
+	if until := m.banned[dir]; now.Before(until) {
+		return "its last lock held the others without bringing a new login; not mirrored until " + until.UTC().Format(time.RFC3339)
+	}
+	if m.budgetLeft(now) <= 0 {
+		return "locks from containers' directories held the others for " + m.budget().String() + " of the last minute already"
+	}
+	return ""
+}
+
+// endRound books the round that ended at now against the budget, and
+// takes the right to be mirrored away from an untrusted directory whose
+// lock held the others for a while without a new login.
+func (m *Mirror) endRound(now time.Time, fresh bool) {
+	if m.start.IsZero() || m.trusted[m.origin] {
+		return
+	}
+	m.spent = append(m.spent, span{m.start, now})
+	if !fresh && now.Sub(m.start) > penaltyFloor {
+		m.banned[m.origin] = now.Add(m.o.Penalty)
+		m.o.Log.Warn("a refresh lock held the others without bringing a new login: locks from that directory are not mirrored for a while",
+			"dir", m.origin, "held", now.Sub(m.start).Round(time.Millisecond), "until", m.banned[m.origin].UTC().Format(time.RFC3339))
+	}
 }
 
 // Observe looks at dir's lock after an event there. It reads the file
@@ -158,10 +271,32 @@ func (m *Mirror) Observe(dir string) Result {
 		}
 		now := m.o.Now()
 		m.held[dir] = &held{id: id, since: now}
+		newRound := m.start.IsZero() || m.expired || m.releasing
+		if newRound {
+			if why := m.refuse(dir, now); why != "" {
+				// Held, but nobody waits for it.
+				m.held[dir].unmirrored = true
+				res.Refused = why
+				if m.releasing {
+					// The last round's mirrors still hold: take them down
+					// now rather than let this lock keep them.
+					m.releasing = false
+					m.removeMirrors()
+					m.start, m.expired = time.Time{}, false
+				}
+				return res
+			}
+		}
 		switch {
-		case m.start.IsZero() || m.expired:
-			// A new round: every other directory gets the lock.
-			m.start, m.expired = now, false
+		case newRound:
+			// A new round: every other directory gets the lock (those
+			// still holding the last round's mirrors keep them).
+			if m.releasing {
+				m.endRound(now, true)
+			}
+			m.start, m.expired, m.releasing = now, false, false
+			m.origin = dir
+			m.round++
 			clear(m.raced)
 			res.Mirrored, res.Races = m.mirrorAll(dir)
 		case !m.raced[dir]:
@@ -176,8 +311,12 @@ func (m *Mirror) Observe(dir string) Result {
 			m.o.Log.Warn("a refresh lock mc-broker mirrored was removed by someone else", "dir", dir)
 			break
 		}
+		if cur.unmirrored {
+			break
+		}
 		if !m.start.IsZero() && len(m.originals("")) == 0 {
-			res.Released = true
+			res.Released, res.Round = true, m.round
+			m.releasing = true
 		}
 	}
 	return res
@@ -265,9 +404,17 @@ func (m *Mirror) mirrorAll(from string) (made, races int) {
 	return made, races
 }
 
-// Release removes the mirrors, after the caller has brought the login in
-// step. It returns how many were removed.
-func (m *Mirror) Release() int {
+// Release removes the mirrors of round, after the caller has brought the
+// login in step; loginChanged is when the login everywhere last changed
+// (a round that brought none may cost its directory the right to be
+// mirrored). A round that a new lock replaced meanwhile leaves them: they
+// hold for the new one. It returns how many were removed.
+func (m *Mirror) Release(round int, loginChanged time.Time) int {
+	if round != m.round || !m.releasing {
+		return 0
+	}
+	m.releasing = false
+	m.endRound(m.o.Now(), loginChanged.After(m.start))
 	n := m.removeMirrors()
 	if len(m.originals("")) == 0 {
 		m.start, m.expired = time.Time{}, false
@@ -285,7 +432,8 @@ func (m *Mirror) Expire() int {
 		return 0
 	}
 	m.o.Log.Warn("refresh lock held longer than the bound; removing the mirrored locks",
-		"held_in", m.originals(""), "bound", m.o.Bound)
+		"held_in", m.originals(""), "bound", d.Sub(m.start))
+	m.endRound(d, false)
 	m.expired = true
 	return m.removeMirrors()
 }
@@ -293,7 +441,7 @@ func (m *Mirror) Expire() int {
 // Close removes every mirror (watcher stopping or reloading).
 func (m *Mirror) Close() int {
 	n := m.removeMirrors()
-	m.start, m.expired = time.Time{}, false
+	m.start, m.expired, m.releasing = time.Time{}, false, false
 	m.held = map[string]*held{}
 	return n
 }
@@ -345,3 +493,6 @@ func (m *Mirror) remove(dir string, h *held) bool {
 	}
 	return true
 }
+
+// Round is the number of the current (or last) round.
+func (m *Mirror) Round() int { return m.round }

@@ -139,7 +139,7 @@ func TestTakenMirroredReleasedFannedOutRemoved(t *testing.T) {
 	// Until the caller calls Release (after its pass), the mirrors stay:
 	// that is what makes the waiting holders find the new login.
 	w.wantLocks(false, true, true)
-	if n := w.m.Release(); n != 2 {
+	if n := w.m.Release(w.m.Round(), w.clk.now()); n != 2 {
 		t.Errorf("Release removed %d mirrors, want 2", n)
 	}
 	w.wantLocks(false, false, false)
@@ -204,7 +204,7 @@ func TestStaleBound(t *testing.T) {
 	if res := w.m.Observe(w.dirs[1]); !res.Released {
 		t.Error("not Released once every original is gone")
 	}
-	w.m.Release()
+	w.m.Release(w.m.Round(), w.clk.now())
 	w.wantLocks(false, false, false)
 }
 
@@ -245,7 +245,7 @@ func TestTwoOriginalsAtOnce(t *testing.T) {
 	if res := w.m.Observe(w.dirs[2]); !res.Released {
 		t.Fatal("not Released after the last original")
 	}
-	if n := w.m.Release(); n != 1 {
+	if n := w.m.Release(w.m.Round(), w.clk.now()); n != 1 {
 		t.Errorf("Release removed %d, want 1 (d)", n)
 	}
 	w.wantLocks(false, false, false, false)
@@ -270,7 +270,7 @@ func TestLockTakenAndGoneBeforeSeen(t *testing.T) {
 	if res := w.m.Observe(w.dirs[0]); !res.Released {
 		t.Errorf("release: %+v", res)
 	}
-	w.m.Release()
+	w.m.Release(w.m.Round(), w.clk.now())
 	w.wantLocks(false, false, false)
 
 	// A directory that is not one of the group's is none of its business.
@@ -304,7 +304,7 @@ func TestNeverRemovesAForeignLock(t *testing.T) {
 
 	w.release(0)
 	w.m.Observe(w.dirs[0])
-	if n := w.m.Release(); n != 1 {
+	if n := w.m.Release(w.m.Round(), w.clk.now()); n != 1 {
 		t.Errorf("Release removed %d locks, want 1 (d only)", n)
 	}
 	w.wantLocks(false, true, true, false)
@@ -333,7 +333,7 @@ func TestReleaseSeenLateDoesNotBlockTheNextRound(t *testing.T) {
 	if res := w.m.Observe(w.dirs[1]); !res.Released {
 		t.Fatal("not Released")
 	}
-	w.m.Release()
+	w.m.Release(w.m.Round(), w.clk.now())
 	w.wantLocks(false, false, false)
 }
 
@@ -349,5 +349,87 @@ func TestEachRacingDirectoryCounts(t *testing.T) {
 		if res := w.m.Observe(w.dirs[i]); res.Races != 0 {
 			t.Errorf("%s counted twice: %+v", w.dirs[i], res)
 		}
+	}
+}
+
+// A container that takes its lock again and again without ever bringing a
+// new login (a lock hog) loses the right to have it mirrored, and locks
+// from containers' directories hold the others for at most the budget's
+// share of any minute; the host's own directory (trusted) is never
+// limited, and an honest holder that finds the login fresh and lets go at
+// once is not penalised.
+func TestLockHogLosesMirroring(t *testing.T) {
+	w := newWorld(t, 3)
+	host, hog, honest := 0, 1, 2
+	w.m = New(Options{Dirs: w.dirs, Trusted: []string{w.dirs[host]}, Bound: 5 * time.Second, Now: w.clk.now})
+
+	// The honest holder: takes, finds the login fresh, lets go in 10 ms.
+	w.take(honest)
+	if res := w.m.Observe(w.dirs[honest]); res.Mirrored != 2 {
+		t.Fatalf("honest lock: %+v, want mirrored", res)
+	}
+	w.clk.t = w.clk.t.Add(10 * time.Millisecond)
+	w.release(honest)
+	res := w.m.Observe(w.dirs[honest])
+	w.m.Release(res.Round, time.Time{}) // no new login
+	w.wantLocks(false, false, false)
+
+	// The hog holds it 4.9 s and brings nothing.
+	w.clk.t = w.clk.t.Add(time.Second)
+	w.take(hog)
+	if res := w.m.Observe(w.dirs[hog]); res.Mirrored != 2 {
+		t.Fatalf("hog's first lock: %+v, want mirrored", res)
+	}
+	w.clk.t = w.clk.t.Add(4900 * time.Millisecond)
+	w.release(hog)
+	res = w.m.Observe(w.dirs[hog])
+	w.m.Release(res.Round, time.Time{})
+	// Again: not mirrored now; the host stays free.
+	w.clk.t = w.clk.t.Add(100 * time.Millisecond)
+	w.take(hog)
+	res = w.m.Observe(w.dirs[hog])
+	if res.Mirrored != 0 || res.Refused == "" {
+		t.Fatalf("hog's second lock: %+v, want refused", res)
+	}
+	w.wantLocks(false, true, false)
+	w.release(hog)
+	if res := w.m.Observe(w.dirs[hog]); res.Released {
+		t.Errorf("an unmirrored lock's release asks for a fan-out: %+v", res)
+	}
+
+	// The honest holder was not penalised, and the host never is.
+	w.take(honest)
+	if res := w.m.Observe(w.dirs[honest]); res.Mirrored != 2 {
+		t.Errorf("honest holder's next lock: %+v, want mirrored", res)
+	}
+	w.release(honest)
+	res = w.m.Observe(w.dirs[honest])
+	w.m.Release(res.Round, w.clk.t)
+
+	// The budget: rounds from containers' directories that each bring a
+	// login still stop being mirrored once they have held the others for a
+	// quarter of the last minute; the host's are always mirrored.
+	held := time.Duration(0)
+	for i := 0; held < 20*time.Second; i++ {
+		w.clk.t = w.clk.t.Add(10 * time.Millisecond)
+		w.take(honest)
+		res := w.m.Observe(w.dirs[honest])
+		if res.Refused != "" {
+			break
+		}
+		w.clk.t = w.clk.t.Add(900 * time.Millisecond)
+		held += 900 * time.Millisecond
+		w.release(honest)
+		res = w.m.Observe(w.dirs[honest])
+		w.m.Release(res.Round, w.clk.t) // each brought a login
+	}
+	if held > 16*time.Second {
+		t.Errorf("containers' locks held the others for %v within a minute, want at most 15s", held)
+	}
+	w.release(honest)
+	w.m.Observe(w.dirs[honest])
+	w.take(host)
+	if res := w.m.Observe(w.dirs[host]); res.Mirrored != 2 || res.Refused != "" {
+		t.Errorf("the host's lock with the budget spent: %+v, want mirrored", res)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 )
 
 // Names of Claude Code's refresh lock in its config directory (checked
@@ -95,8 +96,12 @@ func writeOwner(dir string, o Owner) error {
 }
 
 // ReadOwner reads dir's owner file; nil without error when there is none.
+// A container can put anything there: a symlink is not followed, a FIFO
+// is not waited on, and only a regular file is read, at most
+// maxOwnerSize+1 bytes.
 func ReadOwner(dir string) (*Owner, error) {
-	f, err := os.Open(filepath.Join(dir, OwnerName))
+	path := filepath.Join(dir, OwnerName)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -104,6 +109,11 @@ func ReadOwner(dir string) (*Owner, error) {
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, maxOwnerSize+1))
 	if err != nil {
 		return nil, err

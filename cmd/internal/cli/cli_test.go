@@ -57,10 +57,12 @@ func TestExitCodesAndMessages(t *testing.T) {
 	}{
 		{args: []string{"sync", "--bogus"}, code: 2, stderr: "mc-broker: error: unknown flag: --bogus\nmc-broker: hint: see mc-broker --help\n"},
 		{args: []string{"sync", "--only", "nope"}, code: 2, stderr: `no source called "nope"`},
-		{args: []string{"sync"}, code: 2, stderr: "no such config file", vars: map[string]string{"MC_BROKER_CONFIG": "/nonexistent/c.yaml"}},
+		{args: []string{"sync"}, code: 2, stderr: "mc-broker: error: /nonexistent/c.yaml: no such config file (named by MC_BROKER_CONFIG)\nmc-broker: hint: fix the path, or unset MC_BROKER_CONFIG to use ", vars: map[string]string{"MC_BROKER_CONFIG": "/nonexistent/c.yaml"}},
+		{args: []string{"status", "--config", "/nonexistent/c.yaml"}, code: 2, stderr: "mc-broker: error: /nonexistent/c.yaml: no such config file (named by --config)\nmc-broker: hint: fix the path, or run without --config to use ", vars: map[string]string{"MC_BROKER_CONFIG": "/elsewhere.yaml"}},
 		{args: []string{"sync"}, code: 0, stderr: "mc-broker: note: no Docker engine at unix://"},
 		{args: []string{"sync", "--only", "claude"}, code: 3},
 		{args: []string{"status"}, code: 0},
+		{args: []string{"completion", "tcsh"}, code: 2, stderr: "mc-broker: error: completion: unknown shell \"tcsh\": mc-broker completes bash, fish, powershell, zsh\nmc-broker: hint: see mc-broker completion --help\n"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -98,9 +100,11 @@ func TestJSONErrorsAreJSONToo(t *testing.T) {
 	}
 	var doc struct {
 		Error    string `json:"error"`
+		Hint     string `json:"hint"`
 		ExitCode int    `json:"exit_code"`
 	}
-	if err := json.Unmarshal(out.Bytes(), &doc); err != nil || doc.ExitCode != 2 || !strings.Contains(doc.Error, "no such config file") {
+	if err := json.Unmarshal(out.Bytes(), &doc); err != nil || doc.ExitCode != 2 || !strings.Contains(doc.Error, "no such config file (named by MC_BROKER_CONFIG)") ||
+		!strings.Contains(doc.Hint, "unset MC_BROKER_CONFIG") {
 		t.Errorf("stdout %q is not the error as JSON (%v)", out, err)
 	}
 	if !strings.Contains(errb.String(), "mc-broker: error:") {

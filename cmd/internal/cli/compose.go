@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,12 +11,11 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
 	"github.com/mc-broker/mc-broker/broker"
-	"github.com/mc-broker/mc-broker/broker/atomicfile"
 	"github.com/mc-broker/mc-broker/broker/config"
+	"github.com/mc-broker/mc-broker/broker/kinds"
 	"github.com/mc-broker/mc-broker/launch/compose"
 )
 
@@ -259,27 +257,11 @@ func noteMissingDirs(w io.Writer, spec compose.Spec) {
 }
 
 func writeOverride(f *Factory, path string, data []byte, force bool) error {
-	old, err := os.ReadFile(path)
-	switch {
-	case err == nil && bytes.Equal(old, data):
-		fmt.Fprintf(f.Stdout, "unchanged %s\n", path)
-		return nil
-	case err == nil && !force && !bytes.HasPrefix(old, []byte(compose.Marker+"\n")):
-		return &ExitError{Code: broker.ExitUsage,
-			Err:  fmt.Errorf("%s exists and was not written by mc-broker compose: not replacing it", path),
-			Hint: "choose another -o FILE, or add --force to replace it"}
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return &ExitError{Code: broker.ExitCopyFailed, Err: fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))}
-	}
-	dir, name := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	if err := atomicfile.Write(dir, name, data, atomicfile.Options{Mode: 0o644}); err != nil {
-		return &ExitError{Code: broker.ExitCopyFailed, Err: err}
-	}
-	fmt.Fprintf(f.Stdout, "wrote %s\n  use: docker compose -f compose.yaml -f %s up\n", path, path)
-	return nil
+	return writeGenerated(f, path, data, force, generated{
+		marker:  compose.Marker,
+		command: "mc-broker compose",
+		use:     "docker compose -f compose.yaml -f " + path + " up",
+	})
 }
 
 // ComposeCheckOptions are the inputs of `mc-broker compose check`.
@@ -296,7 +278,7 @@ type ComposeCheckOptions struct {
 func NewCmdComposeCheck(f *Factory, runF func(*ComposeCheckOptions) error) *cobra.Command {
 	opts := &ComposeCheckOptions{f: f}
 	cmd := &cobra.Command{
-		Use:   "check FILE...",
+		Use:   "check [FILE...]",
 		Short: "Find mounts in compose files that lose or break CLI logins",
 		Long: `Read compose files, merged as 'docker compose -f FILE -f FILE' merges them
 (variables from the environment and the project's .env; unset ones become
@@ -313,22 +295,39 @@ mount that loses or breaks a login, with file, line, service and a fix:
                        directory) that compose owns: 'down -v' deletes it
   missing-source       a login bind mount whose source does not exist: the
                        short syntax creates an empty, root-owned directory
+  login-override       a service that mounts a login also sets a variable
+                       its CLI uses instead (ANTHROPIC_API_KEY,
+                       CLAUDE_CODE_OAUTH_TOKEN, OPENAI_API_KEY, ...): the
+                       login is ignored without a word. Names only, never
+                       values; env_file: is not read
 
 ~/.claude.json is not flagged: it holds settings and onboarding state, not a
 login, so a stale copy logs nobody out.
 
+With no FILE, the files are those docker compose would use: the ones
+COMPOSE_FILE lists (separated by COMPOSE_PATH_SEPARATOR, default ':'), else
+the first of compose.yaml, compose.yml, docker-compose.yml and
+docker-compose.yaml in the working directory or the nearest parent that has
+one, with the first of compose.override.yml, compose.override.yaml,
+docker-compose.override.yml and docker-compose.override.yaml beside it.
+
 Exit codes: 0 no problem found; 4 a problem found; 2 a file cannot be read
-or is not valid compose, or bad usage.`,
-		Example: `  mc-broker compose check compose.yaml
+or is not valid compose, no file was found, or bad usage.`,
+		Example: `  mc-broker compose check
+  mc-broker compose check compose.yaml
   mc-broker compose check compose.yaml compose.override.yaml --json`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usageError("name the compose files to check, e.g. mc-broker compose check compose.yaml")
-			}
-			return nil
-		},
+		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Files = args
+			if len(args) == 0 {
+				wd, err := os.Getwd()
+				if err != nil {
+					return usageError("name the compose files to check: %v", err)
+				}
+				if opts.Files, err = composeFiles(wd, opts.f.Getenv); err != nil {
+					return reportError(opts.f, opts.JSON, err)
+				}
+			}
 			if runF != nil {
 				return runF(opts)
 			}
@@ -345,20 +344,74 @@ or is not valid compose, or bad usage.`,
 	return cmd
 }
 
+// The names docker compose looks for when no -f is given, in its order of
+// preference (compose-go's cli.DefaultFileNames and
+// DefaultOverrideFileNames; docker-compose 1.x read the same, without the
+// compose.* names).
+var (
+	composeFileNames     = []string{"compose.yaml", "compose.yml", "docker-compose.yml", "docker-compose.yaml"}
+	composeOverrideNames = []string{"compose.override.yml", "compose.override.yaml", "docker-compose.override.yml", "docker-compose.override.yaml"}
+)
+
+// composeFiles finds the files `docker compose` uses when none is named,
+// the way it finds them: COMPOSE_FILE, else the first default name in wd or
+// the nearest parent that has one, plus the first override file beside it.
+// Files in wd are named relative to it, as the user would.
+func composeFiles(wd string, getenv func(string) string) ([]string, error) {
+	if list := getenv("COMPOSE_FILE"); list != "" {
+		sep := getenv("COMPOSE_PATH_SEPARATOR")
+		if sep == "" {
+			sep = string(os.PathListSeparator)
+		}
+		var files []string
+		for _, f := range strings.Split(list, sep) {
+			if f != "" {
+				files = append(files, f)
+			}
+		}
+		return files, nil
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if found := firstFile(dir, composeFileNames); found != "" {
+			files := []string{found}
+			if override := firstFile(dir, composeOverrideNames); override != "" {
+				files = append(files, override)
+			}
+			for i, f := range files {
+				if rel, err := filepath.Rel(wd, f); err == nil {
+					files[i] = rel
+				}
+			}
+			return files, nil
+		}
+		if filepath.Dir(dir) == dir {
+			return nil, usageError("no compose file in %s or its parents (looked for %s): name the files, e.g. mc-broker compose check compose.yaml",
+				wd, strings.Join(composeFileNames, ", "))
+		}
+	}
+}
+
+func firstFile(dir string, names []string) string {
+	for _, n := range names {
+		p := filepath.Join(dir, n)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p
+		}
+	}
+	return ""
+}
+
 func composeCheckRun(opts *ComposeCheckOptions) error {
 	cfg, err := composeConfig(opts.f, opts.ConfigFile, "")
 	if err != nil {
 		return reportError(opts.f, opts.JSON, err)
 	}
-	check := compose.CheckOptions{ProjectDir: opts.ProjectDir}
+	check := compose.CheckOptions{ProjectDir: opts.ProjectDir, Overrides: overrideVariables()}
 	for _, sk := range cfg.Sinks {
 		if sk.Dir != "" {
 			check.CopyDirs = append(check.CopyDirs, sk.Dir)
 		}
 	}
-	// compose-go warns through logrus (obsolete version: keys and the
-	// like); those lines are about compose, not about logins.
-	logrus.SetOutput(io.Discard)
 	findings, err := check.Check(opts.Files...)
 	if err != nil {
 		return reportError(opts.f, opts.JSON, &ExitError{Code: broker.ExitUsage, Err: err,
@@ -400,4 +453,17 @@ func composeCheckRun(opts *ComposeCheckOptions) error {
 		return &ExitError{Code: code}
 	}
 	return nil
+}
+
+// overrideVariables maps each variable that beats a CLI's login to that
+// CLI, from the kinds' facts.
+func overrideVariables() map[string]string {
+	out := map[string]string{}
+	for _, name := range kinds.Names {
+		k, _ := kinds.ByName(name)
+		for _, v := range k.Facts().Overrides {
+			out[v] = name
+		}
+	}
+	return out
 }

@@ -45,7 +45,6 @@ func TestComposeUsageErrors(t *testing.T) {
 		{[]string{"compose", "--service", "app=claude", "--config", noCopy}, "claude has no directory copy in " + noCopy},
 		{[]string{"compose", "--service", "app=claude", "--config", twoCopies}, "claude has 2 directory copies"},
 		{[]string{"compose", "--service", "app=notes", "--config", twoCopies}, "only claude, codex and gemini logins"},
-		{[]string{"compose", "check"}, "name the compose files"},
 		{[]string{"compose", "check", filepath.Join(dir, "absent.yaml")}, "cannot load"},
 	} {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -269,5 +268,62 @@ func TestComposeVolumesFollowTheConfig(t *testing.T) {
 		if !strings.Contains(errb.String(), tt.want) || out.Len() != 0 {
 			t.Errorf("%s: stderr %q lacks %q (stdout %q)", tt.service, errb, tt.want, out)
 		}
+	}
+}
+
+// With no FILE, compose check checks what `docker compose up` would read.
+func TestComposeCheckFindsTheFilesComposeWould(t *testing.T) {
+	root := t.TempDir()
+	sub := filepath.Join(root, "app", "src")
+	if err := os.MkdirAll(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	noEnv := func(string) string { return "" }
+	for _, tt := range []struct {
+		name   string
+		files  []string // created under root/app
+		wd     string
+		getenv func(string) string
+		want   []string
+	}{
+		{"compose.yaml wins over docker-compose.yml", []string{"docker-compose.yml", "compose.yaml"}, "app", noEnv, []string{"compose.yaml"}},
+		{"docker-compose.yml alone", []string{"docker-compose.yml"}, "app", noEnv, []string{"docker-compose.yml"}},
+		{"the override beside it", []string{"compose.yml", "compose.override.yaml", "docker-compose.override.yml"}, "app", noEnv, []string{"compose.yml", "compose.override.yaml"}},
+		{"found in a parent", []string{"compose.yaml"}, "app/src", noEnv, []string{"../compose.yaml"}},
+		{"COMPOSE_FILE first", []string{"compose.yaml"}, "app", func(k string) string {
+			return map[string]string{"COMPOSE_FILE": "a.yaml:b.yaml"}[k]
+		}, []string{"a.yaml", "b.yaml"}},
+		{"COMPOSE_PATH_SEPARATOR", nil, "app", func(k string) string {
+			return map[string]string{"COMPOSE_FILE": "a.yaml;b.yaml", "COMPOSE_PATH_SEPARATOR": ";"}[k]
+		}, []string{"a.yaml", "b.yaml"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, n := range append(composeFileNames, composeOverrideNames...) {
+				os.Remove(filepath.Join(root, "app", n))
+			}
+			for _, n := range tt.files {
+				writeTestFile(t, filepath.Join(root, "app", n), "services: {}\n")
+			}
+			got, err := composeFiles(filepath.Join(root, tt.wd), tt.getenv)
+			if err != nil || strings.Join(got, " ") != strings.Join(tt.want, " ") {
+				t.Errorf("files %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+
+	// None here or above: a usage error naming the names it looked for.
+	for _, n := range append(composeFileNames, composeOverrideNames...) {
+		os.Remove(filepath.Join(root, "app", n))
+	}
+	if above, _ := composeFiles(filepath.Dir(root), noEnv); above != nil {
+		t.Skipf("a parent of the test directory holds %v", above)
+	}
+	t.Chdir(sub)
+	f, out, errb := testFactory(t, nil)
+	if code := Main([]string{"compose", "check"}, f); code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+	if want := "mc-broker: error: no compose file in " + sub + " or its parents (looked for compose.yaml, compose.yml, docker-compose.yml, docker-compose.yaml)"; !strings.Contains(errb.String(), want) || out.Len() != 0 {
+		t.Errorf("stdout %q, stderr %q; want %q", out, errb, want)
 	}
 }

@@ -33,6 +33,7 @@ type LaunchOptions struct {
 	Executable func() (string, error)
 	LookPath   func(string) (string, error)
 	Runner     service.Runner
+	TempDirs   []string // where a binary does not last: service.TempDirs()
 }
 
 // NewCmdLaunch builds `mc-broker launch`; runF replaces launchRun in tests.
@@ -77,6 +78,11 @@ The config is checked first: a config with mistakes is refused (exit 2)
 rather than installed into a service that could not start. Without a
 systemd user instance (in a container, for example) nothing is written.
 
+A build inside mc-broker's source tree (bin/mc-broker from make build) or a
+binary in a temporary directory is installed with a warning: a rebuild,
+make clean or a cleaned /tmp later leaves the service without it. make
+install puts mc-broker where it stays.
+
 Exit codes: 0 installed and started; 1 the service manager failed or could
 not be reached; 2 bad usage or config.`),
 		newCmdLaunchAction(f, runF, "uninstall", "Stop the background service and remove it", `Stop the service and remove its file. The logs are kept. Nothing to remove
@@ -99,6 +105,7 @@ func newCmdLaunchAction(f *Factory, runF func(*LaunchOptions) error, action, sho
 		f: f, Action: action,
 		GOOS: runtime.GOOS, UID: os.Getuid(),
 		Executable: os.Executable, LookPath: exec.LookPath, Runner: service.ExecRunner{},
+		TempDirs: service.TempDirs(),
 	}
 	cmd := &cobra.Command{
 		Use:   action,
@@ -138,8 +145,13 @@ func launchRun(ctx context.Context, opts *LaunchOptions) error {
 		return usageError("unknown launch action %q", opts.Action)
 	}
 	plan, apply := svc.InstallPlan, svc.Install
+	var warnings []string
 	if opts.Action == "uninstall" {
 		plan, apply = svc.UninstallPlan, svc.Uninstall
+	} else if why := service.TransientBinary(svc.Args()[0], opts.TempDirs); why != "" {
+		// Installed all the same: it works today, and the user may mean it.
+		warnings = append(warnings, "the service will run "+svc.Args()[0]+", "+why)
+		fmt.Fprintf(opts.f.Stderr, "mc-broker: warning: %s\n", warnings[0])
 	}
 	var res *service.Result
 	if opts.DryRun {
@@ -161,7 +173,8 @@ func launchRun(ctx context.Context, opts *LaunchOptions) error {
 			Action string `json:"action"`
 			DryRun bool   `json:"dry_run"`
 			*service.Result
-		}{opts.Action, opts.DryRun, res})
+			Warnings []string `json:"warnings,omitempty"`
+		}{opts.Action, opts.DryRun, res, warnings})
 	}
 	printLaunchResult(opts.f.Stdout, opts, svc, res)
 	return nil
@@ -191,7 +204,7 @@ func (opts *LaunchOptions) service() (*service.Service, error) {
 	}
 	return service.New(service.Options{
 		GOOS: opts.GOOS, Home: env.Home, Getenv: opts.f.Getenv, UID: opts.UID,
-		Binary: bin, ConfigFile: cfg, Runner: opts.Runner,
+		Binary: bin, ConfigFile: cfg, Runner: opts.Runner, TempDirs: opts.TempDirs,
 	})
 }
 
@@ -199,10 +212,7 @@ func (opts *LaunchOptions) service() (*service.Service, error) {
 // its config as it does in a shell. install checks the config it will run
 // with, so that a mistake shows now and not as a service that keeps failing.
 func (opts *LaunchOptions) configFile(env config.Env) (string, error) {
-	path := opts.ConfigFile
-	if path == "" {
-		path = opts.f.Getenv("MC_BROKER_CONFIG")
-	}
+	path, namedBy := namedConfig(opts.ConfigFile, opts.f.Getenv)
 	if path != "" {
 		abs, err := filepath.Abs(path)
 		if err != nil {
@@ -213,17 +223,19 @@ func (opts *LaunchOptions) configFile(env config.Env) (string, error) {
 	if opts.Action != "install" {
 		return path, nil
 	}
-	check := path
-	if check == "" {
-		check = env.ConfigFile()
-		if _, err := os.Stat(check); errors.Is(err, fs.ErrNotExist) {
-			return "", nil // built-in defaults
+	if path != "" {
+		if _, err := loadNamed(path, namedBy, env); err != nil {
+			return "", err
 		}
+		return path, nil
 	}
-	if _, err := config.Load(check, env); err != nil {
+	if _, err := os.Stat(env.ConfigFile()); errors.Is(err, fs.ErrNotExist) {
+		return "", nil // built-in defaults
+	}
+	if _, err := config.Load(env.ConfigFile(), env); err != nil {
 		return "", err
 	}
-	return path, nil
+	return "", nil
 }
 
 // launchError adds what to do to the service package's errors.

@@ -96,6 +96,37 @@ func TestLaunchInstallOnLinux(t *testing.T) {
 	}
 }
 
+// Installing a binary from a temporary directory (or a build tree) works,
+// with a warning on stderr and in --json: the service fails once it is gone.
+func TestLaunchInstallWarnsAboutATemporaryBinary(t *testing.T) {
+	w := newLaunchWorld(t)
+	tmp := filepath.Dir(w.bin)
+	if code := w.run("linux", "install", func(o *LaunchOptions) { o.TempDirs = []string{tmp} }); code != 0 {
+		t.Fatalf("exit %d: %s", code, w.err)
+	}
+	want := "mc-broker: warning: the service will run " + w.bin + ", which is in the temporary directory " + tmp + ": "
+	if !strings.HasPrefix(w.err.String(), want) || !strings.Contains(w.err.String(), "make install") {
+		t.Errorf("stderr %q, want %q...make install", w.err, want)
+	}
+
+	w.err.Reset()
+	w.out.Reset()
+	if code := w.run("linux", "install", func(o *LaunchOptions) { o.TempDirs = []string{tmp}; o.JSON = true; o.DryRun = true }); code != 0 {
+		t.Fatalf("exit %d: %s", code, w.err)
+	}
+	var doc struct{ Warnings []string }
+	if err := json.Unmarshal([]byte(w.out.String()), &doc); err != nil || len(doc.Warnings) != 1 || !strings.Contains(doc.Warnings[0], "temporary directory") {
+		t.Errorf("--json warnings %q (%v)", doc.Warnings, err)
+	}
+
+	// status (and so doctor) says it too, later.
+	w.out.Reset()
+	w.run("linux", "status", func(o *LaunchOptions) { o.TempDirs = []string{tmp} })
+	if !strings.Contains(w.out.String(), "warning: the service runs "+w.bin+", which is in the temporary directory") {
+		t.Errorf("status:\n%s", w.out)
+	}
+}
+
 func TestLaunchInstallPassesAndChecksTheConfig(t *testing.T) {
 	w := newLaunchWorld(t)
 	good := filepath.Join(w.home, "good.yaml")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/config"
+	"github.com/mc-broker/mc-broker/cmd/wire"
 	"github.com/mc-broker/mc-broker/sinks/volume"
 	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 )
@@ -22,6 +23,9 @@ type selection struct {
 	ConfigFile string
 	Dir        string
 	Only       []string
+	// writes is set by commands that write the --dir layout: its root
+	// then gets its .gitignore before anything else.
+	writes bool
 }
 
 // configFlagUsage is --config's help, the same for every command.
@@ -45,9 +49,9 @@ func (s *selection) load(ctx context.Context, f *Factory) (*broker.Broker, *conf
 	}
 	// One engine handle per run: the probe below and every volume copy
 	// share its connection.
-	env.Docker = volume.NewShared(engine.NewLazy(env.Getenv, env.Home))
+	docker := volume.NewShared(engine.NewLazy(env.Getenv, env.Home))
 	if cfg.File == "" && s.Dir == "" {
-		cfg = withDefaultVolumes(ctx, f, cfg, env.Docker.Lazy())
+		cfg = withDefaultVolumes(ctx, f, cfg, docker.Lazy())
 	}
 	for _, name := range s.Only {
 		if _, ok := cfg.Source(name); !ok {
@@ -59,9 +63,14 @@ func (s *selection) load(ctx context.Context, f *Factory) (*broker.Broker, *conf
 		if err != nil {
 			return nil, nil, usageError("--dir: %v", err)
 		}
+		if s.writes {
+			if err := prepareDirLayout(abs, f.Stderr); err != nil {
+				return nil, nil, &ExitError{Code: broker.ExitCopyFailed, Err: err}
+			}
+		}
 		cfg = cfg.WithDirLayout(abs)
 	}
-	b, err := cfg.Build(env)
+	b, err := wire.Build(cfg, env, docker)
 	if err != nil && s.Dir != "" {
 		return nil, nil, &ExitError{Code: broker.ExitUsage, Err: err, Hint: "choose another --dir"}
 	}
@@ -90,16 +99,44 @@ func withDefaultVolumes(ctx context.Context, f *Factory, cfg *config.Config, laz
 }
 
 func (s *selection) config(f *Factory, env config.Env) (*config.Config, error) {
-	path := s.ConfigFile
-	if path == "" {
-		path = f.Getenv("MC_BROKER_CONFIG")
+	if path, namedBy := namedConfig(s.ConfigFile, f.Getenv); path != "" {
+		return loadNamed(path, namedBy, env)
 	}
-	if path != "" {
-		return config.Load(path, env)
-	}
-	path = env.ConfigFile()
+	path := env.ConfigFile()
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return config.Default(env), nil
 	}
 	return config.Load(path, env)
+}
+
+// namedConfig is the config file that --config (flag), else
+// MC_BROKER_CONFIG names, and which of the two named it; "" when neither.
+func namedConfig(flag string, getenv func(string) string) (path, namedBy string) {
+	if flag != "" {
+		return flag, "--config"
+	}
+	if v := getenv("MC_BROKER_CONFIG"); v != "" {
+		return v, "MC_BROKER_CONFIG"
+	}
+	return "", ""
+}
+
+// loadNamed reads a config file that --config or MC_BROKER_CONFIG named. A
+// missing one is an error, not a quiet fall-back to the defaults, and says
+// which of the two to fix: a variable set in a shell profile long ago is
+// easy to forget.
+func loadNamed(path, namedBy string, env config.Env) (*config.Config, error) {
+	cfg, err := config.Load(path, env)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return cfg, err
+	}
+	undo := "run without --config"
+	if namedBy != "--config" {
+		undo = "unset " + namedBy
+	}
+	return nil, &ExitError{
+		Code: broker.ExitUsage,
+		Err:  fmt.Errorf("%w (named by %s)", err, namedBy),
+		Hint: "fix the path, or " + undo + " to use " + env.ConfigFile() + " when it exists, else the built-in defaults",
+	}
 }

@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mc-broker/mc-broker/broker/kinds/claude"
+
 	"github.com/mc-broker/mc-broker/broker"
-	"github.com/mc-broker/mc-broker/broker/credential"
 	"github.com/mc-broker/mc-broker/broker/watch"
 	"github.com/mc-broker/mc-broker/sinks/dir"
 	"github.com/mc-broker/mc-broker/sources/file"
@@ -64,7 +65,7 @@ func (volumeSink) Read(context.Context) ([]byte, error)        { return nil, nil
 func (volumeSink) Update(context.Context, broker.Decide) error { return nil }
 
 func TestStatusNotesVolumeCopiesOfAClaudeLogin(t *testing.T) {
-	src := file.New("claude", credential.Claude, "/h/.claude/.credentials.json")
+	src := file.New("claude", claude.Kind, "/h/.claude/.credentials.json")
 	b := &broker.Broker{Sources: []broker.Source{src}, Copies: []broker.Copy{
 		{Source: "claude", Sink: dir.New(dir.Options{Dir: "/c/1", FileName: ".credentials.json"})},
 	}}

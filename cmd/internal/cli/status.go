@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,14 +29,21 @@ func NewCmdStatus(f *Factory, runF func(*StatusOptions) error) *cobra.Command {
 		Short: "Show each login on this host and how every copy compares with it",
 		Long: `Show, for each source, where its login is read, whether it is there, its
 fingerprint and when it expires; and for each copy whether it is:
-  in-sync   identical to what sync would write
-  older     holds an older login (sync updates it)
-  newer     holds a newer login than the host (sync keeps it)
-  differs   same login age, other bytes (sync rewrites it)
-  missing   not written yet
-  broken    blanked, truncated or not a login (sync repairs it)
-  present   the host has no usable login to compare with
-  failed    could not be read
+  in-sync        identical to what sync would write
+  older          holds an older login (sync updates it)
+  newer          holds a newer login than the host (sync takes it back
+                 if it passes the trust rules, docs/SECURITY.md; the
+                 source line says so, and "not taken back: ..." why not)
+  differs        neither older nor newer, other bytes (sync rewrites it)
+  missing        not written yet
+  broken         blanked or truncated (sync repairs it)
+  foreign        not a login of this CLI: sync leaves it alone (exit 2)
+  other-account  another account's login mc-broker did not put there:
+                 sync leaves it alone (exit 1)
+  present        holds a login; the host has no usable one to compare with
+  failed         could not be read
+  revoked        'mc-broker revoke' took the login out: nothing is written
+                 there until 'mc-broker sync' or 'mc-broker login'
 Nothing is written. Exit codes as for sync.
 
 It also says whether a watcher ('mc-broker watch', or the background
@@ -66,7 +74,13 @@ func statusRun(ctx context.Context, opts *StatusOptions) error {
 	if err != nil {
 		return err
 	}
-	ws := readWatcherStatus(env.StateDir())
+	stateDir := env.StateDir()
+	if opts.Dir != "" {
+		if abs, err := filepath.Abs(opts.Dir); err == nil {
+			stateDir = layoutStateDir(stateDir, abs)
+		}
+	}
+	ws := readWatcherStatus(stateDir)
 	notes := lockMirrorNotes(b)
 	if opts.JSON {
 		enc := json.NewEncoder(opts.f.Stdout)
@@ -140,9 +154,16 @@ func printWatcher(w io.Writer, ws *watcherStatus, now time.Time) {
 	}
 	printLockMirror(w, ws)
 	for _, s := range st.Sources {
+		if s.WriteBackSince != nil {
+			fmt.Fprintf(w, "  WRITE-BACK FAILING since %s: %s: %s (every copy has the newer login; retried with backoff)\n",
+				s.WriteBackSince.UTC().Format("2006-01-02 15:04:05 MST"), s.Name, s.WriteBack)
+		}
 		for _, c := range s.Copies {
 			if c.FailingSince != nil {
 				fmt.Fprintf(w, "  failing since %s: %s: %s\n", c.FailingSince.UTC().Format("2006-01-02 15:04:05 MST"), c.Location, c.Problem)
+			}
+			if c.Refused != "" {
+				fmt.Fprintf(w, "  not taken back from %s: %s\n", c.Location, c.Refused)
 			}
 		}
 	}
