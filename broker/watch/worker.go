@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,10 @@ type sourceWorker struct {
 	// inflight is, per copy, the Hash of what a dispatched write puts
 	// there: a later pass that wants the same does not queue it again.
 	inflight map[int]string
+	// recheck marks copies a later pass wanted to write while that write
+	// was in flight: it may have decided on what the copy held before the
+	// pass, so the copy is looked at again once it is in.
+	recheck map[int]bool
 
 	kick  chan struct{}
 	polls chan struct{}
@@ -50,9 +55,13 @@ type sourceWorker struct {
 	retry   *time.Timer
 
 	// What was last logged, to log changes only.
-	sourceProblem  string
-	failing        map[string]string
-	refused        map[string]string
+	sourceProblem string
+	failing       map[string]string
+	refused       map[string]string
+	// warned is, per copy, the last refusal warned about: a container
+	// that writes one bad login after another is warned about once an
+	// hour, not once per login.
+	warned         map[string]warning
 	writeBackError string
 	// loginChanged is when the login everywhere last changed (lock
 	// mirroring asks whether a refresh brought one).
@@ -95,11 +104,13 @@ func newSourceWorker(w *watcher, src broker.Source, copies []broker.Copy, mem *b
 		slow:      make([]bool, len(copies)),
 		slowSeen:  map[int]broker.Seen{},
 		inflight:  map[int]string{},
+		recheck:   map[int]bool{},
 		polls:     make(chan struct{}, 1),
 		kick:      make(chan struct{}, 1),
 		results:   make(chan any, 64),
 		failing:   map[string]string{},
 		refused:   map[string]string{},
+		warned:    map[string]warning{},
 		firstDone: make(chan struct{}),
 	}
 	sw.pass.Rules.Patience = partialPatience
@@ -218,6 +229,7 @@ func (sw *sourceWorker) runPass(waiters []func(time.Time)) {
 		if sw.inflight[i] == h {
 			// The same write is queued or running already.
 			plan.Copies[i].Action = broker.Keep
+			sw.recheck[i] = true
 			continue
 		}
 		sw.inflight[i] = h
@@ -377,6 +389,10 @@ func (sw *sourceWorker) recordCopy(r broker.CopyResult, now time.Time) (again bo
 	c := p.Copies[r.Index]
 	loc := c.Sink.Location()
 	delete(sw.inflight, r.Index)
+	if sw.recheck[r.Index] {
+		delete(sw.recheck, r.Index)
+		again = true
+	}
 	p.RecordCopy(r)
 	if sw.slow[r.Index] && r.Holds != nil {
 		sw.slowSeen[r.Index] = broker.Seen{Exists: true, Data: r.Holds}
@@ -409,7 +425,7 @@ func (sw *sourceWorker) recordCopy(r broker.CopyResult, now time.Time) (again bo
 		}
 		sw.log.Info("copy written", args...)
 	}
-	return r.Plan.Again
+	return again || r.Plan.Again
 }
 
 // logSource logs a change of the source's state. A host being written
@@ -445,13 +461,37 @@ func (sw *sourceWorker) logPlan(in broker.PlanInput, plan broker.PlanResult) {
 			continue
 		}
 		sw.refused[loc] = why
-		if why != "" {
+		if why != "" && sw.warn(loc, why, in.Now) {
 			sw.log.Warn("a copy's login is not taken back", "copy", loc, "reason", why)
 		}
 		if c.Outcome == broker.KeptNewer {
 			sw.log.Info("copy holds a newer login; kept", "copy", loc, "fingerprint", c.Info.Fingerprint)
 		}
 	}
+}
+
+// warning is a refusal warned about.
+type warning struct {
+	rule string
+	at   time.Time
+}
+
+// warn reports whether a refusal of loc's login for why is worth a
+// warning: the first of its rule, or the first for an hour. The rule is
+// the reason without its numbers (an expiry, a size, a count), which an
+// attacker can vary at will.
+func (sw *sourceWorker) warn(loc, why string, now time.Time) bool {
+	rule := strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, why)
+	if last, ok := sw.warned[loc]; ok && last.rule == rule && now.Sub(last.at) < broker.TakeBackWindow {
+		return false
+	}
+	sw.warned[loc] = warning{rule, now}
+	return true
 }
 
 func expiry(t time.Time) any {
