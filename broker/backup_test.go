@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -57,5 +58,61 @@ func TestBackupsArePrivateBoundedAndShelved(t *testing.T) {
 	// The same login twice in a row is kept once.
 	if again := keep(30, false); again != last {
 		t.Errorf("the same login was kept twice")
+	}
+}
+
+// syncDispatch runs a plan's jobs at once and keeps the results, without
+// recording them in the memory: what watch does when a pass runs before the
+// result of the last take-back is in.
+type syncDispatch struct{ host []broker.HostResult }
+
+func (d *syncDispatch) Host(job func(context.Context) broker.HostResult) {
+	d.host = append(d.host, job(context.Background()))
+}
+func (d *syncDispatch) Copy(_ int, job func(context.Context) broker.CopyResult) {
+	job(context.Background())
+}
+
+// TestTakeBacksInARowKeepTheUsersLoginOnTheHostShelf: a container gives
+// two logins in quick succession, the second taken back before the result
+// of the first is recorded. The login the first put into the host is not
+// the user's: its backup goes on the taken shelf, and the host shelf holds
+// the user's own login only.
+func TestTakeBacksInARowKeepTheUsersLoginOnTheHostShelf(t *testing.T) {
+	w := newWorld(t, "a")
+	users := loginAt(t, 4*time.Hour, 1)
+	put(t, w.source, users)
+	backups := &broker.Backups{Dir: filepath.Join(w.root, "backups")}
+	p := &broker.Pass{Source: w.b.Sources[0], Copies: w.b.Copies, Memory: broker.NewMemory(), Backups: backups}
+	p.Run(context.Background(), broker.PassOptions{})
+	d := &syncDispatch{}
+	for n := 2; n <= 3; n++ {
+		put(t, w.copyFile("a"), forCopy(t, loginAt(t, time.Duration(4+n)*time.Hour, n)))
+		in := p.Read(context.Background())
+		plan := broker.Plan(in)
+		if plan.Host.Action != broker.TakeBack {
+			t.Fatalf("login %d: host action %s, want take-back", n, plan.Host.Action)
+		}
+		p.Apply(in, plan, d)
+	}
+	list, err := backups.List("claude")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var host, taken int
+	for _, b := range list {
+		data, _ := os.ReadFile(b.Path)
+		switch b.Shelf {
+		case broker.ShelfHost:
+			host++
+			if !bytes.Equal(data, users) {
+				t.Errorf("the host shelf holds a login taken back from a copy")
+			}
+		case broker.ShelfTaken:
+			taken++
+		}
+	}
+	if host != 1 || taken != 1 {
+		t.Errorf("host shelf %d, taken shelf %d, want 1 and 1", host, taken)
 	}
 }

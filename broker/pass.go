@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mc-broker/mc-broker/broker/credential"
@@ -35,6 +36,13 @@ type Pass struct {
 	// Parallel caps how many copies are read or written at once by the
 	// default dispatcher (default 16).
 	Parallel int
+
+	// wroteHost is the Hash of what the last take-back wrote into the
+	// host's store. The next take-back may run before the memory has the
+	// result (watch records it on another goroutine): its backup must still
+	// go on the taken shelf, or a container giving logins quickly would
+	// push the user's own off the host shelf.
+	wroteHost atomic.Pointer[string]
 }
 
 // Dispatcher runs the writes a plan asks for. The default one runs them
@@ -255,6 +263,9 @@ func (p *Pass) takeBack(ctx context.Context, in PlanInput, plan PlanResult) Host
 		if current != nil {
 			info, _ := in.Kind.Inspect(current)
 			genuine := !in.Memory.store(HostKey).gave(current)
+			if last := p.wroteHost.Load(); last != nil && *last == Hash(current) {
+				genuine = false
+			}
 			path, err := p.Backups.Keep(p.Source.Name(), current, info, genuine, in.Now)
 			if err != nil {
 				res.Declined = ""
@@ -270,6 +281,8 @@ func (p *Pass) takeBack(ctx context.Context, in PlanInput, plan PlanResult) Host
 		res.Err = err
 	case res.Err == nil && res.Declined == "":
 		res.Wrote = true
+		h := Hash(plan.Host.Data)
+		p.wroteHost.Store(&h)
 	}
 	return res
 }
