@@ -61,7 +61,9 @@ type sourceWorker struct {
 	// warned is, per copy, the last refusal warned about: a container
 	// that writes one bad login after another is warned about once an
 	// hour, not once per login.
-	warned         map[string]warning
+	warned map[string]warning
+	// unreadable is, per copy, why a pass could not read it.
+	unreadable     map[string]string
 	writeBackError string
 	// loginChanged is when the login everywhere last changed (lock
 	// mirroring asks whether a refresh brought one).
@@ -100,18 +102,19 @@ func newSourceWorker(w *watcher, src broker.Source, copies []broker.Copy, mem *b
 			Rules:   w.b.Rules,
 			Backups: w.backups(),
 		},
-		log:       w.log.With("source", src.Name()),
-		slow:      make([]bool, len(copies)),
-		slowSeen:  map[int]broker.Seen{},
-		inflight:  map[int]string{},
-		recheck:   map[int]bool{},
-		polls:     make(chan struct{}, 1),
-		kick:      make(chan struct{}, 1),
-		results:   make(chan any, 64),
-		failing:   map[string]string{},
-		refused:   map[string]string{},
-		warned:    map[string]warning{},
-		firstDone: make(chan struct{}),
+		log:        w.log.With("source", src.Name()),
+		slow:       make([]bool, len(copies)),
+		slowSeen:   map[int]broker.Seen{},
+		inflight:   map[int]string{},
+		recheck:    map[int]bool{},
+		polls:      make(chan struct{}, 1),
+		kick:       make(chan struct{}, 1),
+		results:    make(chan any, 64),
+		failing:    map[string]string{},
+		refused:    map[string]string{},
+		warned:     map[string]warning{},
+		unreadable: map[string]string{},
+		firstDone:  make(chan struct{}),
 	}
 	sw.pass.Rules.Patience = partialPatience
 	sw.host = newStoreWorker(sw, "host")
@@ -449,10 +452,20 @@ func (sw *sourceWorker) logSource(sr broker.SourceReport, plan broker.PlanResult
 	sw.sourceProblem = problem
 }
 
-// logPlan logs what is refused, once per copy and reason.
+// logPlan logs what is refused, once per copy and reason, and copies that
+// cannot be read (a FIFO or a directory where the login belongs), once per
+// copy and error.
 func (sw *sourceWorker) logPlan(in broker.PlanInput, plan broker.PlanResult) {
 	for i, c := range plan.Copies {
 		loc := in.Copies[i].Key
+		switch was, had := sw.unreadable[loc]; {
+		case c.Action == broker.Fail && was != c.Problem:
+			sw.unreadable[loc] = c.Problem
+			sw.log.Warn("copy cannot be read; looked at again when it changes", "copy", loc, "error", c.Problem)
+		case had && c.Action != broker.Fail && c.Action != broker.Unknown:
+			delete(sw.unreadable, loc)
+			sw.log.Info("copy readable again", "copy", loc)
+		}
 		why := c.Refused
 		if c.Action == broker.Refuse {
 			why = c.Problem

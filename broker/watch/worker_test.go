@@ -3,10 +3,12 @@ package watch
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -115,4 +117,51 @@ func TestWarnOncePerRule(t *testing.T) {
 			t.Errorf("step %d (%s: %s): warn=%v, want %v", i, s.loc, s.why, got, s.want)
 		}
 	}
+}
+
+// TestWatchWarnsOnceAboutACopyItCannotRead: a FIFO where a copy's login
+// belongs is never opened for a blocking read; the watcher warns once,
+// naming the copy and why, and says so when it can read it again.
+func TestWatchWarnsOnceAboutACopyItCannotRead(t *testing.T) {
+	b, _, copies, stateDir := newBroker(t, 2)
+	if err := os.MkdirAll(filepath.Dir(copies[0]), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(copies[0], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	ready := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{Load: func() (*broker.Broker, error) { return b, nil }, StateDir: stateDir, Ready: ready,
+			Log: slog.New(slog.NewTextHandler(logs, nil))})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready within 10 s: a FIFO in a copy blocks the watcher")
+	}
+	const msg = `msg="copy cannot be read; looked at again when it changes" source=claude copy=` + "%s"
+	waitFor(t, "a warning naming the FIFO", func() bool {
+		return strings.Contains(logs.String(), fmt.Sprintf(msg, copies[0])) && strings.Contains(logs.String(), "is not a regular file")
+	})
+	// Passes on the other copy do not repeat it.
+	src, _ := os.ReadFile(b.Sources[0].Location())
+	writeLogin(t, filepath.Dir(b.Sources[0].Location()), bytes.Replace(src, []byte("4102444800000"), []byte("4102444900000"), 1))
+	waitFor(t, "the other copy to follow", func() bool { got, _ := os.ReadFile(copies[1]); return bytes.Contains(got, []byte("4102444900000")) })
+	if n := strings.Count(logs.String(), "copy cannot be read"); n != 1 {
+		t.Errorf("%d warnings about the FIFO, want 1", n)
+	}
+	if err := os.Remove(copies[0]); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the copy to be written once the FIFO is gone", func() bool {
+		got, _ := os.ReadFile(copies[0])
+		return bytes.Contains(got, []byte("4102444900000")) && strings.Contains(logs.String(), "copy readable again")
+	})
 }
