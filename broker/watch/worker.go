@@ -50,9 +50,14 @@ type sourceWorker struct {
 	pending     int
 	afterWrites []func()
 
-	// Backoff and the retry timer.
-	attempt int
-	retry   *time.Timer
+	// Backoff and the retry timer; retryAt is when it fires (zero when
+	// not armed), hostRetryAt when a failed write-back is tried again.
+	attempt     int
+	retry       *time.Timer
+	retryAt     time.Time
+	hostRetryAt time.Time
+	// hostBusy is set while a write-back is queued or running.
+	hostBusy bool
 
 	// What was last logged, to log changes only.
 	sourceProblem string
@@ -154,6 +159,7 @@ func (sw *sourceWorker) run(ctx context.Context) {
 			sw.mu.Unlock()
 			sw.runPass(waiters)
 		case <-sw.retry.C:
+			sw.retryAt = time.Time{}
 			sw.runPass(nil)
 		case <-sw.polls:
 			sw.poll()
@@ -220,7 +226,21 @@ func (sw *sourceWorker) runPass(waiters []func(time.Time)) {
 		retry = sw.w.backoff(sw.attempt)
 	}
 	if retry > 0 {
-		sw.retry.Reset(retry)
+		sw.retryIn(retry)
+	}
+	switch {
+	case plan.Host.Action == broker.TakeBack && time.Now().Before(sw.hostRetryAt):
+		// The last write-back failed: it is tried again with backoff, not
+		// at every pass (a container touching its copy would drive it).
+		// The copies get the login all the same.
+		plan.Host.Action = broker.Keep
+		sw.retryIn(time.Until(sw.hostRetryAt))
+	case plan.Host.Action != broker.TakeBack && plan.Host.State == broker.SourceValid && sw.writeBackError != "" && !sw.hostBusy:
+		// The host holds a login as new as any copy's (the user logged
+		// in): nothing is left to write back.
+		sw.log.Info("nothing left to write back into the host's store", "store", p.Source.Location())
+		sw.writeBackError, sw.hostRetryAt = "", time.Time{}
+		sw.w.state.writeBack(sw.name, "", in.Now)
 	}
 
 	sw.publish()
@@ -267,6 +287,7 @@ func (sw *sourceWorker) maybeDone() {
 type dispatcher struct{ sw *sourceWorker }
 
 func (d dispatcher) Host(job func(context.Context) broker.HostResult) {
+	d.sw.hostBusy = true
 	d.sw.submit(d.sw.host, func(ctx context.Context) any { return hostDone{job(ctx)} })
 }
 
@@ -352,17 +373,22 @@ func (sw *sourceWorker) record(r any) {
 
 func (sw *sourceWorker) recordHost(r broker.HostResult, now time.Time) {
 	p := sw.pass
+	sw.hostBusy = false
 	loc := p.Copies[r.From].Sink.Location()
 	switch {
 	case r.Err != nil:
-		if r.Err.Error() != sw.writeBackError {
+		// Once per error; the numbers in it (a temporary file's name)
+		// change from one try to the next.
+		if ruleOf(r.Err.Error()) != ruleOf(sw.writeBackError) {
 			sw.log.Warn("cannot write a newer login back into the host's store; every copy has it, and the write-back is retried",
 				"store", p.Source.Location(), "from", loc, "error", r.Err)
 		}
 		sw.writeBackError = r.Err.Error()
 		sw.w.state.writeBack(sw.name, r.Err.Error(), now)
 		sw.attempt++
-		sw.retry.Reset(sw.w.backoff(sw.attempt))
+		wait := sw.w.backoff(sw.attempt)
+		sw.hostRetryAt = time.Now().Add(wait)
+		sw.retryIn(wait)
 	case r.Declined != "":
 		sw.log.Debug("take-back not written", "from", loc, "reason", r.Declined)
 		sw.request(passRequest{})
@@ -370,7 +396,7 @@ func (sw *sourceWorker) recordHost(r broker.HostResult, now time.Time) {
 		if sw.writeBackError != "" {
 			sw.log.Info("writing back into the host's store works again", "store", p.Source.Location())
 		}
-		sw.writeBackError = ""
+		sw.writeBackError, sw.hostRetryAt = "", time.Time{}
 		sw.w.state.writeBack(sw.name, "", now)
 		sw.attempt = 0
 		sw.log.Info("took a newer login back from a copy into the host's store",
@@ -409,7 +435,7 @@ func (sw *sourceWorker) recordCopy(r broker.CopyResult, now time.Time) (again bo
 		}
 		sw.failing[loc] = r.Plan.Problem
 		sw.attempt++
-		sw.retry.Reset(sw.w.backoff(sw.attempt))
+		sw.retryIn(sw.w.backoff(sw.attempt))
 		return false
 	case wasFailing:
 		delete(sw.failing, loc)
@@ -490,21 +516,38 @@ type warning struct {
 }
 
 // warn reports whether a refusal of loc's login for why is worth a
-// warning: the first of its rule, or the first for an hour. The rule is
-// the reason without its numbers (an expiry, a size, a count), which an
-// attacker can vary at will.
+// warning: the first of its rule, or the first for an hour.
 func (sw *sourceWorker) warn(loc, why string, now time.Time) bool {
-	rule := strings.Map(func(r rune) rune {
-		if r >= '0' && r <= '9' {
-			return -1
-		}
-		return r
-	}, why)
+	rule := ruleOf(why)
 	if last, ok := sw.warned[loc]; ok && last.rule == rule && now.Sub(last.at) < broker.TakeBackWindow {
 		return false
 	}
 	sw.warned[loc] = warning{rule, now}
 	return true
+}
+
+// ruleOf is a reason or an error without its numbers (an expiry, a size,
+// a count, a temporary file's name), which change from one time to the
+// next, and which a container can vary at will.
+func ruleOf(why string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, why)
+}
+
+// retryIn arms the retry timer to fire within d, unless it fires sooner
+// already: a short wait (content looking half-written) is never pushed
+// back by a long one (a failing store's backoff).
+func (sw *sourceWorker) retryIn(d time.Duration) {
+	at := time.Now().Add(d)
+	if !sw.retryAt.IsZero() && sw.retryAt.Before(at) {
+		return
+	}
+	sw.retryAt = at
+	sw.retry.Reset(d)
 }
 
 func expiry(t time.Time) any {

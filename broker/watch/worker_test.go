@@ -3,17 +3,20 @@ package watch
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/sinks/dir"
+	"github.com/mc-broker/mc-broker/sources/file"
 )
 
 // gatedSink is a directory copy whose writes, once closed, wait after
@@ -164,4 +167,87 @@ func TestWatchWarnsOnceAboutACopyItCannotRead(t *testing.T) {
 		got, _ := os.ReadFile(copies[0])
 		return bytes.Contains(got, []byte("4102444900000")) && strings.Contains(logs.String(), "copy readable again")
 	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
+
+// failingHost is the host's file whose write-backs fail while fail is set,
+// counting the tries.
+type failingHost struct {
+	*file.Source
+	fail  atomic.Bool
+	tries atomic.Int32
+}
+
+func (h *failingHost) Update(ctx context.Context, decide broker.Decide) error {
+	h.tries.Add(1)
+	if h.fail.Load() {
+		return errors.New("no space left on device")
+	}
+	return h.Source.Update(ctx, decide)
+}
+
+// TestWatchRetriesAFailingWriteBackWithBackoff: while the host's store
+// cannot take a container's refresh, the copies have it at once and the
+// write-back is tried again with backoff, not at every pass a container
+// can cause by touching its copy; once the user logs in on the host there
+// is nothing left to write back, and status stops saying it fails.
+func TestWatchRetriesAFailingWriteBackWithBackoff(t *testing.T) {
+	b, source, copies, stateDir := newBroker(t, 2)
+	host := &failingHost{Source: b.Sources[0].(*file.Source)}
+	host.fail.Store(true)
+	b.Sources[0] = host
+	b.StateDir = stateDir // backups: no take-back without one
+	if err := os.WriteFile(source, mirrorLogin(1, hoursAhead(4)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{Load: func() (*broker.Broker, error) { return b, nil }, StateDir: stateDir, Ready: ready, RetryMin: time.Second, RetryMax: time.Minute})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready within 10 s")
+	}
+	newer := mirrorLogin(2, hoursAhead(5))
+	writeLogin(t, filepath.Dir(copies[0]), newer)
+	waitFor(t, "the other copy to get the container's refresh", func() bool { got, _ := os.ReadFile(copies[1]); return bytes.Equal(got, newer) })
+	waitFor(t, "the write-back to fail", func() bool { return host.tries.Load() >= 1 })
+	// The container touches its copy, again and again: each a pass.
+	for range 20 {
+		writeLogin(t, filepath.Dir(copies[0]), newer)
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := host.tries.Load(); n > 2 {
+		t.Errorf("%d write-back tries within about 100 ms of passes, want at most 2 (backoff from 1 s)", n)
+	}
+	host.fail.Store(false)
+	waitFor(t, "the retry to write the host", func() bool { got, _ := os.ReadFile(source); return bytes.Equal(got, newer) })
+
+	// Failing again; then the user logs in on the host.
+	host.fail.Store(true)
+	newest := mirrorLogin(3, hoursAhead(6))
+	writeLogin(t, filepath.Dir(copies[0]), newest)
+	writing := func() string {
+		st, _ := ReadState(stateDir)
+		if st == nil || len(st.Sources) == 0 {
+			return "?"
+		}
+		return st.Sources[0].WriteBack
+	}
+	waitFor(t, "the state file to say the write-back fails", func() bool { return writing() != "" && writing() != "?" })
+	writeLogin(t, filepath.Dir(source), mirrorLogin(4, hoursAhead(7)))
+	waitFor(t, "the state file to stop saying the write-back fails", func() bool { return writing() == "" })
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
 }
