@@ -37,6 +37,37 @@ func (g *gatedSink) Update(ctx context.Context, decide broker.Decide) error {
 	return err
 }
 
+// runWatcher runs a watcher over b with o until stop (or the test's end),
+// and returns once it is ready.
+func runWatcher(t *testing.T, b *broker.Broker, o Options) (stop func()) {
+	t.Helper()
+	ready := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	o.Load, o.Ready = func() (*broker.Broker, error) { return b, nil }, ready
+	go func() { done <- Run(ctx, o) }()
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("not ready within 10 s")
+	}
+	return stop
+}
+
 // TestWatchRepairsACopyChangedWhileItsRepairWasInFlight: a container
 // writes a bad login into its copy, the watcher repairs it, and the
 // container writes another bad one before the watcher has taken in the
@@ -54,21 +85,7 @@ func TestWatchRepairsACopyChangedWhileItsRepairWasInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	ready := make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{Load: func() (*broker.Broker, error) { return b, nil }, StateDir: stateDir, Ready: ready,
-			Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("not ready within 10 s")
-	}
+	stop := runWatcher(t, b, Options{StateDir: stateDir, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	holds := func(want []byte) bool { got, _ := os.ReadFile(copies[0]); return bytes.Equal(got, want) }
 	waitFor(t, "the copy to hold the host's login", func() bool { return holds(host) })
 
@@ -90,10 +107,7 @@ func TestWatchRepairsACopyChangedWhileItsRepairWasInFlight(t *testing.T) {
 	if !bytes.Equal(got, host) {
 		t.Error("the host's login changed")
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Run: %v", err)
-	}
+	stop()
 }
 
 // TestWarnOncePerRule: a container that writes one bad login after another,
@@ -134,21 +148,7 @@ func TestWatchWarnsOnceAboutACopyItCannotRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	ready := make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{Load: func() (*broker.Broker, error) { return b, nil }, StateDir: stateDir, Ready: ready,
-			Log: slog.New(slog.NewTextHandler(logs, nil))})
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("not ready within 10 s: a FIFO in a copy blocks the watcher")
-	}
+	stop := runWatcher(t, b, Options{StateDir: stateDir, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	const msg = `msg="copy cannot be read; looked at again when it changes" source=claude copy=` + "%s"
 	waitFor(t, "a warning naming the FIFO", func() bool {
 		return strings.Contains(logs.String(), fmt.Sprintf(msg, copies[0])) && strings.Contains(logs.String(), "is not a regular file")
@@ -167,10 +167,7 @@ func TestWatchWarnsOnceAboutACopyItCannotRead(t *testing.T) {
 		got, _ := os.ReadFile(copies[0])
 		return bytes.Contains(got, []byte("4102444900000")) && strings.Contains(logs.String(), "copy readable again")
 	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Run: %v", err)
-	}
+	stop()
 }
 
 // failingHost is the host's file whose write-backs fail while fail is set,
@@ -203,20 +200,7 @@ func TestWatchRetriesAFailingWriteBackWithBackoff(t *testing.T) {
 	if err := os.WriteFile(source, mirrorLogin(1, hoursAhead(4)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan struct{})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{Load: func() (*broker.Broker, error) { return b, nil }, StateDir: stateDir, Ready: ready, RetryMin: time.Second, RetryMax: time.Minute})
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("not ready within 10 s")
-	}
+	stop := runWatcher(t, b, Options{StateDir: stateDir, RetryMin: time.Second, RetryMax: time.Minute})
 	newer := mirrorLogin(2, hoursAhead(5))
 	writeLogin(t, filepath.Dir(copies[0]), newer)
 	waitFor(t, "the other copy to get the container's refresh", func() bool { got, _ := os.ReadFile(copies[1]); return bytes.Equal(got, newer) })
@@ -246,8 +230,5 @@ func TestWatchRetriesAFailingWriteBackWithBackoff(t *testing.T) {
 	waitFor(t, "the state file to say the write-back fails", func() bool { return writing() != "" && writing() != "?" })
 	writeLogin(t, filepath.Dir(source), mirrorLogin(4, hoursAhead(7)))
 	waitFor(t, "the state file to stop saying the write-back fails", func() bool { return writing() == "" })
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Run: %v", err)
-	}
+	stop()
 }
