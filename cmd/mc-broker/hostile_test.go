@@ -69,7 +69,10 @@ type statusJSON struct {
 		} `json:"copies"`
 	} `json:"sources"`
 	Watcher struct {
-		Running bool `json:"running"`
+		Running    bool `json:"running"`
+		LockMirror *struct {
+			Refused int `json:"refused"`
+		} `json:"lock_mirror"`
 		Sources []struct {
 			Name           string     `json:"name"`
 			WriteBack      string     `json:"write_back_problem"`
@@ -795,6 +798,11 @@ func TestHostileLockHog(t *testing.T) {
 		if n := h.p.log.count("a refresh lock is not mirrored", "dir", filepath.Dir(h.w.copies[0])); n == 0 {
 			t.Errorf("holding for %v: no warning that the container's lock is not mirrored", h.hold)
 		}
+		waitFor(t, 5*time.Second, "status to show locks not mirrored", func() (bool, string) {
+			text, _, js := h.w.status()
+			lm := js.Watcher.LockMirror
+			return strings.Contains(text, " not mirrored (") && lm != nil && lm.Refused > 0, text
+		})
 		waitFor(t, 5*time.Second, "the host's lock to be gone", func() (bool, string) {
 			_, err := os.Lstat(h.hostLock)
 			return err != nil, "still there"
