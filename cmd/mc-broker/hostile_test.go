@@ -1097,3 +1097,40 @@ func TestHostileForeignFiles(t *testing.T) {
 		w.syncLeavesThenForceReplaces(copies, []string{"not JSON", "not a Claude Code login file"}, 2)
 	})
 }
+
+// TestHostileExtraMembers: a container's genuine refresh carries members
+// of its own: MCP server tokens and an API key. Only the login is taken
+// back: the host keeps its own MCP tokens and gains nothing else, and
+// every copy, the container's too, ends with the host's login as a copy
+// holds it.
+func TestHostileExtraMembers(t *testing.T) {
+	w := newWorld(t, "claude", 3)
+	p := w.watch()
+	var before map[string]json.RawMessage
+	if err := json.Unmarshal(read(w.source), &before); err != nil {
+		t.Fatal(err)
+	}
+	newer := w.forCopy(w.login(2))
+	injected := bytes.Replace(newer, []byte("{"), []byte(`{"mcpOAuth": {"attacker|1": {"accessToken": "FAKE-EVIL-MCP"}}, "primaryApiKey": "sk-ant-api03-FAKE-EVIL",`), 1)
+	w.replace(w.copies[0], injected)
+	waitFor(t, 5*time.Second, "the refresh to be taken back", func() (bool, string) {
+		return bytes.Contains(read(w.source), []byte("TOKEN-G000002")), "not yet"
+	})
+	want := w.forCopy(read(w.source))
+	waitFor(t, 5*time.Second, "every copy, the container's too, to hold the host's login as a copy holds it", func() (bool, string) {
+		return copiesHold(w.copies, want)
+	})
+	var after map[string]json.RawMessage
+	if err := json.Unmarshal(read(w.source), &after); err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) || !bytes.Equal(after["mcpOAuth"], before["mcpOAuth"]) {
+		t.Errorf("the host's file gained or changed members other than the login: %d members, was %d", len(after), len(before))
+	}
+	if bytes.Contains(read(w.source), []byte("EVIL")) || bytes.Contains(want, []byte("EVIL")) {
+		t.Error("what the container added reached the host or the copies")
+	}
+	if n := p.log.count(adoptedMsg); n != 1 {
+		t.Errorf("%d take-backs, want 1", n)
+	}
+}
