@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzUnitCommandLine: any argv (the binary's path, a config path, a
@@ -11,7 +12,8 @@ import (
 // so that systemd reads back exactly those words: one line, every space
 // and quote inside quotes, every % doubled (systemd's specifiers) and, past
 // the executable, every $ doubled (its variables); a control character,
-// which no quoting can put on one line, is refused.
+// which no quoting can put on one line, and bytes that are not UTF-8,
+// for which systemd ignores the line, are refused.
 func FuzzUnitCommandLine(f *testing.F) {
 	for _, s := range []string{"/usr/bin/mc-broker\x00watch", "/opt/my tools/100% $HOME/mc-broker\x00watch\x00--config\x00/c/a \"b\" \\ c $x %h.yaml", "/x\x00", "/x\x00;\x00\"\x00'\x00\\", "/a b\x00a\nb", "/x\x00%%%\x00$$$"} {
 		f.Add(s)
@@ -22,7 +24,8 @@ func FuzzUnitCommandLine(f *testing.F) {
 			args[0] = "/" + args[0] // the binary's absolute path
 		}
 		line, err := unitCommandLine(args)
-		control := strings.ContainsFunc(strings.Join(args, ""), func(r rune) bool { return r < 0x20 || r == 0x7f })
+		joined := strings.Join(args, "")
+		control := !utf8.ValidString(joined) || strings.ContainsFunc(joined, func(r rune) bool { return r < 0x20 || r == 0x7f })
 		if err != nil {
 			if !control {
 				t.Fatalf("unitCommandLine(%q): %v", args, err)
@@ -30,7 +33,7 @@ func FuzzUnitCommandLine(f *testing.F) {
 			return
 		}
 		if control || strings.ContainsAny(line, "\n\r") {
-			t.Fatalf("a control character reached the unit: %q", line)
+			t.Fatalf("a control character or a byte that is not UTF-8 reached the unit: %q", line)
 		}
 		checkUnitWords(t, line, len(args))
 		for _, a := range args[1:] {
@@ -58,6 +61,9 @@ func FuzzUnitEnvironment(f *testing.F) {
 	f.Fuzz(func(t *testing.T, assignment string) {
 		v, err := unitQuote(assignment, false)
 		if err != nil {
+			if utf8.ValidString(assignment) && !strings.ContainsFunc(assignment, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+				t.Fatalf("unitQuote(%q): %v", assignment, err)
+			}
 			return
 		}
 		if strings.ContainsAny(v, "\n\r") {

@@ -11,8 +11,9 @@ import (
 )
 
 // FuzzParseAttributes: whatever security prints, ParseAttributes never
-// panics, and what it finds is a date of the keychain's form and a label
-// without its C string's trailing NULs.
+// panics, what it finds is a date of the keychain's form, and the label it
+// reads (kept on write-back) never makes the command sent to security -i
+// more than one line: a label that cannot be quoted is refused.
 func FuzzParseAttributes(f *testing.F) {
 	real, err := os.ReadFile(filepath.Join("..", "..", "testdata", "fixtures", "security", "find-generic-password.txt"))
 	if err != nil {
@@ -28,8 +29,9 @@ func FuzzParseAttributes(f *testing.F) {
 		if !date.MatchString(a.Modified) {
 			t.Fatalf("Modified %q is not a keychain date", a.Modified)
 		}
-		if strings.ContainsRune(a.Label, '\n') {
-			t.Fatalf("a label of more than one line: %q", a.Label)
+		line, err := addCommand(ClaudeItem("", "dev"), a.Label, []byte(`{"claudeAiOauth":{}}`))
+		if err == nil && (bytes.Count(line, []byte("\n")) != 1 || !bytes.HasSuffix(line, []byte("\n")) || bytes.ContainsRune(line, '\r')) {
+			t.Fatalf("label %q makes the command %q", a.Label, line)
 		}
 	})
 }
