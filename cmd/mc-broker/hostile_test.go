@@ -45,11 +45,12 @@ func (w *world) loginExpiring(gen int, at time.Time) []byte {
 	return bytes.Replace(data, []byte(was), []byte(fmt.Sprint(at.UnixMilli())), 1)
 }
 
-// refusals counts the warnings that name copy with a reason containing why.
-func (p *proc) refusals(copy, why string) int {
+// refusals counts the warnings that name the copy loc with a reason
+// containing why.
+func (p *proc) refusals(loc, why string) int {
 	n := 0
 	for _, l := range p.log.lines() {
-		if l.str("msg") == refusedMsg && l.str("level") == "WARN" && l.str("copy") == copy && strings.Contains(l.str("reason"), why) {
+		if l.str("msg") == refusedMsg && l.str("level") == "WARN" && l.str("copy") == loc && strings.Contains(l.str("reason"), why) {
 			n++
 		}
 	}
@@ -105,11 +106,11 @@ func (w *world) status() (text string, code int, js statusJSON) {
 }
 
 // watcherRefused is what the running watcher's state (status --json) says
-// was refused of copy, "" when nothing.
-func (js statusJSON) watcherRefused(copy string) string {
+// was refused of the copy loc, "" when nothing.
+func (js statusJSON) watcherRefused(loc string) string {
 	for _, s := range js.Watcher.Sources {
 		for _, c := range s.Copies {
-			if c.Location == copy {
+			if c.Location == loc {
 				return c.Refused
 			}
 		}
@@ -118,17 +119,17 @@ func (js statusJSON) watcherRefused(copy string) string {
 }
 
 // statusShowsRefused waits for status (text and --json, written by the
-// running watcher within a moment) to show that copy's login was not taken
-// back for why, and to exit 1.
-func (w *world) statusShowsRefused(copy, why string) {
+// running watcher within a moment) to show that the login of the copy loc
+// was not taken back for why, and to exit 1.
+func (w *world) statusShowsRefused(loc, why string) {
 	w.t.Helper()
 	waitFor(w.t, 5*time.Second, "status to show the refused copy, and exit 1", func() (bool, string) {
 		text, code, js := w.status()
 		switch {
-		case !strings.Contains(text, "not taken back from "+copy+": "+why):
+		case !strings.Contains(text, "not taken back from "+loc+": "+why):
 			return false, "status does not show it:\n" + text
-		case !strings.Contains(js.watcherRefused(copy), why):
-			return false, "status --json: the watcher's copy refused=" + js.watcherRefused(copy)
+		case !strings.Contains(js.watcherRefused(loc), why):
+			return false, "status --json: the watcher's copy refused=" + js.watcherRefused(loc)
 		case code != 1:
 			return false, fmt.Sprintf("status exited %d, want 1", code)
 		}
