@@ -14,9 +14,15 @@ build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mc-broker
 
 # Installs what the tests need (test-env, below), checks formatting and vets,
-# then runs every test with the race detector.
+# then runs every test with the race detector. scripts/k8s-env.sh builds
+# kube-apiserver and etcd from the Go module proxy (cached outside the
+# clone, keyed by version) and prints their directory for the Kubernetes
+# tests.
 test: test-env fmt-check vet cross
-	PATH="$(CURDIR)/.cache/clis/node_modules/.bin:$$PATH" $(GO) test -race -count=1 ./...
+	assets=$$(./scripts/k8s-env.sh) && \
+	MC_BROKER_SIM_LATER=1 KUBEBUILDER_ASSETS="$$assets" PATH="$(CURDIR)/.cache/clis/node_modules/.bin:$$PATH" $(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -run '^TestLockMirrorSimulation$$' ./bench/
+	$(GO) -C third_party/reference test -race -count=1 ./...
 
 # scripts/test-env.sh: the real claude and codex CLIs from the npm registry,
 # used offline to judge copies; scripts/docker-env.sh: a Docker engine and
@@ -34,12 +40,16 @@ install:
 # The watch benchmarks time one change per iteration and report p50/p99, so
 # they run a fixed number of iterations; the idle one takes 60 s per
 # iteration. The refresh simulation (BenchmarkLogouts) runs for minutes: once.
+# The Kubernetes ones need the API server scripts/k8s-env.sh builds.
 bench:
-	$(GO) test -run '^$$' -bench 'Sync|CpLoop|ProcessStart|VolumeSync|DockerRunCat|VolumePoll|LockMirror' -benchmem -count 5 ./bench/ | tee bench.out
-	$(GO) test -run '^$$' -bench 'WatchPropagation|WatchAdoption' -benchtime 300x ./bench/ | tee -a bench.out
+	$(GO) test -run '^$$' -bench 'Sync|CpLoop|ProcessStart|StartupInit|VolumeSync|DockerRunCat|VolumePoll|LockMirror' -benchmem -count 5 ./bench/ | tee bench.out
+	$(GO) test -run '^$$' -bench 'WatchPropagation|FloorPropagation|WatchAdoption' -benchtime 300x ./bench/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench 'PollLoopPropagation' -benchtime 30x ./bench/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench 'WatchIdle' -benchtime 1x ./bench/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench 'Logouts' -count 1 -timeout 30m ./bench/ | tee -a bench.out
+	assets=$$(./scripts/k8s-env.sh) && \
+	KUBEBUILDER_ASSETS="$$assets" $(GO) test -run '^$$' -bench 'SecretWrite|SecretTakeBack' -benchtime 300x ./bench/ | tee -a bench.out && \
+	KUBEBUILDER_ASSETS="$$assets" $(GO) test -run '^$$' -bench 'KubectlApplySecret' -benchtime 30x ./bench/ | tee -a bench.out
 
 vet:
 	$(GO) vet ./...

@@ -337,10 +337,14 @@ func BenchmarkBinarySync(b *testing.B) {
 	})
 }
 
-// BenchmarkProcessStart is the floor under the exec benchmarks: starting sh
-// (every cp loop pays it once, plus one process per cp or mv) and starting
-// mc-broker to print its version (no config, no files).
+// BenchmarkProcessStart is the floor under the exec benchmarks: starting
+// true (the smallest process), sh (every cp loop pays it once, plus one
+// process per cp or mv) and mc-broker to print its version (no config, no
+// files).
 func BenchmarkProcessStart(b *testing.B) {
+	b.Run("true", func(b *testing.B) {
+		run(b, scenario{step: func() error { return exec.Command("true").Run() }})
+	})
 	b.Run("sh", func(b *testing.B) {
 		run(b, scenario{step: func() error { return exec.Command("sh", "-c", ":").Run() }})
 	})

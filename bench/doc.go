@@ -6,4 +6,7 @@
 // without lock mirroring (locksim_test.go). Everything works on real files
 // in temporary directories. Run them
 // with `make bench`; docs/BENCHMARKS.md explains the method and the figures.
+// Process start: BenchmarkProcessStart, BenchmarkStartupInit and
+// TestStartupInitBudget (startup_test.go), and bench/startup.sh, which
+// times it with hyperfine next to `true`.
 package bench

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -285,6 +286,76 @@ func BenchmarkWatchPropagation(b *testing.B) {
 			measure(b, newPropagation(b, n, false).step)
 		})
 	}
+}
+
+// BenchmarkFloorPropagation is the floor under BenchmarkWatchPropagation,
+// measured the same way: no watcher, no reading, no deciding; the
+// benchmark itself writes every copy the way mc-broker does (temporary
+// file, fsync, rename, directory fsync), all at once, as soon as the host
+// changed. What watch adds on top is its own cost.
+func BenchmarkFloorPropagation(b *testing.B) {
+	for _, n := range copyCounts {
+		b.Run(fmt.Sprintf("copies=%d", n), func(b *testing.B) {
+			e := newEnv(b, n)
+			in := watchDirs(b, e.dirs...)
+			measure(b, func() (time.Duration, error) {
+				in.drain()
+				e.expiry++
+				data := e.loginBytes(e.expiry)
+				want, err := claude.Kind.ForCopy(data, credential.CopyOptions{})
+				if err != nil {
+					return 0, err
+				}
+				start := time.Now()
+				if err := replaceFile(e.source, data); err != nil {
+					return 0, err
+				}
+				var wg sync.WaitGroup
+				errs := make(chan error, len(e.dirs))
+				for _, d := range e.dirs {
+					wg.Go(func() { errs <- writeDurable(d, copyFile, want) })
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					if err != nil {
+						return 0, err
+					}
+				}
+				err = in.wait(e.copyFiles(), expiryKey(e.expiry))
+				return time.Since(start), err
+			})
+		})
+	}
+}
+
+// writeDurable replaces dir/name as mc-broker does: temporary file in the
+// same directory, fsync, rename, fsync of the directory.
+func writeDurable(dir, name string, data []byte) error {
+	f, err := os.CreateTemp(dir, ".floor-*.tmp")
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // BenchmarkPollLoopPropagation: the same, under a 1-second cp loop.

@@ -115,10 +115,14 @@ type Options struct {
 	// Only limits the pass to these sources; a named source that is not
 	// logged in is then a failure, not a skip.
 	Only []string
-	// MinTTL flags logins that expire sooner than this.
-	MinTTL time.Duration
+	// MinTTL flags logins that expire sooner than this; MinRefreshTTL
+	// those whose refresh token ends sooner than this.
+	MinTTL, MinRefreshTTL time.Duration
 	// DryRun decides and reports but writes nothing.
 	DryRun bool
+	// LiftRevocation gives revoked copies (mc-broker revoke) the login
+	// again: sync and login, said explicitly, do; a watcher never does.
+	LiftRevocation bool
 }
 
 func (o Options) selects(name string) bool {

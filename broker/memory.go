@@ -96,6 +96,10 @@ func (m *Memory) Remember(info credential.Info) {
 	m.LastValid = &Remembered{Fingerprint: info.Fingerprint, Identity: info.Identity, Freshness: info.Freshness}
 }
 
+// Gave reports whether the store keyed key holds exactly what the broker
+// last gave it.
+func (m *Memory) Gave(key string, data []byte) bool { return m.store(key).gave(data) }
+
 func (s *StoreMemory) gave(data []byte) bool {
 	return s != nil && s.Given != "" && s.Given == Hash(data)
 }

@@ -32,9 +32,20 @@ func (m MemoryFiles) Load(source string) *Memory {
 	return mem
 }
 
-// Save writes the memory of source.
+// Save writes the memory of source. Stores the file knows and mem does
+// not (another watcher's: a --dir layout's beside the configured copies')
+// are kept.
 func (m MemoryFiles) Save(source string, mem *Memory) error {
-	data, err := json.Marshal(mem)
+	merged := mem.Clone()
+	if merged.Stores == nil {
+		merged.Stores = map[string]*StoreMemory{}
+	}
+	for k, s := range m.Load(source).Stores {
+		if _, ours := merged.Stores[k]; !ours {
+			merged.Stores[k] = s
+		}
+	}
+	data, err := json.Marshal(merged)
 	if err != nil {
 		return err
 	}

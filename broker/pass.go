@@ -36,6 +36,10 @@ type Pass struct {
 	// Parallel caps how many copies are read or written at once by the
 	// default dispatcher (default 16).
 	Parallel int
+	// Revocations says whether the login's copies are revoked; asked at
+	// each read and again under each copy's lock before a write. nil:
+	// never revoked.
+	Revocations *Revocations
 
 	// wroteHost is the Hash of what the last take-back wrote into the
 	// host's store. The next take-back may run before the memory has the
@@ -129,6 +133,7 @@ func (p *Pass) Read(ctx context.Context) PlanInput {
 	}
 	wg.Wait()
 	in.Now = p.now()
+	in.Revoked = p.Revocations.At(p.Source.Name())
 	return in
 }
 
@@ -297,6 +302,11 @@ func (p *Pass) writeCopy(ctx context.Context, in PlanInput, plan PlanResult, i i
 	c := p.Copies[i]
 	res := CopyResult{Index: i, Plan: plan.Copies[i]}
 	err := c.Sink.Update(ctx, func(current []byte, exists bool) ([]byte, bool) {
+		if in.Revoked.IsZero() {
+			// A revoke made since the read: it erases this copy once
+			// this lock is free, and nothing must be written before.
+			in.Revoked = p.Revocations.At(p.Source.Name())
+		}
 		res.Plan = plan.DecideCopy(in, i, Seen{Exists: exists, Data: current})
 		switch res.Plan.Action {
 		case Write:
@@ -394,7 +404,9 @@ type PassOptions struct {
 	// DryRun and StatusOnly plan and report, and write nothing.
 	DryRun, StatusOnly bool
 	MinTTL             time.Duration
-	Requested          bool
+	// MinRefreshTTL flags a refresh token that ends sooner than this.
+	MinRefreshTTL time.Duration
+	Requested     bool
 }
 
 // settleStep is how often a one-shot pass looks again at content that
@@ -521,10 +533,21 @@ func (p *Pass) Report(in PlanInput, plan PlanResult, o PassOptions) SourceReport
 		if !info.RefreshExpiry.IsZero() {
 			re := info.RefreshExpiry
 			sr.RefreshExpiresAt = &re
+			left := re.Sub(in.Now)
+			sr.RefreshExpiresInSeconds = int64(left.Seconds())
+			if o.MinRefreshTTL > 0 && left < o.MinRefreshTTL {
+				sr.RefreshExpiresSoon = true
+				sr.Problem = joinProblem(sr.Problem, "the refresh token ends sooner than --min-refresh-ttl "+o.MinRefreshTTL.String()+" (at "+re.UTC().Format(time.RFC3339)+")")
+				sr.Hint = "only a new login helps: mc-broker login " + sr.Name + " (it runs " + kind.Name() + "'s own login, then gives every copy the new login)"
+			}
 		}
 		if h.Action == TakeBack {
 			sr.TakenBackFrom = in.Copies[h.From].Key
 		}
+	}
+	if !in.Revoked.IsZero() {
+		at := in.Revoked
+		sr.RevokedAt = &at
 	}
 	for i, c := range plan.Copies {
 		cr := CopyReport{Location: in.Copies[i].Key, Outcome: c.Outcome, Problem: c.Problem, Refused: c.Refused}

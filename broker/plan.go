@@ -63,6 +63,10 @@ type PlanInput struct {
 	// when nothing is remembered.
 	Memory *Memory
 	Rules  Rules
+	// Revoked is when this login's copies were revoked (mc-broker revoke);
+	// zero when they are not. While revoked, no copy is written and none
+	// is taken back from.
+	Revoked time.Time
 }
 
 // PlanCopy is one copy as a pass saw it.
@@ -220,12 +224,14 @@ func (p *planner) plan() PlanResult {
 			p.infos[i] = inspected{info, err}
 		}
 	}
-	if p.planHost() {
-		for i := range in.Copies {
+	hasLogin := p.planHost()
+	for i := range in.Copies {
+		switch {
+		case !in.Revoked.IsZero():
+			p.res.Copies[i] = p.revokedCopy(i)
+		case hasLogin:
 			p.res.Copies[i] = p.planCopy(i, in.Copies[i].Seen, p.refused[i], false)
-		}
-	} else {
-		for i := range in.Copies {
+		default:
 			p.res.Copies[i] = p.withoutLogin(i)
 		}
 	}
@@ -298,6 +304,9 @@ func (p *planner) planHost() bool {
 	h.State, h.Info, p.hostInfo = SourceValid, info, info
 	p.res.Login = &Login{Data: in.Host.Data, Info: info, From: -1}
 	h.Action = Keep
+	if !in.Revoked.IsZero() {
+		return true // nothing is taken back from revoked copies
+	}
 	if best := p.bestCandidate(info.Identity, info.Freshness); best >= 0 {
 		p.takeBack(best, false)
 	}
@@ -311,7 +320,7 @@ func (p *planner) rescue() bool {
 	h := &p.res.Host
 	h.Action = Skip
 	last := p.in.Memory.lastValid()
-	if last == nil {
+	if last == nil || !p.in.Revoked.IsZero() {
 		return false
 	}
 	best := p.bestCandidate(last.Identity, last.Freshness)
@@ -449,10 +458,31 @@ func (r PlanResult) DecideCopy(in PlanInput, i int, current Seen) CopyPlan {
 		info, err := in.Kind.Inspect(current.Data)
 		p.infos[i] = inspected{info, err}
 	}
-	if r.Login == nil {
+	switch {
+	case !in.Revoked.IsZero():
+		return p.revokedCopy(i)
+	case r.Login == nil:
 		return p.withoutLogin(i)
 	}
 	return p.planCopy(i, current, p.refused[i], true)
+}
+
+// revokedCopy is a copy's plan while its login's copies are revoked:
+// nothing is written there. A login found there was written since the
+// revoke (by a container, or a CLI logged in inside it).
+func (p *planner) revokedCopy(i int) CopyPlan {
+	c, in := p.in.Copies[i], p.infos[i]
+	cp := CopyPlan{Action: Skip, Outcome: Revoked, Shows: Revoked}
+	switch {
+	case c.Unseen:
+		cp.Action, cp.Outcome, cp.Shows = Unknown, NotSeen, NotSeen
+	case c.Seen.Err != nil:
+		cp.Problem = c.Seen.Err.Error()
+	case c.Seen.Exists && in.err == nil:
+		cp.Info = in.info
+		cp.Problem = "holds a login written since the revoke; left as it is (mc-broker revoke erases it)"
+	}
+	return cp
 }
 
 // planCopy decides copy i, holding s, given the login to fan out. locked is

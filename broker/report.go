@@ -28,6 +28,7 @@ const (
 	Refused   Outcome = "refused"    // not a login file of this kind: not ours to replace, left as it is
 	Waiting   Outcome = "waiting"    // looks half-written (a CLI writing it in place): looked at again shortly
 	NotSeen   Outcome = "not-seen"   // not read yet (a slow store; watch only)
+	Revoked   Outcome = "revoked"    // mc-broker revoke took the login out: not written until the next sync or login
 
 	// Status states.
 	InSync       Outcome = "in-sync"
@@ -62,8 +63,10 @@ type SourceReport struct {
 	// RefreshExpiresAt is when the refresh token itself ends (Claude):
 	// after it only a new login helps.
 	RefreshExpiresAt *time.Time `json:"refresh_expires_at,omitempty"`
-	Problem          string     `json:"problem,omitempty"`
-	Hint             string     `json:"hint,omitempty"`
+	// RefreshExpiresInSeconds is how long until then (negative: past).
+	RefreshExpiresInSeconds int64  `json:"refresh_expires_in_seconds,omitempty"`
+	Problem                 string `json:"problem,omitempty"`
+	Hint                    string `json:"hint,omitempty"`
 	// TakenBackFrom names the copy whose newer login the host took (or, in
 	// status and dry runs, would take) in this pass; Backup where the
 	// host's previous login was kept.
@@ -71,10 +74,18 @@ type SourceReport struct {
 	Backup        string `json:"backup,omitempty"`
 	// WriteBackProblem says why a take-back could not be written into the
 	// host's store; the copies got the login anyway.
-	WriteBackProblem string       `json:"write_back_problem,omitempty"`
-	Requested        bool         `json:"requested,omitempty"`    // named with --only
-	ExpiresSoon      bool         `json:"expires_soon,omitempty"` // sooner than --min-ttl
-	Copies           []CopyReport `json:"copies"`
+	WriteBackProblem string `json:"write_back_problem,omitempty"`
+	// RevokedAt is when the copies were revoked (mc-broker revoke): none
+	// is written until the next sync or login. Unrevoked is set when this
+	// pass lifted such a revocation.
+	RevokedAt   *time.Time `json:"revoked_at,omitempty"`
+	Unrevoked   bool       `json:"unrevoked,omitempty"`
+	Requested   bool       `json:"requested,omitempty"`    // named with --only
+	ExpiresSoon bool       `json:"expires_soon,omitempty"` // sooner than --min-ttl
+	// RefreshExpiresSoon: the refresh token ends sooner than
+	// --min-refresh-ttl; only a new login helps.
+	RefreshExpiresSoon bool         `json:"refresh_expires_soon,omitempty"`
+	Copies             []CopyReport `json:"copies"`
 }
 
 // CopyReport describes one copy. Fingerprint and ExpiresAt are the copy's
@@ -97,8 +108,12 @@ const (
 	ExitOK         = 0
 	ExitCopyFailed = 1 // a copy (or a source) could not be read or written
 	ExitUsage      = 2 // bad usage or config
-	ExitCredential = 3 // a login is broken, missing when requested, or expires too soon
+	ExitCredential = 3 // a login is broken, missing when requested, or expires (or its refresh token ends) too soon
 )
+
+// RefreshWarning is how far ahead of a refresh token's end doctor and
+// watch ask for a new login (Claude Code itself warns 3 days ahead).
+const RefreshWarning = 3 * 24 * time.Hour
 
 // Exit code 4 is compose check's (launch/compose): mounts that lose logins.
 
@@ -108,7 +123,7 @@ func (r *Report) ExitCode() int {
 	code := ExitOK
 	for _, s := range r.Sources {
 		switch {
-		case s.State == SourceBroken, s.ExpiresSoon,
+		case s.State == SourceBroken, s.ExpiresSoon, s.RefreshExpiresSoon,
 			s.State == SourceNotLoggedIn && s.Requested:
 			return ExitCredential
 		case s.State == SourceUnreadable:

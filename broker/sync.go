@@ -34,10 +34,20 @@ func (b *Broker) pass(ctx context.Context, opts Options, statusOnly bool) *Repor
 	for i, s := range selected {
 		wg.Go(func() {
 			p := b.NewPass(s)
+			unrevoked := false
+			if opts.LiftRevocation && !statusOnly {
+				if opts.DryRun {
+					// Decide as the sync would, which lifts it.
+					unrevoked, p.Revocations = !p.Revocations.At(s.Name()).IsZero(), nil
+				} else {
+					unrevoked, _ = p.Revocations.Clear(s.Name())
+				}
+			}
 			report.Sources[i] = p.Run(ctx, PassOptions{
 				DryRun: opts.DryRun, StatusOnly: statusOnly,
-				MinTTL: opts.MinTTL, Requested: len(opts.Only) > 0,
+				MinTTL: opts.MinTTL, MinRefreshTTL: opts.MinRefreshTTL, Requested: len(opts.Only) > 0,
 			})
+			report.Sources[i].Unrevoked = unrevoked
 			if !opts.DryRun && !statusOnly && b.StateDir != "" {
 				_ = b.memories().Save(s.Name(), p.Memory)
 			}
@@ -57,6 +67,8 @@ func (b *Broker) NewPass(s Source) *Pass {
 		Now:      b.Now,
 		Parallel: b.Parallel,
 		Memory:   NewMemory(),
+		// Revocations: nil without a state directory, so never revoked.
+		Revocations: b.Revocations(),
 	}
 	if p.Rules.Patience == 0 {
 		p.Rules.Patience = DefaultSettle

@@ -35,6 +35,17 @@ type ChangePoller interface {
 	Changed(ctx context.Context) (bool, error)
 }
 
+// ChangeNotifier is implemented by stores whose changes are pushed rather
+// than watched as files or polled (a Kubernetes Secret, through the API's
+// watch). Changes starts watching and returns a channel that receives a
+// value whenever the stored login may have changed: coalesced, carrying no
+// content (read the store), the first when watching starts, closed when
+// ctx ends. onError is called with each failure to watch; watching is
+// retried. The watcher prefers it to ChangePoller.
+type ChangeNotifier interface {
+	Changes(ctx context.Context, onError func(error)) <-chan struct{}
+}
+
 // Closer is implemented by sources and sinks that hold resources between
 // calls (a helper container kept for polling). The watcher closes them when
 // it stops or reloads its config.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strings"
 	"time"
@@ -77,6 +76,11 @@ type Config struct {
 	Sources []Source
 	Sinks   []Sink
 	Trust   Trust
+	// OnProblem is a command watch runs (sh -c) when a login needs the
+	// user, with the event as JSON on stdin; Notify also shows it with the
+	// desktop's notifier.
+	OnProblem string
+	Notify    bool
 }
 
 // Trust are the limits on what is taken back from copies (docs/SECURITY.md).
@@ -108,8 +112,9 @@ type Source struct {
 type Sink struct {
 	Source string
 	// Dir is a host directory copy; Volume a Docker named volume copy,
-	// with the file in Path inside it ("" for the volume root). Exactly
-	// one of Dir and Volume is set.
+	// with the file in Path inside it ("" for the volume root); SecretName
+	// a Kubernetes Secret copy. Exactly one of Dir, Volume and SecretName
+	// is set.
 	Dir             string
 	Volume          string
 	Path            string
@@ -117,9 +122,18 @@ type Sink struct {
 	UID, GID        *int
 	IncludeMCPOAuth bool
 	// Companions adds the non-secret files a CLI in a fresh container needs
-	// (credential.Companions), when absent. On for the built-in defaults.
+	// (the kind's Facts().Companions), when absent. On unless the config
+	// says companions: false.
 	Companions bool
-	Line       int
+	// SecretNamespace and SecretName name a Kubernetes Secret copy (the
+	// secret: key), with the login under Key, reached through Kubeconfig
+	// and Context (empty: as kubectl finds them). Adopt lets it write into
+	// an existing Secret mc-broker did not create that holds other keys.
+	SecretNamespace, SecretName string
+	Key                         string
+	Kubeconfig, Context         string
+	Adopt                       bool
+	Line                        int
 }
 
 // Error is a config problem, with the file and line where it is.
@@ -196,10 +210,63 @@ func (c *Config) Source(name string) (Source, bool) {
 	return Source{}, false
 }
 
-var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+// validName: a source's name is lower-case letters, digits, '.', '_'
+// and '-', starting with a letter or digit. (Loops, not regular
+// expressions: nothing to compile when mc-broker starts.)
+func validName(s string) bool {
+	if s == "" || !lowerOrDigit(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !lowerOrDigit(c) && c != '.' && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
 
-// envReference finds $NAME or ${NAME} in a path.
-var envReference = regexp.MustCompile(`\$(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)`)
+// validVolume: the volume names Docker accepts (sinks/volume checks the
+// same before it uses one): at least two of letters, digits, '_', '.',
+// '-', starting with a letter or digit.
+func validVolume(s string) bool {
+	if len(s) < 2 || !letterOrDigit(s[0]) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if c := s[i]; !letterOrDigit(c) && c != '.' && c != '_' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerOrDigit(c byte) bool  { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+func letterOrDigit(c byte) bool { return lowerOrDigit(c) || c >= 'A' && c <= 'Z' }
+
+// envReference finds $NAME or ${NAME} in a path: "" when there is none.
+func envReference(p string) string {
+	for i := 0; i < len(p); i++ {
+		if p[i] != '$' {
+			continue
+		}
+		rest, braced := p[i+1:], false
+		if strings.HasPrefix(rest, "{") {
+			rest, braced = rest[1:], true
+		}
+		n := 0
+		for n < len(rest) && (rest[n] == '_' || letterOrDigit(rest[n]) && (n > 0 || rest[n] < '0' || rest[n] > '9')) {
+			n++
+		}
+		switch {
+		case n == 0:
+		case !braced:
+			return p[i : i+1+n]
+		case n < len(rest) && rest[n] == '}':
+			return p[i : i+2+n+1]
+		}
+	}
+	return ""
+}
 
 // expandPath turns ~/x into an absolute path and refuses relative paths:
 // a config is read from services whose working directory is not yours.
@@ -209,7 +276,7 @@ var envReference = regexp.MustCompile(`\$(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A
 // directory there, or nothing; and a path taken literally would create a
 // directory called "$HOME".
 func expandPath(p string, env Env) (string, error) {
-	if ref := envReference.FindString(p); ref != "" {
+	if ref := envReference(p); ref != "" {
 		name := strings.Trim(ref, "${}")
 		if name == "HOME" && strings.HasPrefix(p, ref) {
 			return "", fmt.Errorf("uses %s, but environment variables are not expanded (a background service has another environment): write ~/%s", ref, strings.TrimLeft(p[len(ref):], "/"))

@@ -193,3 +193,16 @@ sinks:
 		t.Errorf("volume sink: %+v", k)
 	}
 }
+
+func TestOnProblemAndNotify(t *testing.T) {
+	env := Env{Home: "/h", Getenv: func(string) string { return "" }}
+	cfg, err := Parse("c.yaml", []byte("on_problem: ~/bin/tell-me --json\nnotify: true\nsources:\n  claude: {}\n"), env)
+	if err != nil || cfg.OnProblem != "~/bin/tell-me --json" || !cfg.Notify {
+		t.Fatalf("%v %+v", err, cfg)
+	}
+	for _, bad := range []string{"on_problem: [a, b]\n", "on_problem: \"\"\n", "notify: yes please\n", "on_problem: 3\n"} {
+		if _, err := Parse("c.yaml", []byte(bad), env); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -112,7 +111,7 @@ func contains(list []string, s string) bool {
 func (p *parser) top(n *yaml.Node) (*Config, error) {
 	cfg := &Config{}
 	var sinksNode *yaml.Node
-	err := p.fields(n, "config", []string{"sources", "sinks", "trust"}, func(key string, _, v *yaml.Node) error {
+	err := p.fields(n, "config", []string{"sources", "sinks", "trust", "on_problem", "notify"}, func(key string, _, v *yaml.Node) error {
 		switch key {
 		case "sources":
 			return p.sources(v, cfg)
@@ -120,6 +119,17 @@ func (p *parser) top(n *yaml.Node) (*Config, error) {
 			sinksNode = v
 		case "trust":
 			return p.trust(v, cfg)
+		case "on_problem":
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!str" || strings.TrimSpace(v.Value) == "" {
+				return p.errorf(v, "on_problem is a command for sh -c, which gets the event as JSON on stdin (e.g. on_problem: ~/bin/tell-me)")
+			}
+			cfg.OnProblem = v.Value
+		case "notify":
+			b, err := strconv.ParseBool(v.Value)
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" || err != nil {
+				return p.errorf(v, "notify must be true or false")
+			}
+			cfg.Notify = b
 		}
 		return nil
 	})
@@ -158,7 +168,7 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 		k, v := n.Content[i], n.Content[i+1]
 		name := k.Value
 		where := "sources." + name
-		if !validName.MatchString(name) {
+		if !validName(name) {
 			return p.errorf(k, "%s: a source name uses lower-case letters, digits, '.', '_' and '-' (it names a directory in the --dir layout)", where)
 		}
 		if _, dup := cfg.Source(name); dup {
@@ -244,7 +254,10 @@ func (p *parser) sources(n *yaml.Node, cfg *Config) error {
 
 var sourceKeys = []string{"kind", "path", "store", "service", "account", "timeout", "mirror_refresh_lock"}
 
-var sinkKeys = []string{"source", "dir", "volume", "path", "file_name", "uid", "gid", "include_mcp_oauth", "companions"}
+var sinkKeys = []string{"source", "dir", "volume", "secret", "path", "file_name", "key", "kubeconfig", "context", "adopt", "uid", "gid", "include_mcp_oauth", "companions"}
+
+// secretOnlyKeys apply to secret: copies only.
+var secretOnlyKeys = []string{"key", "kubeconfig", "context", "adopt"}
 
 func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
@@ -255,19 +268,50 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 	}
 	for i, v := range n.Content {
 		where := "sinks[" + strconv.Itoa(i) + "]"
-		sink := Sink{Line: v.Line}
-		err := p.fields(v, where, sinkKeys, func(key string, _, v *yaml.Node) error {
+		// Companions are on unless turned off: a Gemini CLI in a container
+		// ignores its login without settings.json beside it.
+		sink := Sink{Line: v.Line, Companions: true}
+		given := map[string]*yaml.Node{}
+		err := p.fields(v, where, sinkKeys, func(key string, k, v *yaml.Node) error {
+			given[key] = k
 			s, err := p.scalar(v, where+"."+key)
 			if err != nil {
 				return err
 			}
 			switch key {
+			case "secret":
+				ns, name, ok := strings.Cut(s, "/")
+				if !ok {
+					return p.errorf(v, "%s.secret must be NAMESPACE/NAME, e.g. agents/logins", where)
+				}
+				if err := CheckSecretNames(ns, name, ""); err != nil {
+					return p.errorf(v, "%s.secret: %v", where, err)
+				}
+				sink.SecretNamespace, sink.SecretName = ns, name
+			case "key":
+				if err := CheckSecretNames("x", "x", s); err != nil || s == "" {
+					return p.errorf(v, "%s.key %q is not a Secret key: letters, digits, '-', '_' and '.'", where, s)
+				}
+				sink.Key = s
+			case "kubeconfig":
+				sink.Kubeconfig, err = p.path(v, s, where+".kubeconfig")
+			case "context":
+				if strings.TrimSpace(s) == "" {
+					return p.errorf(v, "%s.context must name a kubeconfig context", where)
+				}
+				sink.Context = s
+			case "adopt":
+				b, convErr := strconv.ParseBool(s)
+				if convErr != nil || v.Tag != "!!bool" {
+					return p.errorf(v, "%s.adopt must be true or false", where)
+				}
+				sink.Adopt = b
 			case "source":
 				sink.Source = s
 			case "dir":
 				sink.Dir, err = p.path(v, s, where+".dir")
 			case "volume":
-				if !validVolume.MatchString(s) {
+				if !validVolume(s) {
 					err = p.errorf(v, "%s.volume %q is not a Docker volume name: letters, digits, '_', '.' and '-', starting with a letter or digit, at least two characters", where, s)
 				}
 				sink.Volume = s
@@ -316,13 +360,24 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 		if !ok {
 			return p.errorf(v, "%s.source: no source called %q (sources: %s)", where, sink.Source, cfg.SourceNames())
 		}
+		targets := 0
+		for _, t := range []string{sink.Dir, sink.Volume, sink.SecretName} {
+			if t != "" {
+				targets++
+			}
+		}
 		switch {
-		case sink.Dir == "" && sink.Volume == "":
-			return p.errorf(v, "%s: dir or volume is missing (the host directory, or the Docker named volume, a container mounts as the CLI's config directory)", where)
-		case sink.Dir != "" && sink.Volume != "":
+		case targets == 0:
+			return p.errorf(v, "%s: dir or volume is missing (the host directory, or the Docker named volume, a container mounts as the CLI's config directory; or secret: NAMESPACE/NAME, the Kubernetes Secret pods read)", where)
+		case sink.Dir != "" && sink.Volume != "" && sink.SecretName == "":
 			return p.errorf(v, "%s: give dir or volume, not both (make two copies for both)", where)
+		case targets > 1:
+			return p.errorf(v, "%s: give one of dir, volume and secret (make one copy for each)", where)
 		case sink.Path != "" && sink.Volume == "":
 			return p.errorf(v, "%s.path applies to volume copies only (for a directory copy, put the path in dir)", where)
+		}
+		if err := p.secretSink(where, given, &sink, src); err != nil {
+			return err
 		}
 		if kind, _ := kinds.ByName(src.Kind); contains(kind.Facts().LockFiles, sink.FileName) {
 			return p.errorf(v, "%s.file_name %q is a lock file of %s; choose another name", where, sink.FileName, src.Kind)
@@ -331,6 +386,41 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 			return p.errorf(v, "%s.include_mcp_oauth applies to claude sources only", where)
 		}
 		cfg.Sinks = append(cfg.Sinks, sink)
+	}
+	return nil
+}
+
+// secretSink checks the keys that only some copies take, and gives a
+// secret: copy its default key: the CLI's file name (the source file's name
+// for kind file), which is also the file the pod's agent keeps.
+func (p *parser) secretSink(where string, given map[string]*yaml.Node, sink *Sink, src Source) error {
+	if sink.SecretName == "" {
+		for _, key := range secretOnlyKeys {
+			if k := given[key]; k != nil {
+				return p.errorf(k, "%s.%s applies to secret: copies only", where, key)
+			}
+		}
+		return nil
+	}
+	for _, no := range []struct{ key, why string }{
+		{"file_name", "use key: to name the Secret's data key"},
+		{"uid", "the pod's agent writes files as its container's user (kube manifest --uid)"},
+		{"gid", "the pod's agent writes files as its container's group (kube manifest --gid)"},
+		{"companions", "the pod's agent writes them into the pod"},
+	} {
+		if k := given[no.key]; k != nil {
+			return p.errorf(k, "%s.%s does not apply to a secret: copy: %s", where, no.key, no.why)
+		}
+	}
+	if sink.Key == "" {
+		kind, _ := kinds.ByName(src.Kind)
+		sink.Key = kind.FileName()
+		if sink.Key == "" {
+			sink.Key = filepath.Base(src.Path)
+		}
+		if err := CheckSecretNames("x", "x", sink.Key); err != nil {
+			return p.errorf(given["secret"], "%s: the source's file name %q is not a Secret key: name one with key:", where, sink.Key)
+		}
 	}
 	return nil
 }
@@ -362,7 +452,3 @@ func (p *parser) path(n *yaml.Node, s, where string) (string, error) {
 	}
 	return out, nil
 }
-
-// validVolume matches the volume names Docker accepts (sinks/volume checks
-// the same before it uses one).
-var validVolume = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]+$`)

@@ -134,6 +134,30 @@ type Facts struct {
 	MaxLifetime time.Duration
 	// LoginHint tells the user how to log the CLI in again.
 	LoginHint string
+	// Login is the CLI's own command (argv) that logs it in on the host,
+	// with its own browser or paste-code flow: mc-broker login runs it and
+	// never calls a token endpoint itself. LoginNote, when set, is what to
+	// do in it: the command is the CLI's interactive session (Gemini CLI has
+	// no login command). Empty for kinds without a CLI (opaque files).
+	Login     []string
+	LoginNote string
+	// Logout is the CLI's own command that logs it out on the host, run by
+	// mc-broker revoke --host; empty when the CLI has none outside its
+	// interactive session, and LogoutHint then says what to do.
+	Logout     []string
+	LogoutHint string
+	// ConfigDirVariable names the environment variable that points the CLI
+	// at another config directory (one account each): CLAUDE_CONFIG_DIR,
+	// CODEX_HOME, GEMINI_CLI_HOME (a home that holds .gemini).
+	ConfigDirVariable string
+	// Overrides are environment variables that make the CLI use another
+	// credential than the login mc-broker copies, without a word: a token
+	// or API key of their own, or a host that provides the login.
+	Overrides []string
+	// RefreshExpiry says whether the login file carries its refresh
+	// token's own end (Claude: refreshTokenExpiresAt). Codex's auth.json
+	// and Gemini's oauth_creds.json carry none.
+	RefreshExpiry bool
 }
 
 // ErrNotLoggedIn matches (with errors.Is) every error that says a store holds

@@ -140,10 +140,11 @@ func writeRecord(path, record string) {
 		return
 	}
 	data, _ := json.Marshal(lockRecord{PID: os.Getpid(), Dev: dev, Ino: ino})
-	_ = os.MkdirAll(filepath.Dir(record), 0o700)
-	tmp := record + ".tmp"
-	if os.WriteFile(tmp, data, 0o600) == nil {
-		_ = os.Rename(tmp, record)
+	// Written in place: a record cut short does not parse, and then
+	// nothing is removed on its word.
+	if os.WriteFile(record, data, 0o600) != nil {
+		_ = os.MkdirAll(filepath.Dir(record), 0o700)
+		_ = os.WriteFile(record, data, 0o600)
 	}
 }
 

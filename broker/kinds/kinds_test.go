@@ -11,6 +11,7 @@ import (
 	"time"
 
 	. "github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/broker/kinds"
 	"github.com/mc-broker/mc-broker/broker/kinds/claude"
 	"github.com/mc-broker/mc-broker/broker/kinds/codex"
 	filekind "github.com/mc-broker/mc-broker/broker/kinds/file"
@@ -297,5 +298,50 @@ func TestRefreshTokenExpiry(t *testing.T) {
 	}
 	if want := time.UnixMilli(4103999999000).UTC(); !info.RefreshExpiry.Equal(want) {
 		t.Errorf("refresh expiry %v, want %v", info.RefreshExpiry, want)
+	}
+}
+
+func TestConfigDirValue(t *testing.T) {
+	tests := []struct {
+		kind, path string
+		want       string
+		ok         bool
+	}{
+		{"claude", "/h/.claude/.credentials.json", "", true},
+		{"claude", "/h/.claude-work/.credentials.json", "/h/.claude-work", true},
+		{"claude", "/h/.claude-work/creds.json", "", false},
+		{"codex", "/h/.codex/auth.json", "", true},
+		{"codex", "/h/work/codex/auth.json", "/h/work/codex", true},
+		{"gemini", "/h/.gemini/oauth_creds.json", "", true},
+		{"gemini", "/h/work/.gemini/oauth_creds.json", "/h/work", true},
+		{"gemini", "/h/work/gemini/oauth_creds.json", "", false},
+		{"file", "/h/token", "", false},
+	}
+	for _, tt := range tests {
+		got, ok := kinds.ConfigDirValue(tt.kind, "/h", tt.path)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("ConfigDirValue(%s, %s) = %q, %v; want %q, %v", tt.kind, tt.path, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// TestFactsNameTheCLIsOwnCommands: every CLI kind says how it logs in and
+// which variables beat its login; only Claude's file names its refresh
+// token's end.
+func TestFactsNameTheCLIsOwnCommands(t *testing.T) {
+	for _, k := range []Kind{Claude, Codex, Gemini} {
+		f := k.Facts()
+		if len(f.Login) == 0 || f.Login[0] != k.Name() || f.ConfigDirVariable == "" || len(f.Overrides) == 0 {
+			t.Errorf("%s: facts miss the login command, config variable or overrides: %+v", k.Name(), f)
+		}
+		if (len(f.Logout) == 0) == (f.LogoutHint == "") {
+			t.Errorf("%s: needs a logout command or a hint saying there is none", k.Name())
+		}
+		if f.RefreshExpiry != (k == Claude) {
+			t.Errorf("%s: RefreshExpiry = %v", k.Name(), f.RefreshExpiry)
+		}
+	}
+	if f := Opaque.Facts(); len(f.Login) != 0 {
+		t.Errorf("an opaque file has no CLI to log in with: %v", f.Login)
 	}
 }

@@ -89,7 +89,7 @@ func (w *watcher) onEvent(ev fsnotify.Event) {
 		// so what is there is whole; a file written in place and caught
 		// halfway is looked at again by the plan's wait.
 		for _, sw := range workers {
-			sw.request(passRequest{})
+			sw.request(passRequest{path: p})
 		}
 		return
 	}

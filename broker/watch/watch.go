@@ -77,6 +77,9 @@ type Options struct {
 	// (lockmirror.DefaultBound when 0).
 	NoLockMirror    bool
 	LockMirrorBound time.Duration
+	// OnEvent, when set, is told what needs the user (events.go): called
+	// from the workers, it must not block.
+	OnEvent func(Event)
 }
 
 func (o *Options) defaults() {
@@ -146,12 +149,16 @@ func Run(ctx context.Context, o Options) error {
 		watched: map[string]bool{},
 		main:    make(chan func(), 64),
 		state:   newState(o.Now(), o.ConfigFile),
+		saver:   newSaver(),
 	}
+	saverCtx, stopSaver := context.WithCancel(context.Background())
+	defer stopSaver()
+	go w.saver.run(saverCtx)
 	w.install(b)
 	w.log.Info("watching", "sources", len(b.Sources), "copies", len(b.Copies), "config", configName(o.ConfigFile))
 	err = w.loop(ctx)
 	w.stopWorkers()
-	w.saveState()
+	w.saveNow()
 	return err
 }
 
@@ -184,6 +191,7 @@ type watcher struct {
 	main chan func()
 
 	state   *State
+	saver   *saver
 	mirrors lockMirrors
 	// ready is closed once every worker's first full pass is done.
 	ready   chan struct{}
@@ -251,7 +259,7 @@ func (w *watcher) onReady(ready chan struct{}) {
 		return // a reload replaced this config
 	}
 	w.started = true
-	w.saveState()
+	w.saveNow()
 	close(ready)
 	if w.o.Ready != nil {
 		close(w.o.Ready)
@@ -272,7 +280,7 @@ func (w *watcher) stopWorkers() {
 		select {
 		case <-done:
 			w.closeAll()
-			w.saveMemory()
+			w.saveNow()
 			return
 		case f := <-w.main:
 			// Workers may still hand work back while they stop.
@@ -394,28 +402,85 @@ func closeIt(v any, log *slog.Logger) {
 	}
 }
 
+// saveState has the state file and the workers' memory written soon, on
+// the saver's goroutine: an fsync must never hold up the event loop (a
+// host change waiting behind it is a slower fan-out).
 func (w *watcher) saveState() {
 	if !w.started {
 		return
 	}
-	if err := w.state.save(w.o.StateDir, w.o.Now()); err != nil {
-		w.log.Warn("cannot write the state file", "error", err)
-	}
-	w.saveMemory()
+	w.saver.put(w.snapshotSave())
 }
 
-// saveMemory keeps what the workers remember for the next run and for
-// one-shot commands. Called on the main goroutine while the workers may
-// run: each worker's memory is saved from a snapshot it hands over.
-func (w *watcher) saveMemory() {
-	if w.b == nil || w.b.StateDir == "" {
+// saveNow writes them before it returns (ready, stop).
+func (w *watcher) saveNow() {
+	if !w.started {
 		return
 	}
-	for name, sw := range w.workers {
-		if mem := sw.memorySnapshot(); mem != nil {
-			if err := w.b.Memories().Save(name, mem); err != nil {
-				w.log.Debug("cannot save the memory", "source", name, "error", err)
+	w.saver.put(nil) // a queued save is superseded
+	w.snapshotSave()()
+}
+
+// snapshotSave takes what is to be saved now (the workers' memory
+// snapshots are published by them) and returns the writing of it.
+func (w *watcher) snapshotSave() func() {
+	mems := map[string]*broker.Memory{}
+	var files broker.MemoryFiles
+	if w.b != nil && w.b.StateDir != "" {
+		files = w.b.Memories()
+		for name, sw := range w.workers {
+			if mem := sw.memorySnapshot(); mem != nil {
+				mems[name] = mem
 			}
+		}
+	}
+	dir, now, log := w.o.StateDir, w.o.Now(), w.log
+	return func() {
+		if err := w.state.save(dir, now); err != nil {
+			log.Warn("cannot write the state file", "error", err)
+		}
+		for name, mem := range mems {
+			if err := files.Save(name, mem); err != nil {
+				log.Debug("cannot save the memory", "source", name, "error", err)
+			}
+		}
+	}
+}
+
+// saver writes the state in the background, the newest request only.
+type saver struct {
+	mu   sync.Mutex
+	next func()
+	wake chan struct{}
+}
+
+func newSaver() *saver { return &saver{wake: make(chan struct{}, 1)} }
+
+func (s *saver) put(f func()) {
+	s.mu.Lock()
+	s.next = f
+	s.mu.Unlock()
+	if f != nil {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *saver) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		}
+		s.mu.Lock()
+		f := s.next
+		s.next = nil
+		s.mu.Unlock()
+		if f != nil {
+			f()
 		}
 	}
 }

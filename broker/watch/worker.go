@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,10 +41,19 @@ type sourceWorker struct {
 
 	kick  chan struct{}
 	polls chan struct{}
+	// pushed carries the copies whose store said they changed
+	// (broker.ChangeNotifier).
+	pushed chan int
 	// waiters are callbacks for the next pass's writes (guarded by mu:
 	// the main goroutine adds them).
 	mu      sync.Mutex
 	waiters []func(time.Time)
+	// events are the copy files whose events asked for the next pass;
+	// other is set when anything else did.
+	events map[string]bool
+	other  bool
+	// copyAt finds a copy file's index.
+	copyAt  map[string]int
 	results chan any
 	// pending counts jobs dispatched and not reported yet; afterWrites
 	// are called once it is back at zero.
@@ -58,6 +68,9 @@ type sourceWorker struct {
 	hostRetryAt time.Time
 	// hostBusy is set while a write-back is queued or running.
 	hostBusy bool
+	// writeBackTold is the copy whose failing write-back was told (an
+	// event), to forget once it works.
+	writeBackTold string
 
 	// What was last logged, to log changes only.
 	sourceProblem string
@@ -66,14 +79,17 @@ type sourceWorker struct {
 	// warned is, per copy, the last refusal warned about: a container
 	// that writes one bad login after another is warned about once an
 	// hour, not once per login.
-	warned map[string]warning
-	// unreadable is, per copy, why a pass could not read it.
-	unreadable     map[string]string
+	warned         map[string]warning
 	writeBackError string
 	// loginChanged is when the login everywhere last changed (lock
 	// mirroring asks whether a refresh brought one).
 	loginChanged time.Time
 	loginFP      string
+
+	// tell tells the user what needs them (Options.OnEvent); revoked is
+	// whether the copies were last seen revoked.
+	tell    *teller
+	revoked bool
 
 	// firstDone is closed after the first pass that saw every store and
 	// whose writes are all in.
@@ -84,9 +100,11 @@ type sourceWorker struct {
 }
 
 // passRequest asks for a pass; done, when set, is called on the watcher's
-// main goroutine once the pass's writes are all in.
+// main goroutine once the pass's writes are all in. path, when set, is the
+// copy file whose event asked for it.
 type passRequest struct {
 	done func(loginChangedAt time.Time)
+	path string
 }
 
 // seenResult is a slow store's read.
@@ -106,26 +124,37 @@ func newSourceWorker(w *watcher, src broker.Source, copies []broker.Copy, mem *b
 			Source: src, Copies: copies, Memory: mem, Now: w.o.Now,
 			Rules:   w.b.Rules,
 			Backups: w.backups(),
+			// A revoke (another process) is seen at the next pass, and
+			// under each copy's lock before any write.
+			Revocations: w.b.Revocations(),
 		},
-		log:        w.log.With("source", src.Name()),
-		slow:       make([]bool, len(copies)),
-		slowSeen:   map[int]broker.Seen{},
-		inflight:   map[int]string{},
-		recheck:    map[int]bool{},
-		polls:      make(chan struct{}, 1),
-		kick:       make(chan struct{}, 1),
-		results:    make(chan any, 64),
-		failing:    map[string]string{},
-		refused:    map[string]string{},
-		warned:     map[string]warning{},
-		unreadable: map[string]string{},
-		firstDone:  make(chan struct{}),
+		log:       w.log.With("source", src.Name()),
+		slow:      make([]bool, len(copies)),
+		slowSeen:  map[int]broker.Seen{},
+		inflight:  map[int]string{},
+		recheck:   map[int]bool{},
+		polls:     make(chan struct{}, 1),
+		pushed:    make(chan int, 16),
+		kick:      make(chan struct{}, 1),
+		results:   make(chan any, 64),
+		failing:   map[string]string{},
+		events:    map[string]bool{},
+		copyAt:    map[string]int{},
+		refused:   map[string]string{},
+		warned:    map[string]warning{},
+		firstDone: make(chan struct{}),
 	}
 	sw.pass.Rules.Patience = partialPatience
+	sw.tell = newTeller(sw)
 	sw.host = newStoreWorker(sw, "host")
 	for i, c := range copies {
-		_, isFile := c.Sink.(broker.WatchedFiles)
+		f, isFile := c.Sink.(broker.WatchedFiles)
 		sw.slow[i] = !isFile
+		if isFile {
+			for _, p := range f.WatchedFiles() {
+				sw.copyAt[filepath.Clean(p)] = i
+			}
+		}
 		sw.copies = append(sw.copies, newStoreWorker(sw, c.Sink.Location()))
 	}
 	return sw
@@ -142,7 +171,12 @@ func (sw *sourceWorker) run(ctx context.Context) {
 	sw.retry.Stop()
 	defer sw.retry.Stop()
 	for i, slow := range sw.slow {
-		if slow {
+		n, pushes := sw.pass.Copies[i].Sink.(broker.ChangeNotifier)
+		switch {
+		case pushes:
+			// Its first signal comes when watching starts: that reads it.
+			sw.follow(ctx, i, n)
+		case slow:
 			sw.readSlow(i)
 		}
 	}
@@ -154,15 +188,26 @@ func (sw *sourceWorker) run(ctx context.Context) {
 		case <-sw.kick:
 			// Requests that piled up while a pass ran need one pass.
 			sw.mu.Lock()
-			waiters := sw.waiters
-			sw.waiters = nil
+			waiters, events, other := sw.waiters, sw.events, sw.other
+			sw.waiters, sw.events, sw.other = nil, map[string]bool{}, false
 			sw.mu.Unlock()
+			if len(waiters) == 0 && !other && sw.onlyEchoes(events) {
+				continue
+			}
 			sw.runPass(waiters)
 		case <-sw.retry.C:
 			sw.retryAt = time.Time{}
+			// A slow store whose read failed is read again first.
+			for i, seen := range sw.slowSeen {
+				if seen.Err != nil {
+					sw.readSlow(i)
+				}
+			}
 			sw.runPass(nil)
 		case <-sw.polls:
 			sw.poll()
+		case i := <-sw.pushed:
+			sw.readSlow(i)
 		case r := <-sw.results:
 			sw.record(r)
 		}
@@ -171,15 +216,45 @@ func (sw *sourceWorker) run(ctx context.Context) {
 
 // request asks for a pass without blocking the caller.
 func (sw *sourceWorker) request(req passRequest) {
+	sw.mu.Lock()
 	if req.done != nil {
-		sw.mu.Lock()
 		sw.waiters = append(sw.waiters, req.done)
-		sw.mu.Unlock()
 	}
+	if req.path != "" {
+		sw.events[req.path] = true
+	} else {
+		sw.other = true
+	}
+	sw.mu.Unlock()
 	select {
 	case sw.kick <- struct{}{}:
 	default: // a pass is queued already
 	}
+}
+
+// onlyEchoes reports whether every event was on a copy file that holds
+// exactly what this worker wrote or is writing there: the broker's own
+// writes coming back, which need no pass. A fan-out to many copies raises
+// an event in each; without this, each would cost a pass reading them all.
+func (sw *sourceWorker) onlyEchoes(events map[string]bool) bool {
+	if len(events) == 0 {
+		return false
+	}
+	for p := range events {
+		i, ok := sw.copyAt[p]
+		if !ok {
+			return false // the host's file
+		}
+		seen := broker.ReadCopy(sw.w.work, sw.pass.Copies[i].Sink)
+		if !seen.Exists || seen.Err != nil || seen.Untidy {
+			return false
+		}
+		h := broker.Hash(seen.Data)
+		if h != sw.inflight[i] && !sw.pass.Memory.Gave(sw.pass.Copies[i].Sink.Location(), seen.Data) {
+			return false
+		}
+	}
+	return true
 }
 
 // readSlow asks a slow store's worker for a fresh read.
@@ -208,11 +283,13 @@ func (sw *sourceWorker) runPass(waiters []func(time.Time)) {
 	}
 	in := p.Read(sw.w.work)
 	plan := broker.Plan(in)
+	seenValid := p.Memory != nil && p.Memory.LastValid != nil
 	p.Remember(in, plan)
 	sr := p.Report(in, plan, broker.PassOptions{})
 	sw.w.state.update(sr, in.Now)
 	sw.logSource(sr, plan)
 	sw.logPlan(in, plan)
+	sw.tell.pass(sr, plan, seenValid)
 	if plan.Login != nil && plan.Login.Info.Fingerprint != sw.loginFP {
 		sw.loginFP, sw.loginChanged = plan.Login.Info.Fingerprint, in.Now
 	}
@@ -221,7 +298,7 @@ func (sw *sourceWorker) runPass(waiters []func(time.Time)) {
 	if plan.Wait > 0 {
 		retry = min(plan.Wait, max(2*sw.w.o.Quiet, time.Millisecond))
 	}
-	if sr.State == broker.SourceUnreadable {
+	if sr.State == broker.SourceUnreadable || sw.logReadFailures(in, plan) {
 		sw.attempt++
 		retry = sw.w.backoff(sw.attempt)
 	}
@@ -239,8 +316,7 @@ func (sw *sourceWorker) runPass(waiters []func(time.Time)) {
 		// The host holds a login as new as any copy's (the user logged
 		// in): nothing is left to write back.
 		sw.log.Info("nothing left to write back into the host's store", "store", p.Source.Location())
-		sw.writeBackError, sw.hostRetryAt = "", time.Time{}
-		sw.w.state.writeBack(sw.name, "", in.Now)
+		sw.writeBackCleared(in.Now)
 	}
 
 	sw.publish()
@@ -311,9 +387,34 @@ func (sw *sourceWorker) submitIdle(s *storeWorker, job func(context.Context) any
 	}
 }
 
+// follow relays a store's pushed changes to the worker until ctx ends.
+func (sw *sourceWorker) follow(ctx context.Context, i int, n broker.ChangeNotifier) {
+	loc := sw.pass.Copies[i].Sink.Location()
+	var mu sync.Mutex
+	last := ""
+	ch := n.Changes(ctx, func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err.Error() != last {
+			sw.log.Warn("cannot follow a copy's changes; retrying", "copy", loc, "error", err)
+			last = err.Error()
+		}
+	})
+	go func() {
+		for range ch {
+			select {
+			case sw.pushed <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+}
+
 // poll asks each store that cannot be watched as files whether it changed,
 // on its own worker; a store that did is read there, and a pass follows.
 func (sw *sourceWorker) poll() {
+	sw.tell.refresh(sw.name)
 	if p, ok := sw.pass.Source.(broker.ChangePoller); ok {
 		sw.submitIdle(sw.host, func(ctx context.Context) any {
 			changed, err := p.Changed(ctx)
@@ -322,7 +423,7 @@ func (sw *sourceWorker) poll() {
 	}
 	for i, c := range sw.pass.Copies {
 		p, ok := c.Sink.(broker.ChangePoller)
-		if !ok {
+		if _, pushes := c.Sink.(broker.ChangeNotifier); !ok || pushes {
 			continue
 		}
 		sink := c.Sink
@@ -364,7 +465,9 @@ func (sw *sourceWorker) record(r any) {
 	case polled:
 		again = r.changed
 	}
-	sw.publish()
+	if sw.pending == 0 {
+		sw.publish()
+	}
 	if again {
 		sw.request(passRequest{})
 	}
@@ -382,6 +485,11 @@ func (sw *sourceWorker) recordHost(r broker.HostResult, now time.Time) {
 		if ruleOf(r.Err.Error()) != ruleOf(sw.writeBackError) {
 			sw.log.Warn("cannot write a newer login back into the host's store; every copy has it, and the write-back is retried",
 				"store", p.Source.Location(), "from", loc, "error", r.Err)
+			sw.tell.clear(WriteBackFailing, sw.writeBackTold)
+			sw.tell.set(Event{Event: WriteBackFailing, Copy: loc, Fingerprint: r.Info.Fingerprint,
+				Message: "cannot write the newer login from " + loc + " back into " + p.Source.Location() + ": " + r.Err.Error() + "; every copy has it, and the write-back is retried",
+				Fix:     "make " + p.Source.Location() + " writable for mc-broker (mc-broker status shows the failure)"})
+			sw.writeBackTold = loc
 		}
 		sw.writeBackError = r.Err.Error()
 		sw.w.state.writeBack(sw.name, r.Err.Error(), now)
@@ -396,8 +504,7 @@ func (sw *sourceWorker) recordHost(r broker.HostResult, now time.Time) {
 		if sw.writeBackError != "" {
 			sw.log.Info("writing back into the host's store works again", "store", p.Source.Location())
 		}
-		sw.writeBackError, sw.hostRetryAt = "", time.Time{}
-		sw.w.state.writeBack(sw.name, "", now)
+		sw.writeBackCleared(now)
 		sw.attempt = 0
 		sw.log.Info("took a newer login back from a copy into the host's store",
 			"store", p.Source.Location(), "from", loc,
@@ -409,6 +516,14 @@ func (sw *sourceWorker) recordHost(r broker.HostResult, now time.Time) {
 				"copy", loc, "limit", p.Rules.MaxTakeBacks)
 		}
 	}
+}
+
+// writeBackCleared forgets a failing write-back: it worked, or nothing is
+// left to write back.
+func (sw *sourceWorker) writeBackCleared(now time.Time) {
+	sw.tell.clear(WriteBackFailing, sw.writeBackTold)
+	sw.writeBackError, sw.writeBackTold, sw.hostRetryAt = "", "", time.Time{}
+	sw.w.state.writeBack(sw.name, "", now)
 }
 
 // recordCopy logs and remembers a copy's write; it reports whether to
@@ -433,12 +548,18 @@ func (sw *sourceWorker) recordCopy(r broker.CopyResult, now time.Time) (again bo
 		if !wasFailing || prev != r.Plan.Problem {
 			sw.log.Warn("copy failed; retrying with backoff", "copy", loc, "error", r.Plan.Problem)
 		}
+		if !wasFailing {
+			sw.tell.set(Event{Event: CopyFailing, Copy: loc,
+				Message: "cannot write the copy " + loc + " of " + sw.name + ": " + r.Plan.Problem + "; retried with backoff",
+				Fix:     "see the message; mc-broker status shows since when"})
+		}
 		sw.failing[loc] = r.Plan.Problem
 		sw.attempt++
 		sw.retryIn(sw.w.backoff(sw.attempt))
 		return false
 	case wasFailing:
 		delete(sw.failing, loc)
+		sw.tell.clear(CopyFailing, loc)
 		sw.log.Info("copy recovered", "copy", loc)
 	}
 	if len(sw.failing) == 0 && sw.writeBackError == "" {
@@ -457,9 +578,38 @@ func (sw *sourceWorker) recordCopy(r broker.CopyResult, now time.Time) (again bo
 	return again || r.Plan.Again
 }
 
+// logReadFailures logs copies the pass could not read (once per
+// problem); it reports whether there were any, to retry with backoff.
+func (sw *sourceWorker) logReadFailures(in broker.PlanInput, plan broker.PlanResult) bool {
+	any := false
+	for i, c := range plan.Copies {
+		loc := in.Copies[i].Key
+		if _, was := sw.failing[loc]; was && (c.Action == broker.Keep && !c.Tidy) {
+			// Readable again and in step: no write will say so.
+			delete(sw.failing, loc)
+			sw.log.Info("copy recovered", "copy", loc)
+		}
+		if c.Action != broker.Fail {
+			continue
+		}
+		any = true
+		if prev, was := sw.failing[loc]; !was || prev != c.Problem {
+			sw.log.Warn("copy failed; retrying with backoff", "copy", loc, "error", c.Problem)
+		}
+		sw.failing[loc] = c.Problem
+	}
+	return any
+}
+
 // logSource logs a change of the source's state. A host being written
 // (half-written for a moment) is not a change worth a line.
 func (sw *sourceWorker) logSource(sr broker.SourceReport, plan broker.PlanResult) {
+	if revoked := sr.RevokedAt != nil; revoked != sw.revoked {
+		sw.revoked = revoked
+		if revoked {
+			sw.log.Info("copies revoked: none is written until mc-broker sync or mc-broker login", "revoked_at", sr.RevokedAt.UTC().Format(time.RFC3339))
+		}
+	}
 	problem := ""
 	if sr.State != broker.SourceValid {
 		problem = string(sr.State) + ": " + sr.Problem
@@ -478,20 +628,10 @@ func (sw *sourceWorker) logSource(sr broker.SourceReport, plan broker.PlanResult
 	sw.sourceProblem = problem
 }
 
-// logPlan logs what is refused, once per copy and reason, and copies that
-// cannot be read (a FIFO or a directory where the login belongs), once per
-// copy and error.
+// logPlan logs what is refused, once per copy and reason.
 func (sw *sourceWorker) logPlan(in broker.PlanInput, plan broker.PlanResult) {
 	for i, c := range plan.Copies {
 		loc := in.Copies[i].Key
-		switch was, had := sw.unreadable[loc]; {
-		case c.Action == broker.Fail && was != c.Problem:
-			sw.unreadable[loc] = c.Problem
-			sw.log.Warn("copy cannot be read; looked at again when it changes", "copy", loc, "error", c.Problem)
-		case had && c.Action != broker.Fail && c.Action != broker.Unknown:
-			delete(sw.unreadable, loc)
-			sw.log.Info("copy readable again", "copy", loc)
-		}
 		why := c.Refused
 		if c.Action == broker.Refuse {
 			why = c.Problem

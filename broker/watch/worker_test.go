@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -134,40 +132,6 @@ func TestWarnOncePerRule(t *testing.T) {
 			t.Errorf("step %d (%s: %s): warn=%v, want %v", i, s.loc, s.why, got, s.want)
 		}
 	}
-}
-
-// TestWatchWarnsOnceAboutACopyItCannotRead: a FIFO where a copy's login
-// belongs is never opened for a blocking read; the watcher warns once,
-// naming the copy and why, and says so when it can read it again.
-func TestWatchWarnsOnceAboutACopyItCannotRead(t *testing.T) {
-	b, _, copies, stateDir := newBroker(t, 2)
-	if err := os.MkdirAll(filepath.Dir(copies[0]), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mkfifo(copies[0], 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	stop := runWatcher(t, b, Options{StateDir: stateDir, Log: slog.New(slog.NewTextHandler(logs, nil))})
-	const msg = `msg="copy cannot be read; looked at again when it changes" source=claude copy=` + "%s"
-	waitFor(t, "a warning naming the FIFO", func() bool {
-		return strings.Contains(logs.String(), fmt.Sprintf(msg, copies[0])) && strings.Contains(logs.String(), "is not a regular file")
-	})
-	// Passes on the other copy do not repeat it.
-	src, _ := os.ReadFile(b.Sources[0].Location())
-	writeLogin(t, filepath.Dir(b.Sources[0].Location()), bytes.Replace(src, []byte("4102444800000"), []byte("4102444900000"), 1))
-	waitFor(t, "the other copy to follow", func() bool { got, _ := os.ReadFile(copies[1]); return bytes.Contains(got, []byte("4102444900000")) })
-	if n := strings.Count(logs.String(), "copy cannot be read"); n != 1 {
-		t.Errorf("%d warnings about the FIFO, want 1", n)
-	}
-	if err := os.Remove(copies[0]); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the copy to be written once the FIFO is gone", func() bool {
-		got, _ := os.ReadFile(copies[0])
-		return bytes.Contains(got, []byte("4102444900000")) && strings.Contains(logs.String(), "copy readable again")
-	})
-	stop()
 }
 
 // failingHost is the host's file whose write-backs fail while fail is set,

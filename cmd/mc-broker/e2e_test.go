@@ -116,7 +116,12 @@ func TestNoSecretInAnyOutput(t *testing.T) {
 		{"run", "--", "true"}, {"run", "--log-level", "debug", "--log-format", "json", "--", "true"},
 		{"run", "--log-level", "debug", "--log-format", "text", "--min-ttl", "1000000h", "--", "true"},
 		{"run", "--config", badConfig, "--", "true"}, {"watch", "--config", badConfig},
-		{"watch", "--help"}, {"run", "--help"},
+		{"watch", "--help"}, {"run", "--help"}, {"login", "--help"}, {"revoke", "--help"},
+		{"sync", "--min-refresh-ttl", "1000000h", "--json"}, {"doctor"}, {"doctor", "--json"},
+		// Last: revoke takes the copies out (the next round's sync lifts
+		// it). login and revoke --host run the CLIs' own commands: with
+		// stand-ins in lifecycle_e2e_test.go, never the real ones here.
+		{"revoke", "--all"}, {"status", "--json"}, {"revoke", "claude", "--json"},
 	}
 	check := func(label string) {
 		for _, args := range commands {

@@ -639,7 +639,7 @@ func TestHostileFIFO(t *testing.T) {
 // and the one whose write lock is, the first once.
 func (w *world) fifoWarnings(p *proc) {
 	w.t.Helper()
-	const unreadable, failed = "copy cannot be read; looked at again when it changes", "copy failed; retrying with backoff"
+	const unreadable, failed = "copy failed; retrying with backoff", "copy failed; retrying with backoff"
 	waitFor(w.t, 10*time.Second, "warnings naming the copy that is a FIFO and the one whose write lock is", func() (bool, string) {
 		return p.log.count(unreadable, "copy", w.copies[0]) > 0 && p.log.count(failed, "copy", w.copies[2]) > 0, "no such warnings"
 	})

@@ -97,18 +97,27 @@ func TestScripts(t *testing.T) {
 	})
 }
 
-// fixture NAME DEST [DURATION] copies a credential fixture to DEST (mode
-// 0600), creating DEST's directory. With DURATION, a Claude or Gemini
-// login's expiry (2100 in the fixtures) is set to that long from now: a
-// copy's login is taken back only when it expires within what the CLI
-// ever issues.
+// fixture NAME DEST [DURATION [REFRESH-DURATION]] copies a credential
+// fixture to DEST (mode 0600), creating DEST's directory. With DURATION, a
+// Claude or Gemini login's expiry (2100 in the fixtures) is set to that
+// long from now: a copy's login is taken back only when it expires within
+// what the CLI ever issues. REFRESH-DURATION sets a Claude login's
+// refreshTokenExpiresAt likewise.
 func cmdFixture(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) < 2 || len(args) > 3 {
-		ts.Fatalf("usage: fixture NAME DEST [EXPIRES-IN]")
+	if neg || len(args) < 2 || len(args) > 4 {
+		ts.Fatalf("usage: fixture NAME DEST [EXPIRES-IN [REFRESH-ENDS-IN]]")
 	}
 	data, err := os.ReadFile(filepath.Join(ts.Getenv("FIXTURES"), args[0]))
 	ts.Check(err)
-	if len(args) == 3 {
+	if len(args) == 4 {
+		d, err := time.ParseDuration(args[3])
+		ts.Check(err)
+		if !bytes.Contains(data, []byte("4103999999000")) {
+			ts.Fatalf("fixture %s has no refresh token end to set", args[0])
+		}
+		data = bytes.Replace(data, []byte("4103999999000"), []byte(strconv.FormatInt(time.Now().Add(d).UnixMilli(), 10)), 1)
+	}
+	if len(args) >= 3 {
 		d, err := time.ParseDuration(args[2])
 		ts.Check(err)
 		at := strconv.FormatInt(time.Now().Add(d).UnixMilli(), 10)

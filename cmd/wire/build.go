@@ -16,6 +16,7 @@ import (
 	"github.com/mc-broker/mc-broker/broker/credential"
 	"github.com/mc-broker/mc-broker/broker/kinds"
 	"github.com/mc-broker/mc-broker/sinks/dir"
+	"github.com/mc-broker/mc-broker/sinks/secret"
 	"github.com/mc-broker/mc-broker/sinks/volume"
 	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 	"github.com/mc-broker/mc-broker/sources/file"
@@ -54,6 +55,9 @@ func Build(c *config.Config, env config.Env, docker *volume.Shared) (*broker.Bro
 		protect = append(protect, own)
 	}
 	written := map[string]bool{}
+	// The Kubernetes API clients, shared by all Secret copies, made when
+	// one needs them.
+	var kube *secret.Clients
 	for _, sk := range c.Sinks {
 		src, _ := c.Source(sk.Source)
 		kind, _ := kinds.ByName(src.Kind)
@@ -68,6 +72,23 @@ func Build(c *config.Config, env config.Env, docker *volume.Shared) (*broker.Bro
 		var companions map[string][]byte
 		if sk.Companions {
 			companions = kind.Facts().Companions
+		}
+		if sk.SecretName != "" {
+			if kube == nil {
+				kube = secret.NewClients(env.Getenv, env.Home)
+			}
+			sink := secret.New(secret.Options{
+				Namespace: sk.SecretNamespace, Name: sk.SecretName, Key: sk.Key,
+				Kubeconfig: sk.Kubeconfig, Context: sk.Context, Adopt: sk.Adopt,
+				Clients: kube,
+			})
+			target := sink.Location() + "\x00" + sk.Kubeconfig
+			if written[target] {
+				return nil, &config.Error{File: c.File, Line: sk.Line, Msg: "two copies write " + sink.Location() + ": give each copy its own key"}
+			}
+			written[target] = true
+			b.Copies = append(b.Copies, broker.Copy{Source: sk.Source, Options: copyOpts, Sink: sink})
+			continue
 		}
 		if sk.Volume != "" {
 			target := "volume " + sk.Volume + ":" + path.Join("/", sk.Path, name)

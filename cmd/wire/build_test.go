@@ -110,3 +110,32 @@ func TestBuildRefusesUnsafeCopyDirectories(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyAt: a location the memory knows becomes the copy that wrote it,
+// under the same rules as a configured one.
+func TestCopyAt(t *testing.T) {
+	env := testEnv(nil)
+	cfg, err := config.Parse("cfg.yaml", []byte("sources:\n  claude: {}\n  work: {kind: claude, path: ~/.claude-work/.credentials.json}\n"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, _ := cfg.Source("claude")
+	for loc, want := range map[string]string{
+		"/work/.auth/claude/.credentials.json":          "",
+		"volume mc-claude-auth:/.credentials.json":      "",
+		"volume shared:/home/.claude/.credentials.json": "",
+		"/home/dev/.claude/.credentials.json":           "claude's own config directory",
+		"/home/dev/.claude-work/.credentials.json":      "the directory of the source work",
+		"/etc/.credentials.json":                        "a system directory",
+		"relative/.credentials.json":                    "not a copy's location",
+		"volume bad name:/x":                            "not a volume copy's location",
+	} {
+		s, err := CopyAt(cfg, src, loc, env, nil)
+		switch {
+		case want == "" && (err != nil || s.Location() != loc):
+			t.Errorf("%s: %v (location %v)", loc, err, s)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%s: %v, want an error saying %q", loc, err, want)
+		}
+	}
+}

@@ -1,22 +1,14 @@
 package compose
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
-
-	"github.com/compose-spec/compose-go/v2/cli"
-	interp "github.com/compose-spec/compose-go/v2/interpolation"
-	"github.com/compose-spec/compose-go/v2/loader"
-	"github.com/compose-spec/compose-go/v2/template"
-	"github.com/compose-spec/compose-go/v2/types"
 )
 
 // Problem names what is wrong with a mount; the values are stable, for
@@ -41,12 +33,16 @@ const (
 	// logged out, and the directory belongs to root); the long syntax
 	// stops `up` with an error.
 	MissingSource Problem = "missing-source"
+	// LoginOverride: a service that mounts a login also sets a variable
+	// that makes the CLI use another credential (an API key, a token of
+	// its own): the mounted login is ignored without a word.
+	LoginOverride Problem = "login-override"
 )
 
 // Finding is one problem in one mount of one service.
 type Finding struct {
 	File    string  `json:"file"`
-	Line    int     `json:"line,omitempty"` // 0 when compose-go's merge hides where it came from
+	Line    int     `json:"line,omitempty"` // where the mount (or volume) is written
 	Service string  `json:"service"`
 	Problem Problem `json:"problem"`
 	Message string  `json:"message"`
@@ -88,6 +84,10 @@ type CheckOptions struct {
 	// CopyDirs are mc-broker's copy directories: bind mounts of these are
 	// credential mounts whatever their target.
 	CopyDirs []string
+	// Overrides maps each environment variable that beats a CLI's login
+	// to that CLI (ANTHROPIC_API_KEY: claude, ...): a service that mounts
+	// a login and sets one of them is reported, never the value.
+	Overrides map[string]string
 }
 
 // Check reads the compose files, merged as `docker compose -f a -f b`
@@ -108,42 +108,38 @@ func (o CheckOptions) Check(files ...string) ([]Finding, error) {
 			return nil, &LoadError{Files: []string{f}, Err: errors.New("not a regular file")}
 		}
 	}
-	subst := substituter(false)
-	project, err := o.load(files, subst)
+	project, err := o.loadProject(files, false)
 	if err != nil {
 		// An unset variable may have left an empty path (":/root/.claude"):
 		// compose would stop there; the check tries again with every unset
 		// variable as a placeholder path, and reports the first error only
 		// if that fails too.
-		subst = substituter(true)
 		var retryErr error
-		if project, retryErr = o.load(files, subst); retryErr != nil {
+		if project, retryErr = o.loadProject(files, true); retryErr != nil {
 			return nil, &LoadError{Files: files, Err: err}
 		}
 	}
-	lines, err := readLines(files, lookup(project.Environment), subst)
-	if err != nil {
-		return nil, &LoadError{Files: files, Err: err}
-	}
-	c := checker{project: project, lines: lines, copyDirs: o.CopyDirs}
-	services := map[string]types.ServiceConfig{}
-	for name, s := range project.DisabledServices {
-		services[name] = s // behind a profile: still started by someone
-	}
-	for name, s := range project.Services {
-		services[name] = s
-	}
-	for _, name := range sortedKeys(services) {
-		c.service(name, services[name])
+	c := checker{project: project, copyDirs: o.CopyDirs, overrides: o.Overrides}
+	for _, name := range sortedKeys(project.services) {
+		c.service(name, project.services[name]) // behind a profile or not: someone starts it
 	}
 	order := map[string]int{}
 	for i, f := range files {
 		order[f] = i + 1
 	}
+	rank := func(file string) int {
+		if r, ok := order[file]; ok {
+			return r
+		}
+		return len(files) + 1 // an included or extended file
+	}
 	sort.SliceStable(c.findings, func(i, j int) bool {
 		a, b := c.findings[i], c.findings[j]
 		if a.File != b.File {
-			return order[a.File] < order[b.File] // in -f order, as compose reads them
+			if rank(a.File) != rank(b.File) {
+				return rank(a.File) < rank(b.File) // in -f order, as compose reads them
+			}
+			return a.File < b.File
 		}
 		if a.Line != b.Line {
 			return a.Line < b.Line
@@ -156,80 +152,6 @@ func (o CheckOptions) Check(files ...string) ([]Finding, error) {
 	return c.findings, nil
 }
 
-func (o CheckOptions) load(files []string, subst substitute) (*types.Project, error) {
-	env := o.Env
-	if env == nil {
-		env = map[string]string{}
-		for _, kv := range os.Environ() {
-			if k, v, ok := strings.Cut(kv, "="); ok {
-				env[k] = v
-			}
-		}
-	}
-	var envList []string
-	for k, v := range env {
-		envList = append(envList, k+"="+v)
-	}
-	opts, err := cli.NewProjectOptions(files,
-		cli.WithWorkingDirectory(o.ProjectDir),
-		cli.WithEnv(envList),
-		cli.WithEnvFiles(),
-		cli.WithDotEnv,
-		// The check needs mounts, not the containers' environment: a
-		// missing env_file or label_file must not stop it.
-		cli.WithoutEnvironmentResolution,
-		cli.WithoutLabelsResolution,
-		cli.WithLoadOptions(func(lo *loader.Options) {
-			if lo.Interpolate == nil {
-				return // the options also pass through file reading
-			}
-			in := *lo.Interpolate
-			in.Substitute = subst
-			lo.Interpolate = &in
-		}),
-	)
-	if err != nil {
-		return nil, err
-	}
-	return opts.LoadProject(context.Background())
-}
-
-// unsetMarker stands in for an unset variable that compose would stop on:
-// a required one (${VAR:?message}), and on the second try any. It is an
-// absolute path so that a short-syntax mount stays a bind mount, and the
-// missing-source check skips paths that hold it.
-const unsetMarker = "/mc-broker-unset-variable-"
-
-type substitute = func(string, template.Mapping) (string, error)
-
-// substituter interpolates like compose, without its warnings. Defaults
-// (${VAR:-x}) apply as in compose; an unset required variable becomes
-// unsetMarker+NAME; any other unset variable becomes empty, as in compose,
-// or with all, unsetMarker+NAME.
-func substituter(all bool) substitute {
-	replace := func(sub string, m template.Mapping, cfg *template.Config) (string, error) {
-		v, found, err := template.DefaultReplacementAppliedFunc(sub, m, cfg)
-		var required *template.MissingRequiredError
-		switch {
-		case errors.As(err, &required):
-			return unsetMarker + required.Variable, nil
-		case err == nil && !found && all:
-			return unsetMarker + strings.Trim(sub, "${}"), nil
-		}
-		return v, err
-	}
-	return func(s string, m template.Mapping) (string, error) {
-		return template.SubstituteWithOptions(s, m, template.WithoutLogging, template.WithReplacementFunction(replace))
-	}
-}
-
-func lookup(env types.Mapping) interp.LookupValue {
-	return func(k string) (string, bool) {
-		v, ok := env[k]
-		return v, ok
-	}
-}
-
 // Names that make a mount a credential mount.
 var (
 	loginFiles = map[string]string{
@@ -238,80 +160,94 @@ var (
 		"oauth_creds.json":  "gemini",
 	}
 	configDirs = map[string]string{".claude": "claude", ".codex": "codex", ".gemini": "gemini"}
-	// authVolume matches the names users (and mc-broker) give login volumes.
-	authVolume = regexp.MustCompile(`^mc-.+-auth$`)
 )
 
+// isAuthVolume matches the names users (and mc-broker) give login
+// volumes: mc-<something>-auth.
+func isAuthVolume(name string) bool {
+	mid, ok := strings.CutPrefix(name, "mc-")
+	mid, ok2 := strings.CutSuffix(mid, "-auth")
+	return ok && ok2 && mid != "" && !strings.Contains(mid, "\n")
+}
+
 type checker struct {
-	project  *types.Project
-	lines    *lineMap
-	copyDirs []string
-	findings []Finding
-	reported map[string]bool // volumes already reported as not external
+	project   *project
+	copyDirs  []string
+	overrides map[string]string
+	findings  []Finding
+	reported  map[string]bool // volumes already reported as not external
+	// mounted holds, while a service is checked, the CLIs whose login it
+	// mounts ("" for a copy directory of an unknown CLI).
+	mounted map[string]bool
 }
 
-func (c *checker) add(service, target string, p Problem, msg, fix string) {
-	file, line := c.lines.volume(service, target)
-	c.findings = append(c.findings, Finding{File: file, Line: line, Service: service, Problem: p, Message: msg, Fix: fix})
+func (c *checker) add(at pos, service string, p Problem, msg, fix string) {
+	c.findings = append(c.findings, Finding{File: at.file, Line: at.line, Service: service, Problem: p, Message: msg, Fix: fix})
 }
 
-func (c *checker) service(name string, s types.ServiceConfig) {
-	for _, v := range s.Volumes {
-		switch v.Type {
-		case types.VolumeTypeBind:
+func (c *checker) service(name string, s *service) {
+	c.mounted = map[string]bool{}
+	for _, v := range s.mounts {
+		switch v.typ {
+		case "bind":
 			c.bind(name, v)
-		case types.VolumeTypeVolume:
+		case "volume":
 			c.volume(name, v)
 		}
 	}
-	for _, sec := range s.Secrets {
-		def, ok := c.project.Secrets[sec.Source]
-		if !ok || def.File == "" {
+	for _, sec := range s.secrets {
+		def, ok := c.project.secrets[sec.source]
+		if !ok || def.file == "" {
 			continue
 		}
-		if cli, ok := loginFiles[filepath.Base(def.File)]; ok {
-			file, line := c.lines.secret(name, sec.Source)
-			c.findings = append(c.findings, Finding{
-				File: file, Line: line, Service: name, Problem: SingleFile,
-				Message: fmt.Sprintf("secret %s hands %s's login file %s to the container as a single file: it goes stale when %s refreshes, and the CLI inside cannot write its refreshed login", sec.Source, cli, def.File, cli),
-				Fix:     fmt.Sprintf("drop the secret and mount the copy directory read-write as %s's config directory (mc-broker compose writes that override)", cli),
-			})
+		if cli, ok := loginFiles[filepath.Base(def.file)]; ok {
+			c.mounted[cli] = true
+			c.add(sec.pos, name, SingleFile,
+				fmt.Sprintf("secret %s hands %s's login file %s to the container as a single file: it goes stale when %s refreshes, and the CLI inside cannot write its refreshed login", sec.source, cli, def.file, cli),
+				fmt.Sprintf("drop the secret and mount the copy directory read-write as %s's config directory (mc-broker compose writes that override)", cli))
 		}
 	}
+	c.environment(name, s)
 }
 
-func (c *checker) bind(service string, v types.ServiceVolumeConfig) {
-	src := v.Source
+func (c *checker) bind(service string, v mount) {
+	src := v.source
 	st, statErr := os.Stat(src)
 	exists := statErr == nil
-	cli, isFile := loginFiles[path.Base(v.Target)]
+	cli, isFile := loginFiles[path.Base(v.target)]
 	if !isFile {
 		cli, isFile = loginFiles[filepath.Base(src)]
 		isFile = isFile && !(exists && st.IsDir())
 	}
 	if isFile {
-		c.add(service, v.Target, SingleFile,
-			fmt.Sprintf("%s is bind-mounted on its own at %s: the container keeps the old login after %s refreshes on the host (the file is replaced by rename), and a refresh inside fails (EBUSY)", src, v.Target, cli),
-			fmt.Sprintf("mount the directory that holds it, read-write, as %s's config directory: e.g. `mc-broker sync --dir .auth` and `- ./.auth/%s:%s`", cli, cli, path.Dir(v.Target)))
+		c.mounted[cli] = true
+		c.add(v.pos, service, SingleFile,
+			fmt.Sprintf("%s is bind-mounted on its own at %s: the container keeps the old login after %s refreshes on the host (the file is replaced by rename), and a refresh inside fails (EBUSY)", src, v.target, cli),
+			fmt.Sprintf("mount the directory that holds it, read-write, as %s's config directory: e.g. `mc-broker sync --dir .auth` and `- ./.auth/%s:%s`", cli, cli, path.Dir(v.target)))
 		return
 	}
-	cli, isDir := c.credentialDir(src, v.Target)
+	cli, isDir := c.credentialDir(src, v.target)
 	if !isDir {
 		return
 	}
-	if v.ReadOnly {
-		c.add(service, v.Target, ReadOnly,
-			fmt.Sprintf("%s's config directory %s is mounted read-only: %s cannot save a refreshed login, and the old refresh token is already spent", cli, v.Target, cli),
+	if _, known := configDirsByCLI[cli]; known {
+		c.mounted[cli] = true
+	} else {
+		c.mounted[""] = true
+	}
+	if v.readOnly {
+		c.add(v.pos, service, ReadOnly,
+			fmt.Sprintf("%s's config directory %s is mounted read-only: %s cannot save a refreshed login, and the old refresh token is already spent", cli, v.target, cli),
 			"remove :ro / read_only: true from this mount")
 	}
 	if !exists && errors.Is(statErr, fs.ErrNotExist) && !strings.Contains(src, unsetMarker) {
-		msg := fmt.Sprintf("%s, mounted at %s for %s, does not exist: ", src, v.Target, cli)
-		if v.Bind != nil && bool(v.Bind.CreateHostPath) {
+		msg := fmt.Sprintf("%s, mounted at %s for %s, does not exist: ", src, v.target, cli)
+		if v.createHostPath {
 			msg += "compose creates it as an empty directory owned by root, and " + cli + " starts logged out"
 		} else {
 			msg += "`up` stops with an error"
 		}
-		c.add(service, v.Target, MissingSource, msg,
+		c.add(v.pos, service, MissingSource, msg,
 			"run `mc-broker sync` (or `mc-broker sync --dir DIR` for a project-local copy) before `up`, or correct the path")
 	}
 }
@@ -338,41 +274,58 @@ func (c *checker) credentialDir(src, target string) (string, bool) {
 	return "", false
 }
 
-func (c *checker) volume(service string, v types.ServiceVolumeConfig) {
-	if v.Source == "" {
+func (c *checker) volume(service string, v mount) {
+	if v.source == "" {
 		return // anonymous: nothing to declare
 	}
-	def := c.project.Volumes[v.Source]
-	cli, isDir := configDirs[path.Base(v.Target)]
-	named := authVolume.MatchString(v.Source) || authVolume.MatchString(def.Name)
+	def, declared := c.project.volumes[v.source]
+	cli, isDir := configDirs[path.Base(v.target)]
+	named := isAuthVolume(v.source) || isAuthVolume(def.name)
 	if !isDir && !named {
 		return
 	}
 	if !isDir {
 		cli = "the CLI"
+		c.mounted[""] = true
+	} else {
+		c.mounted[cli] = true
 	}
-	if v.ReadOnly {
-		c.add(service, v.Target, ReadOnly,
-			fmt.Sprintf("volume %s, %s's config directory at %s, is mounted read-only: %s cannot save a refreshed login, and the old refresh token is already spent", v.Source, cli, v.Target, cli),
+	if v.readOnly {
+		c.add(v.pos, service, ReadOnly,
+			fmt.Sprintf("volume %s, %s's config directory at %s, is mounted read-only: %s cannot save a refreshed login, and the old refresh token is already spent", v.source, cli, v.target, cli),
 			"remove :ro / read_only: true from this mount")
 	}
-	if !bool(def.External) && !c.reported[v.Source] {
+	if !def.external && !c.reported[v.source] {
 		if c.reported == nil {
 			c.reported = map[string]bool{}
 		}
-		c.reported[v.Source] = true
-		file, line := c.lines.topVolume(v.Source)
-		if line == 0 {
-			file, line = c.lines.volume(service, v.Target)
+		c.reported[v.source] = true
+		at, name := def.pos, def.name
+		if !declared { // a service behind a profile may name an undeclared volume
+			at, name = v.pos, v.source
 		}
-		name := def.Name
-		if name == "" {
-			name = v.Source
+		c.add(at, service, NotExternal,
+			fmt.Sprintf("volume %s holds %s's login but is not external: compose owns it as %s, and `docker compose down -v` deletes it", v.source, cli, name),
+			fmt.Sprintf("declare it under the top-level volumes: as `%s: {external: true}` and let mc-broker create and fill it", v.source))
+	}
+}
+
+var configDirsByCLI = map[string]string{"claude": ".claude", "codex": ".codex", "gemini": ".gemini"}
+
+// environment reports the variables a service sets (in environment:,
+// not env_file:, which is not read) that make a CLI whose login it mounts
+// ignore that login. Names only: the loader keeps no values.
+func (c *checker) environment(service string, s *service) {
+	if len(c.mounted) == 0 {
+		return
+	}
+	for _, name := range sortedKeys(s.env) {
+		cli, ok := c.overrides[name]
+		if !ok || !(c.mounted[cli] || c.mounted[""]) {
+			continue
 		}
-		c.findings = append(c.findings, Finding{
-			File: file, Line: line, Service: service, Problem: NotExternal,
-			Message: fmt.Sprintf("volume %s holds %s's login but is not external: compose owns it as %s, and `docker compose down -v` deletes it", v.Source, cli, name),
-			Fix:     fmt.Sprintf("declare it under the top-level volumes: as `%s: {external: true}` and let mc-broker create and fill it", v.Source),
-		})
+		c.add(s.env[name], service, LoginOverride,
+			fmt.Sprintf("sets %s (value not shown), which %s uses instead of the login the service mounts: that login is ignored, and %s may bill or log in as someone else", name, cli, cli),
+			fmt.Sprintf("remove %s from this service's environment (and check its env_file), or drop the login mount if the key is what you want", name))
 	}
 }

@@ -176,3 +176,28 @@ func TestCheckInterpolatesLikeComposeWithoutFailing(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckFlagsVariablesThatBeatAMountedLogin: a service that mounts a
+// login and sets a variable its CLI prefers is reported, by name, at the
+// line that sets it; a value never appears. Variables of CLIs it does not
+// mount, and services that mount no login, are left alone.
+func TestCheckFlagsVariablesThatBeatAMountedLogin(t *testing.T) {
+	overrides := map[string]string{"ANTHROPIC_API_KEY": "claude", "CLAUDE_CODE_OAUTH_TOKEN": "claude", "OPENAI_API_KEY": "codex", "CODEX_API_KEY": "codex"}
+	fs, err := CheckOptions{Env: map[string]string{"OPENAI_API_KEY": "sk-FAKE-FROM-THE-SHELL"}, Overrides: overrides}.Check("testdata/override/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Join([]string{
+		"compose.yaml:8 app login-override",
+		"compose.yaml:16 codex login-override",
+		"compose.yaml:17 codex login-override",
+	}, "\n")
+	if got := summary(fs); got != want {
+		t.Errorf("findings:\n%s\nwant:\n%s", got, want)
+	}
+	for _, f := range fs {
+		if strings.Contains(f.Message+f.Fix, "FAKE") || !strings.Contains(f.Message, "value not shown") {
+			t.Errorf("a finding shows a value, or does not say it is hidden: %s", f.Message)
+		}
+	}
+}

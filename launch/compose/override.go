@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"path"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -62,11 +61,18 @@ func specErrorf(format string, args ...any) error {
 	return &SpecError{Msg: fmt.Sprintf(format, args...)}
 }
 
-// serviceName is what compose accepts as a service name.
-var serviceName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]*$`)
-
-// volumeName is what the engine accepts as a volume name.
-var volumeName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
+// isName is what compose accepts as a service name and the engine as a
+// volume name: [a-zA-Z0-9][a-zA-Z0-9_.-]*. A loop rather than a regexp
+// compiled at every mc-broker start.
+func isName(s string) bool {
+	for i, c := range []byte(s) {
+		alnum := ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9')
+		if !alnum && (i == 0 || (c != '.' && c != '_' && c != '-')) {
+			return false
+		}
+	}
+	return s != ""
+}
 
 // ConfigDir is where cli keeps its config inside a container whose user's
 // home is home.
@@ -103,7 +109,7 @@ func Generate(spec Spec) ([]byte, error) {
 	services := &yaml.Node{Kind: yaml.MappingNode}
 	volumes := map[string]bool{}
 	for _, name := range sortedKeys(spec.Services) {
-		if !serviceName.MatchString(name) {
+		if !isName(name) {
 			return nil, specErrorf("%q is not a compose service name (letters, digits, '.', '_', '-')", name)
 		}
 		mounts, err := serviceMounts(name, home, spec.Services[name], volumes)
@@ -171,7 +177,7 @@ func serviceMounts(service, home string, mounts []Mount, volumes map[string]bool
 				scalar("type"), scalar("bind"),
 				scalar("source"), scalar(filepath.Clean(m.Dir)))
 		default:
-			if !volumeName.MatchString(m.Volume) {
+			if !isName(m.Volume) {
 				return nil, specErrorf("service %s: %q is not a volume name", service, m.Volume)
 			}
 			volumes[m.Volume] = true

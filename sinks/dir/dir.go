@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/atomicfile"
 	"github.com/mc-broker/mc-broker/broker/credential"
@@ -159,14 +161,7 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 
 	// mc-broker's own lock first, so that a failure to take it leaves the
 	// copy directory as it was (not even created).
-	timeout := s.o.LockTimeout
-	if timeout == 0 {
-		timeout = DefaultLockTimeout
-	}
-	if err := mkdir0700(s.o.LockDir); err != nil {
-		return fmt.Errorf("cannot create lock directory: %w", err)
-	}
-	unlock, err := filelock.Lock(ctx, s.lockPath(), timeout)
+	unlock, err := s.ownLock(ctx)
 	if err != nil {
 		return err
 	}
@@ -174,26 +169,10 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 	if err := s.ensureDir(); err != nil {
 		return err
 	}
-	if s.o.WriteLock != "" {
-		// A record in mc-broker's own lock directory lets the next run
-		// remove a lock left by an mc-broker that was killed holding it.
-		record := strings.TrimSuffix(s.lockPath(), ".lock") + ".writelock"
-		release, err := filelock.DirLockRecorded(ctx, filepath.Join(s.o.Dir, s.o.WriteLock), record, s.cliLockTimeout())
-		if err != nil {
-			return err
-		}
-		defer release()
-	}
-	for _, name := range s.o.LockFiles {
-		path := filepath.Join(s.o.Dir, name)
-		unlock, err := filelock.Lock(ctx, path, s.cliLockTimeout())
-		if err != nil {
-			return err
-		}
-		defer unlock()
-		if err := s.own(path); err != nil {
-			return err
-		}
+	release, err := s.cliLocks(ctx)
+	defer release()
+	if err != nil {
+		return err
 	}
 	if err := s.refuseProtected(); err != nil {
 		return err
@@ -240,6 +219,104 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 		return err
 	}
 	return fmt.Errorf("%s kept changing while it was being written; the next pass tries again", s.Location())
+}
+
+// ownLock takes mc-broker's own lock for this copy.
+func (s *Sink) ownLock(ctx context.Context) (func(), error) {
+	timeout := s.o.LockTimeout
+	if timeout == 0 {
+		timeout = DefaultLockTimeout
+	}
+	if err := mkdir0700(s.o.LockDir); err != nil {
+		return nil, fmt.Errorf("cannot create lock directory: %w", err)
+	}
+	return filelock.Lock(ctx, s.lockPath(), timeout)
+}
+
+// cliLocks takes the CLI's own locks in the copy directory; release
+// lets go of those taken, also when one could not be.
+func (s *Sink) cliLocks(ctx context.Context) (release func(), err error) {
+	var held []func()
+	release = func() {
+		for i := len(held) - 1; i >= 0; i-- {
+			held[i]()
+		}
+	}
+	if s.o.WriteLock != "" {
+		// A record in mc-broker's own lock directory lets the next run
+		// remove a lock left by an mc-broker that was killed holding it.
+		record := strings.TrimSuffix(s.lockPath(), ".lock") + ".writelock"
+		r, err := filelock.DirLockRecorded(ctx, filepath.Join(s.o.Dir, s.o.WriteLock), record, s.cliLockTimeout())
+		if err != nil {
+			return release, err
+		}
+		held = append(held, r)
+	}
+	for _, name := range s.o.LockFiles {
+		path := filepath.Join(s.o.Dir, name)
+		unlock, err := filelock.Lock(ctx, path, s.cliLockTimeout())
+		if err != nil {
+			return release, err
+		}
+		held = append(held, unlock)
+		if err := s.own(path); err != nil {
+			return release, err
+		}
+	}
+	return release, nil
+}
+
+var _ broker.Eraser = (*Sink)(nil)
+
+// Erase takes the login out of the copy (mc-broker revoke): under the
+// same locks as Update, it reads the file and, when erase agrees, unlinks
+// it from the directory (a symlink put there is removed, never followed).
+// A missing directory or file is left as it is; the directory is never
+// created.
+func (s *Sink) Erase(ctx context.Context, erase func(current []byte) bool) (bool, error) {
+	if err := s.check(); err != nil {
+		return false, err
+	}
+	if s.o.LockDir == "" {
+		return false, fmt.Errorf("cannot erase %s: no lock directory configured", s.Location())
+	}
+	if err := checkDir(s.o.Dir); errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	unlock, err := s.ownLock(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	release, err := s.cliLocks(ctx)
+	defer release()
+	if err != nil {
+		return false, err
+	}
+	if err := s.refuseProtected(); err != nil {
+		return false, err
+	}
+	// Under the lock, any temporary file of mc-broker's here is a
+	// crashed run's, and may hold the login.
+	atomicfile.RemoveStale(s.o.Dir, 0)
+	data, _, err := s.readFile()
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil || !erase(data) {
+		return false, err
+	}
+	d, err := os.OpenFile(s.o.Dir, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return false, err
+	}
+	defer d.Close()
+	if err := unix.Unlinkat(int(d.Fd()), s.o.FileName, 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return false, fmt.Errorf("cannot remove %s: %w", s.Location(), err)
+	}
+	return true, d.Sync()
 }
 
 func (s *Sink) cliLockTimeout() time.Duration {

@@ -969,3 +969,118 @@ func TestWriteIfAbsentNeverReplacesTheContainersFile(t *testing.T) {
 		t.Fatalf("left behind %d entries, want only .claude.json", len(entries))
 	}
 }
+
+// TestErase: revoke takes the login file out of the copy directory under
+// the CLI's locks, never creates the directory, never follows a symlink
+// put there, never removes the host's own file, and leaves what erase
+// declines.
+func TestErase(t *testing.T) {
+	d, locks := setup(t)
+	s := dir.New(dir.Options{Dir: d, FileName: "auth.json", LockFiles: []string{"auth.lock"}, LockDir: locks})
+	yes := func([]byte) bool { return true }
+
+	if erased, err := s.Erase(ctx, yes); erased || err != nil {
+		t.Fatalf("missing directory: erased %v, %v", erased, err)
+	}
+	if _, err := os.Lstat(d); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal("Erase created the copy directory")
+	}
+
+	update(t, s, write([]byte(secret)))
+	var saw []byte
+	if erased, err := s.Erase(ctx, func(cur []byte) bool { saw = cur; return false }); erased || err != nil || string(saw) != secret {
+		t.Fatalf("declined: erased %v, %v, saw %d bytes", erased, err, len(saw))
+	}
+	if _, err := os.Stat(s.Location()); err != nil {
+		t.Fatal("a declined erase removed the file")
+	}
+	// A crashed write's temporary file holds the login too.
+	stale := filepath.Join(d, ".mc-broker-crashed.tmp")
+	os.WriteFile(stale, []byte(secret), 0o600)
+	if erased, err := s.Erase(ctx, yes); !erased || err != nil {
+		t.Fatalf("erased %v, %v", erased, err)
+	}
+	for _, name := range listDir(t, d) {
+		if data, _ := os.ReadFile(filepath.Join(d, name)); bytes.Contains(data, []byte(secret)) {
+			t.Errorf("%s still holds the login", name)
+		}
+	}
+
+	// A container puts a symlink where the login was: the link goes, its
+	// target stays.
+	target := filepath.Join(t.TempDir(), "elsewhere")
+	os.WriteFile(target, []byte(secret), 0o600)
+	if err := os.Symlink(target, s.Location()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Erase(ctx, yes); err == nil {
+		t.Error("a symlink in place of the copy was read through")
+	}
+	if data, err := os.ReadFile(target); err != nil || string(data) != secret {
+		t.Errorf("the symlink's target was changed: %v", err)
+	}
+
+	// A CLI holding its lock in the copy directory is waited for.
+	os.Remove(s.Location())
+	update(t, s, write([]byte(secret)))
+	lock, err := filelock.Lock(ctx, filepath.Join(d, "auth.lock"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := s.Erase(ctx, yes); done <- err }()
+	select {
+	case err := <-done:
+		t.Fatalf("erased while the CLI held its lock (%v)", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	lock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.Location()); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("still there after the lock was let go: %v", err)
+	}
+}
+
+func TestEraseNeverRemovesTheHostsLogin(t *testing.T) {
+	root := t.TempDir()
+	host := filepath.Join(root, ".codex")
+	hostFile := filepath.Join(host, "auth.json")
+	os.MkdirAll(host, 0o700)
+	os.WriteFile(hostFile, []byte(secret), 0o600)
+	s := dir.New(dir.Options{Dir: host, FileName: "auth.json", LockDir: filepath.Join(root, "locks"), Protect: []string{hostFile}})
+	if _, err := s.Erase(ctx, func([]byte) bool { return true }); err == nil || !strings.Contains(err.Error(), "host's own login file") {
+		t.Fatalf("Erase = %v, want a refusal", err)
+	}
+	if _, err := os.Stat(hostFile); err != nil {
+		t.Fatal("the host's login was removed")
+	}
+}
+
+// A copy directory someone made readable by others (0755, as mkdir or
+// compose's short -v syntax make it) is made private, as the README
+// promises; permissions are only ever taken away, so a directory the user
+// made read-only stays read-only.
+func TestCopyDirectoryIsMadePrivate(t *testing.T) {
+	d, locks := setup(t)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := dir.New(dir.Options{Dir: d, FileName: ".credentials.json", LockDir: locks})
+	update(t, s, write([]byte(`{"v":1}`)))
+	if fi, _ := os.Stat(d); fi.Mode().Perm() != 0o700 {
+		t.Errorf("copy directory mode %v after a write, want 0700", fi.Mode().Perm())
+	}
+	if err := os.Chmod(d, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Update(ctx, write([]byte(`{"v":2}`)))
+	if fi, _ := os.Stat(d); fi.Mode().Perm() != 0o500 {
+		t.Errorf("read-only copy directory mode %v, want 0500 (others' bits taken away, nothing added)", fi.Mode().Perm())
+	}
+	os.Chmod(d, 0o700)
+}

@@ -317,6 +317,38 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 	return nil
 }
 
+// ErasedContent is what a volume copy holds once revoke has taken its login
+// out: an empty JSON object, which every CLI reads as "not logged in". The
+// engine API cannot delete a file without running a container (docker cp
+// only adds), and mc-broker runs none; so the login's bytes are replaced,
+// under the same lock as a write, and the volume itself is left alone.
+const ErasedContent = "{}\n"
+
+var (
+	_ broker.Eraser      = (*Sink)(nil)
+	_ broker.ErasedNoter = (*Sink)(nil)
+)
+
+// Erase replaces the copy's login with ErasedContent when erase agrees. A
+// missing volume or file, or one that holds ErasedContent already, is left
+// as it is; the volume is never created.
+func (s *Sink) Erase(ctx context.Context, erase func(current []byte) bool) (bool, error) {
+	erased := false
+	err := s.Update(ctx, func(current []byte, exists bool) ([]byte, bool) {
+		if !exists || string(current) == ErasedContent || !erase(current) {
+			return nil, false
+		}
+		erased = true
+		return []byte(ErasedContent), true
+	})
+	return erased && err == nil, err
+}
+
+// ErasedNote says how the login was taken out.
+func (s *Sink) ErasedNote() string {
+	return "the file now holds {} (not logged in): the engine cannot delete a file without running a container; the volume is kept"
+}
+
 // file is one file written into the volume, beside the login.
 type file struct {
 	name string

@@ -413,3 +413,33 @@ func TestReconnectKeepsOnePollHelper(t *testing.T) {
 	}
 	assertNoHelpers(t, e)
 }
+
+// TestErase: revoke takes the login out of a volume copy (the file then
+// holds {}), leaves the volume, and creates nothing where there is none.
+func TestErase(t *testing.T) {
+	sh, e := volumetest.NeedEngine(t)
+	vol := volumetest.UniqueVolume(t, e)
+	login := testenv.Fixture(t, "claude/credentials.valid.json")
+	s := volume.New(volume.Options{Volume: vol, FileName: ".credentials.json", LockDir: t.TempDir(), Shared: sh})
+	yes := func([]byte) bool { return true }
+	if erased, err := s.Erase(context.Background(), yes); erased || err != nil {
+		t.Fatalf("no volume: erased %v, %v", erased, err)
+	}
+	if _, err := e.Client().VolumeInspect(context.Background(), vol, client.VolumeInspectOptions{}); err == nil {
+		t.Fatal("Erase created the volume")
+	}
+	if err := s.Update(context.Background(), always(login)); err != nil {
+		t.Fatal(err)
+	}
+	var saw []byte
+	if erased, err := s.Erase(context.Background(), func(cur []byte) bool { saw = cur; return true }); !erased || err != nil || !bytes.Equal(saw, login) {
+		t.Fatalf("erased %v, %v (saw the login: %v)", erased, err, bytes.Equal(saw, login))
+	}
+	if got := volumetest.Run(t, vol, "cat /d/.credentials.json; stat -c '%a' /d/.credentials.json"); got != volume.ErasedContent+"600\n" {
+		t.Errorf("a container now reads %q", got)
+	}
+	if erased, err := s.Erase(context.Background(), yes); erased || err != nil {
+		t.Errorf("erasing again: erased %v, %v; want nothing to do", erased, err)
+	}
+	assertNoHelpers(t, e)
+}

@@ -1,20 +1,17 @@
 package keychain
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
+
+	"github.com/mc-broker/mc-broker/broker/kinds/codex"
 )
 
 // CodexStoreSetting returns the value of cli_auth_credentials_store in
 // $CODEX_HOME/config.toml ("file", "keyring", "auto"), or "" when the file
-// or the key is absent. It reads top-level `key = "value"` lines only,
-// before the first [table] header, which is where Codex reads that key; it
-// needs no TOML library for that.
+// or the key is absent (codex.StoreSetting reads it).
 func CodexStoreSetting(codexHome string) (string, error) {
 	data, err := os.ReadFile(filepath.Join(codexHome, "config.toml"))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -23,30 +20,7 @@ func CodexStoreSetting(codexHome string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if strings.HasPrefix(line, "[") {
-			break // a table: the key is top-level only
-		}
-		key, value, ok := strings.Cut(line, "=")
-		if !ok || strings.TrimSpace(key) != "cli_auth_credentials_store" {
-			continue
-		}
-		value = strings.TrimSpace(value)
-		if i := strings.Index(value, "#"); i >= 0 && !strings.HasPrefix(value, `"`) && !strings.HasPrefix(value, "'") {
-			value = strings.TrimSpace(value[:i])
-		}
-		for _, q := range []string{`"`, "'"} {
-			if strings.HasPrefix(value, q) {
-				if end := strings.Index(value[1:], q); end >= 0 {
-					value = value[1 : 1+end]
-				}
-			}
-		}
-		return value, nil
-	}
-	return "", sc.Err()
+	return codex.StoreSetting(data), nil
 }
 
 // CodexUsesKeyring reports whether Codex keeps its login in the keyring

@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"sync"
 	"time"
 
@@ -40,10 +39,18 @@ type Item struct {
 
 func (i Item) String() string { return fmt.Sprintf("%q (account %q)", i.Service, i.Account) }
 
-// claudeAccountName is what Claude Code accepts as an account name; any
-// other user name makes it use "claude-code-user" (checked in claude
-// 2.1.332).
-var claudeAccountName = regexp.MustCompile(`^[a-zA-Z0-9._-]+$`)
+// isClaudeAccountName is what Claude Code accepts as an account name
+// (^[a-zA-Z0-9._-]+$); any other user name makes it use "claude-code-user"
+// (checked in claude 2.1.332). A loop, not a regexp compiled at package
+// initialisation: every mc-broker start would pay for it.
+func isClaudeAccountName(s string) bool {
+	for _, c := range []byte(s) {
+		if !(c == '.' || c == '_' || c == '-' || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9')) {
+			return false
+		}
+	}
+	return s != ""
+}
 
 // ClaudeItem is where Claude Code keeps its login: service
 // "Claude Code-credentials", with "-" and the first 8 hex digits of the
@@ -56,7 +63,7 @@ func ClaudeItem(configDir, user string) Item {
 		sum := sha256.Sum256([]byte(norm.NFC.String(configDir)))
 		service += "-" + hex.EncodeToString(sum[:])[:8]
 	}
-	if !claudeAccountName.MatchString(user) {
+	if !isClaudeAccountName(user) {
 		user = "claude-code-user"
 	}
 	return Item{Service: service, Account: user}

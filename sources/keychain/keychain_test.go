@@ -80,8 +80,13 @@ func TestItemNames(t *testing.T) {
 	if a, b := ClaudeItem(composed, "dev"), ClaudeItem(decomposed, "dev"); a != b {
 		t.Errorf("NFC and NFD spellings of one directory name different items: %q, %q", a.Service, b.Service)
 	}
-	if got := ClaudeItem("", "Jane Doe"); got.Account != "claude-code-user" {
-		t.Errorf("a user name Claude does not accept: account %q, want claude-code-user", got.Account)
+	for _, user := range []string{"Jane Doe", "", "j\u00f6rg", "a/b"} {
+		if got := ClaudeItem("", user); got.Account != "claude-code-user" {
+			t.Errorf("a user name Claude does not accept (%q): account %q, want claude-code-user", user, got.Account)
+		}
+	}
+	if got := ClaudeItem("", "Jane.D-o_e9"); got.Account != "Jane.D-o_e9" {
+		t.Errorf("a user name Claude accepts: account %q", got.Account)
 	}
 	if got := GeminiItem(); got.Service != "gemini-cli-oauth" || got.Account != "main-account" {
 		t.Errorf("gemini item: %+v", got)

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -180,16 +181,19 @@ func (s *Security) FindAttributes(ctx context.Context, item Item) (Attributes, e
 	return ParseAttributes(r.stdout), nil
 }
 
-var (
-	mdatLine  = regexp.MustCompile(`(?m)^\s*"mdat"<timedate>=\S+\s+"(\d{14}Z)`)
-	labelLine = regexp.MustCompile(`(?m)^\s*0x00000007 <blob>=(.*)$`)
-)
+// attributeLines are the mdat and label lines of security's output,
+// compiled on first use rather than at every mc-broker start.
+var attributeLines = sync.OnceValues(func() (mdat, label *regexp.Regexp) {
+	return regexp.MustCompile(`(?m)^\s*"mdat"<timedate>=\S+\s+"(\d{14}Z)`),
+		regexp.MustCompile(`(?m)^\s*0x00000007 <blob>=(.*)$`)
+})
 
 // ParseAttributes reads the label and modification date from what
 // `security find-generic-password` prints without -w (see
 // testdata/fixtures/security). Unknown lines are ignored.
 func ParseAttributes(out []byte) Attributes {
 	var a Attributes
+	mdatLine, labelLine := attributeLines()
 	if m := mdatLine.FindSubmatch(out); m != nil {
 		a.Modified = string(m[1])
 	}

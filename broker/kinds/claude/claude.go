@@ -58,6 +58,17 @@ func (kind) Facts() credential.Facts {
 		Companions:  map[string][]byte{ConfigFile: companion},
 		MaxLifetime: maxLifetime,
 		LoginHint:   "run claude and /login",
+		// Checked against claude 2.1.332: `claude auth login` signs in to the
+		// Claude subscription by default (--claudeai), `claude auth logout`
+		// removes the login from the file or the Keychain.
+		Login:             []string{"claude", "auth", "login"},
+		Logout:            []string{"claude", "auth", "logout"},
+		ConfigDirVariable: "CLAUDE_CONFIG_DIR",
+		Overrides: []string{
+			"CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN",
+			"CLAUDE_CODE_PROVIDER_MANAGED_BY_HOST", "CLAUDE_CODE_SDK_HAS_OAUTH_REFRESH",
+		},
+		RefreshExpiry: true,
 	}
 }
 

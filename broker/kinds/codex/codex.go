@@ -4,8 +4,11 @@
 package codex
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/mc-broker/mc-broker/broker/credential"
@@ -43,6 +46,14 @@ func (kind) Facts() credential.Facts {
 		LockFiles:   []string{LockFile, WriteLockFile},
 		MaxLifetime: maxLifetime,
 		LoginHint:   "run codex login",
+		// Checked against codex 0.171.0: `codex login` opens a browser (add
+		// --device-auth on a host without one), `codex logout` removes
+		// auth.json or the keyring entry. auth.json says nothing of when
+		// its refresh token ends.
+		Login:             []string{"codex", "login"},
+		Logout:            []string{"codex", "logout"},
+		ConfigDirVariable: "CODEX_HOME",
+		Overrides:         []string{"OPENAI_API_KEY", "CODEX_API_KEY"},
 	}
 }
 
@@ -175,4 +186,36 @@ func (kind) TakeBack(host, fromCopy []byte) ([]byte, error) {
 		set = append([]credential.Member{{Key: "auth_mode", Value: top.Raw("auth_mode")}, {Key: "OPENAI_API_KEY", Value: top.Raw("OPENAI_API_KEY")}}, set...)
 	}
 	return credential.SetMembers(host, set)
+}
+
+// StoreSetting returns the value of cli_auth_credentials_store in the text
+// of a Codex config.toml ("file", "keyring", "auto"), or "" when it is not
+// set. It reads top-level `key = "value"` lines only, before the first
+// [table] header, which is where Codex reads that key; it needs no TOML
+// library for that.
+func StoreSetting(configTOML []byte) string {
+	sc := bufio.NewScanner(bytes.NewReader(configTOML))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "[") {
+			break // a table: the key is top-level only
+		}
+		key, value, ok := strings.Cut(line, "=")
+		if !ok || strings.TrimSpace(key) != "cli_auth_credentials_store" {
+			continue
+		}
+		value = strings.TrimSpace(value)
+		if i := strings.Index(value, "#"); i >= 0 && !strings.HasPrefix(value, `"`) && !strings.HasPrefix(value, "'") {
+			value = strings.TrimSpace(value[:i])
+		}
+		for _, q := range []string{`"`, "'"} {
+			if strings.HasPrefix(value, q) {
+				if end := strings.Index(value[1:], q); end >= 0 {
+					value = value[1 : 1+end]
+				}
+			}
+		}
+		return value
+	}
+	return ""
 }

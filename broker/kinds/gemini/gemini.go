@@ -45,6 +45,14 @@ func (kind) Facts() credential.Facts {
 		Companions:  map[string][]byte{SettingsFile: settings},
 		MaxLifetime: maxLifetime,
 		LoginHint:   "run gemini and choose Login with Google",
+		// Gemini CLI has no login or logout command: both are slash commands
+		// of its interactive session (/auth, /logout). Google refresh tokens
+		// are not rotated and oauth_creds.json names no end for them.
+		Login:             []string{"gemini"},
+		LoginNote:         "Gemini CLI has no login command: in the session that starts now, type /auth, choose Login with Google and finish it, then /quit",
+		LogoutHint:        "Gemini CLI has no logout command: run gemini and type /logout",
+		ConfigDirVariable: "GEMINI_CLI_HOME",
+		Overrides:         []string{"GEMINI_API_KEY"},
 	}
 }
 

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,12 +11,11 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 
 	"github.com/mc-broker/mc-broker/broker"
-	"github.com/mc-broker/mc-broker/broker/atomicfile"
 	"github.com/mc-broker/mc-broker/broker/config"
+	"github.com/mc-broker/mc-broker/broker/kinds"
 	"github.com/mc-broker/mc-broker/launch/compose"
 )
 
@@ -259,27 +257,11 @@ func noteMissingDirs(w io.Writer, spec compose.Spec) {
 }
 
 func writeOverride(f *Factory, path string, data []byte, force bool) error {
-	old, err := os.ReadFile(path)
-	switch {
-	case err == nil && bytes.Equal(old, data):
-		fmt.Fprintf(f.Stdout, "unchanged %s\n", path)
-		return nil
-	case err == nil && !force && !bytes.HasPrefix(old, []byte(compose.Marker+"\n")):
-		return &ExitError{Code: broker.ExitUsage,
-			Err:  fmt.Errorf("%s exists and was not written by mc-broker compose: not replacing it", path),
-			Hint: "choose another -o FILE, or add --force to replace it"}
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return &ExitError{Code: broker.ExitCopyFailed, Err: fmt.Errorf("cannot read %s: %w", path, errors.Unwrap(err))}
-	}
-	dir, name := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	if err := atomicfile.Write(dir, name, data, atomicfile.Options{Mode: 0o644}); err != nil {
-		return &ExitError{Code: broker.ExitCopyFailed, Err: err}
-	}
-	fmt.Fprintf(f.Stdout, "wrote %s\n  use: docker compose -f compose.yaml -f %s up\n", path, path)
-	return nil
+	return writeGenerated(f, path, data, force, generated{
+		marker:  compose.Marker,
+		command: "mc-broker compose",
+		use:     "docker compose -f compose.yaml -f " + path + " up",
+	})
 }
 
 // ComposeCheckOptions are the inputs of `mc-broker compose check`.
@@ -313,6 +295,11 @@ mount that loses or breaks a login, with file, line, service and a fix:
                        directory) that compose owns: 'down -v' deletes it
   missing-source       a login bind mount whose source does not exist: the
                        short syntax creates an empty, root-owned directory
+  login-override       a service that mounts a login also sets a variable
+                       its CLI uses instead (ANTHROPIC_API_KEY,
+                       CLAUDE_CODE_OAUTH_TOKEN, OPENAI_API_KEY, ...): the
+                       login is ignored without a word. Names only, never
+                       values; env_file: is not read
 
 ~/.claude.json is not flagged: it holds settings and onboarding state, not a
 login, so a stale copy logs nobody out.
@@ -419,15 +406,12 @@ func composeCheckRun(opts *ComposeCheckOptions) error {
 	if err != nil {
 		return reportError(opts.f, opts.JSON, err)
 	}
-	check := compose.CheckOptions{ProjectDir: opts.ProjectDir}
+	check := compose.CheckOptions{ProjectDir: opts.ProjectDir, Overrides: overrideVariables()}
 	for _, sk := range cfg.Sinks {
 		if sk.Dir != "" {
 			check.CopyDirs = append(check.CopyDirs, sk.Dir)
 		}
 	}
-	// compose-go warns through logrus (obsolete version: keys and the
-	// like); those lines are about compose, not about logins.
-	logrus.SetOutput(io.Discard)
 	findings, err := check.Check(opts.Files...)
 	if err != nil {
 		return reportError(opts.f, opts.JSON, &ExitError{Code: broker.ExitUsage, Err: err,
@@ -469,4 +453,17 @@ func composeCheckRun(opts *ComposeCheckOptions) error {
 		return &ExitError{Code: code}
 	}
 	return nil
+}
+
+// overrideVariables maps each variable that beats a CLI's login to that
+// CLI, from the kinds' facts.
+func overrideVariables() map[string]string {
+	out := map[string]string{}
+	for _, name := range kinds.Names {
+		k, _ := kinds.ByName(name)
+		for _, v := range k.Facts().Overrides {
+			out[v] = name
+		}
+	}
+	return out
 }

@@ -24,9 +24,9 @@ func TestOutcomesDocumented(t *testing.T) {
 		outcomes []broker.Outcome
 	}{
 		{NewCmdSync(f, nil).Long, "What `sync` reports for each copy", []broker.Outcome{
-			broker.Created, broker.Updated, broker.Repaired, broker.Unchanged, broker.TakenBack, broker.KeptNewer, broker.Refused, broker.OtherAccount, broker.Skipped, broker.Failed}},
+			broker.Created, broker.Updated, broker.Repaired, broker.Unchanged, broker.TakenBack, broker.KeptNewer, broker.Refused, broker.OtherAccount, broker.Skipped, broker.Failed, broker.Revoked}},
 		{NewCmdStatus(f, nil).Long, "What `status` shows for each copy", []broker.Outcome{
-			broker.InSync, broker.Older, broker.Newer, broker.Differs, broker.Missing, broker.Broken, broker.Foreign, broker.OtherAccount, broker.Present, broker.Failed}},
+			broker.InSync, broker.Older, broker.Newer, broker.Differs, broker.Missing, broker.Broken, broker.Foreign, broker.OtherAccount, broker.Present, broker.Failed, broker.Revoked}},
 	}
 	for _, tt := range tests {
 		table := readmeTable(t, string(readme), tt.table)

@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mc-broker/mc-broker/broker"
+	"github.com/mc-broker/mc-broker/broker/config"
 	"github.com/mc-broker/mc-broker/broker/watch"
 	"github.com/mc-broker/mc-broker/cmd/internal/doctor"
+	"github.com/mc-broker/mc-broker/cmd/wire"
 )
 
 // DoctorOptions are the inputs of `mc-broker doctor`.
@@ -37,9 +40,18 @@ func NewCmdDoctor(f *Factory, runF func(*DoctorOptions) error) *cobra.Command {
 		Use:   "doctor",
 		Short: "Check the whole set-up and say how to fix what is wrong",
 		Long: `Check, and explain with a fix for each problem:
-  - each source: logged in, valid, when its access token expires;
+  - each source: logged in, valid, when its access token expires, and when
+    its refresh token ends (a new login is needed before then: WARN three
+    days ahead, FAIL after);
   - each copy: reachable, in sync, mode 0600 and the configured owner, not a
     symlink;
+  - what silently beats a login: variables in this environment that a CLI
+    uses instead (CLAUDE_CODE_OAUTH_TOKEN, ANTHROPIC_API_KEY,
+    ANTHROPIC_AUTH_TOKEN, CLAUDE_CODE_PROVIDER_MANAGED_BY_HOST,
+    CLAUDE_CODE_SDK_HAS_OAUTH_REFRESH, OPENAI_API_KEY, CODEX_API_KEY,
+    GEMINI_API_KEY), apiKeyHelper (or those variables) in Claude's
+    settings.json on this host and in copies, and Codex's
+    cli_auth_credentials_store = "keyring". Names only, never values;
   - the Docker engine and the docker context it is reached through;
   - whether the background service (mc-broker launch install) is installed
     and running, or another watcher runs;
@@ -95,6 +107,9 @@ func doctorRun(ctx context.Context, opts *DoctorOptions) error {
 			}
 		}
 		in.VolumeCopies = volumeCopies(cfg)
+		if env, err := f.Env(); err == nil {
+			in.Overrides = overrideSources(f, cfg, env)
+		}
 	}
 	if env, err := f.Env(); err == nil {
 		in.WatcherRunning = watch.Running(env.StateDir())
@@ -146,4 +161,39 @@ func printDoctor(w io.Writer, width int, res *doctor.Result) {
 	default:
 		fmt.Fprintf(w, "%d problems need you; each fix is above.\n", problems)
 	}
+}
+
+// overrideSources is where doctor looks for what silently beats the
+// configured logins.
+func overrideSources(f *Factory, cfg *config.Config, env config.Env) *doctor.OverrideSources {
+	o := &doctor.OverrideSources{Getenv: f.Getenv, Variables: overrideVariables()}
+	for _, s := range cfg.Sources {
+		switch s.Kind {
+		case "claude":
+			o.ClaudeSettings = append(o.ClaudeSettings, filepath.Join(filepath.Dir(s.Path), "settings.json"))
+		case "codex":
+			if store, err := wire.StoreFor(s, env); err == nil && store == "file" {
+				o.CodexConfigs = append(o.CodexConfigs, filepath.Join(filepath.Dir(s.Path), "config.toml"))
+			}
+		}
+	}
+	// Claude Code's managed settings, which beat the user's.
+	managed := "/etc/claude-code/managed-settings.json"
+	if env.OS() == "darwin" {
+		managed = "/Library/Application Support/ClaudeCode/managed-settings.json"
+	}
+	o.ClaudeSettings = append(o.ClaudeSettings, managed)
+	for _, sk := range cfg.Sinks {
+		src, _ := cfg.Source(sk.Source)
+		if sk.Dir == "" {
+			continue
+		}
+		switch src.Kind {
+		case "claude":
+			o.CopySettings = append(o.CopySettings, filepath.Join(sk.Dir, "settings.json"))
+		case "codex":
+			o.CopyCodexConfigs = append(o.CopyCodexConfigs, filepath.Join(sk.Dir, "config.toml"))
+		}
+	}
+	return o
 }

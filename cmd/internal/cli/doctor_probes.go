@@ -64,7 +64,7 @@ func realDoctorProbes(f *Factory) *doctorProbes {
 			return out
 		},
 		compose: func(files []string) ([]doctor.Finding, error) {
-			found, err := compose.Check(files...)
+			found, err := compose.CheckOptions{Overrides: overrideVariables()}.Check(files...)
 			var out []doctor.Finding
 			for _, fd := range found {
 				out = append(out, doctor.Finding{Where: fd.File + ":" + itoa(fd.Line), Service: fd.Service, Problem: fd.Message, Fix: fd.Fix})

@@ -14,8 +14,10 @@ import (
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/atomicfile"
 	"github.com/mc-broker/mc-broker/broker/config"
+	"github.com/mc-broker/mc-broker/broker/kinds"
 	"github.com/mc-broker/mc-broker/cmd/wire"
 	"github.com/mc-broker/mc-broker/sinks/volume/engine"
+	"github.com/mc-broker/mc-broker/sources/keychain"
 )
 
 // InitOptions are the inputs of `mc-broker init`.
@@ -90,6 +92,10 @@ func initRun(ctx context.Context, opts *InitOptions) error {
 	}
 
 	defaults := config.Default(env)
+	for _, a := range findAccounts(env, defaults) {
+		defaults.Sources = append(defaults.Sources, a)
+		defaults.Sinks = append(defaults.Sinks, config.Sink{Source: a.Name, Dir: filepath.Join(env.DataDir(), a.Name), Companions: true})
+	}
 	b, err := wire.Build(defaults, env, nil)
 	if err != nil {
 		return err
@@ -126,9 +132,12 @@ func initRun(ctx context.Context, opts *InitOptions) error {
 		} else if s.State != broker.SourceNotLoggedIn {
 			state = string(s.State) + ": " + s.Problem
 		}
-		fmt.Fprintf(w, "  %-7s %s\n", s.Name, state)
+		fmt.Fprintf(w, "  %-*s %s\n", nameWidth(report), s.Name, state)
 	}
 	fmt.Fprintln(w, "next:")
+	if line := composeLine(defaults); line != "" {
+		fmt.Fprintf(w, "  %s\n      one service per account: put in your services' names\n", line)
+	}
 	fmt.Fprintln(w, "  mc-broker sync             write the copies now")
 	fmt.Fprintln(w, "  mc-broker launch install   keep them current in the background")
 	fmt.Fprintln(w, "  mc-broker doctor           check the whole set-up")
@@ -162,11 +171,24 @@ func starterConfig(env config.Env, defaults *config.Config, report *broker.Repor
 		default:
 			line = string(s.State) + " (" + s.Problem + ")"
 		}
-		p("#   %-7s %s: %s", s.Name, home(s.Location), line)
+		p("#   %-*s %s: %s", nameWidth(report), s.Name, home(s.Location), line)
 	}
 	p("")
 	p("sources:")
 	for _, s := range defaults.Sources {
+		if s.Name != s.Kind {
+			// An account of its own, found in a config directory of its own.
+			dir := filepath.Dir(s.Path)
+			p("  # Another %s account: %s, run as %s=%s %s.", s.Kind, home(dir), cliHomeVariable[s.Kind], home(dir), s.Kind)
+			p("  # mc-broker login %s logs it in again and re-seeds its copies.", s.Name)
+			p("  %s:", s.Name)
+			p("    kind: %s", s.Kind)
+			p("    path: %s", home(s.Path))
+			if s.Store == "keychain" {
+				p("    store: keychain   # macOS keeps this account's login in the Keychain")
+			}
+			continue
+		}
 		if env.Getenv(cliHomeVariable[s.Kind]) != "" {
 			// Set in this shell, but a background service does not see the
 			// shell's variables: pin the path.
@@ -196,7 +218,7 @@ func starterConfig(env config.Env, defaults *config.Config, report *broker.Repor
 		p("  # a login to put in it. Mount it as the CLI's config directory.")
 		for _, s := range defaults.Sources {
 			p("  - source: %s", s.Name)
-			p("    volume: %s", config.DefaultVolume(s.Kind))
+			p("    volume: %s", config.DefaultVolume(s.Name))
 			p("    companions: true")
 		}
 	} else {
@@ -213,9 +235,17 @@ func starterConfig(env config.Env, defaults *config.Config, report *broker.Repor
 	p("#         CLAUDE_CONFIG_DIR: /root/.claude   # so Claude reads .claude.json there")
 	p("#       volumes:")
 	for _, sk := range defaults.Sinks {
-		p("#         - %s:/root/.%s", sk.Dir, sk.Source)
+		if src, _ := defaults.Source(sk.Source); src.Name == src.Kind {
+			p("#         - %s:/root/.%s", home(sk.Dir), src.Kind)
+		}
 	}
 	p("#")
+	if line := composeLine(defaults); line != "" {
+		p("# Each account in a service of its own (its copy mounted as the CLI's")
+		p("# config directory there; put in your services' names):")
+		p("#   %s -o compose.mc-broker.yaml", line)
+		p("#")
+	}
 	p("# and run it under mc-broker so refreshes flow both ways:")
 	p("#   mc-broker run -- docker compose up")
 	return sb.String()
@@ -238,4 +268,99 @@ func defaultEngineProbe(f *Factory) func(context.Context) (string, error) {
 		defer e.Close()
 		return e.Endpoint.Host, e.Ping(ctx)
 	}
+}
+
+// findAccounts finds Claude and Codex logins kept in config directories of
+// their own (one per account, the way CLAUDE_CONFIG_DIR and CODEX_HOME are
+// used for several accounts): ~/.claude-NAME and ~/.codex-NAME holding the
+// CLI's login file, or, on macOS, a Claude directory whose login is in the
+// Keychain (Claude Code-credentials-<hash of the directory>). Each becomes
+// a source NAME-CLI.
+func findAccounts(env config.Env, have *config.Config) []config.Source {
+	known := map[string]bool{}
+	for _, s := range have.Sources {
+		known[filepath.Clean(s.Path)] = true
+	}
+	var out []config.Source
+	for _, kind := range []string{"claude", "codex"} {
+		k, _ := kinds.ByName(kind)
+		dirs, _ := filepath.Glob(filepath.Join(env.Home, "."+kind+"-*"))
+		for _, dir := range dirs {
+			name := accountName(strings.TrimPrefix(filepath.Base(dir), "."+kind+"-"))
+			path := filepath.Join(dir, k.FileName())
+			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() || name == "" || known[path] {
+				continue
+			}
+			src := config.Source{Name: name + "-" + kind, Kind: kind, Path: path, Store: "auto"}
+			switch {
+			case isFile(path):
+			case env.OS() == "darwin" && kind == "claude" && isFile(filepath.Join(dir, ".claude.json")):
+				src.Store = "keychain"
+			case env.OS() == "darwin" && kind == "codex":
+				if keyring, _ := keychain.CodexUsesKeyring(dir, "darwin"); !keyring {
+					continue
+				}
+				src.Store = "keychain"
+			default:
+				continue
+			}
+			if _, dup := have.Source(src.Name); dup {
+				continue
+			}
+			out = append(out, src)
+		}
+	}
+	return out
+}
+
+// accountName makes a directory's suffix a source name's first part:
+// lower case, and only what a source name allows.
+func accountName(s string) string {
+	s = strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r - 'A' + 'a'
+		}
+		return -1
+	}, s)
+	return strings.TrimLeft(s, "._-")
+}
+
+func isFile(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// composeLine is the compose command that gives each account of a CLI a
+// service of its own (named as the source: the user puts in theirs), when
+// there are several; "" otherwise.
+func composeLine(cfg *config.Config) string {
+	perKind := map[string][]string{}
+	for _, s := range cfg.Sources {
+		perKind[s.Kind] = append(perKind[s.Kind], s.Name)
+	}
+	var args []string
+	for _, kind := range []string{"claude", "codex"} {
+		if names := perKind[kind]; len(names) > 1 {
+			for _, n := range names {
+				args = append(args, "--service "+n+"="+n)
+			}
+		}
+	}
+	if len(args) == 0 {
+		return ""
+	}
+	return "mc-broker compose " + strings.Join(args, " ")
+}
+
+// nameWidth is the width that lines up the sources' names (at least 7,
+// "claude" and "gemini" with a space).
+func nameWidth(r *broker.Report) int {
+	n := 7
+	for _, s := range r.Sources {
+		n = max(n, len(s.Name))
+	}
+	return n
 }

@@ -23,6 +23,9 @@ type selection struct {
 	ConfigFile string
 	Dir        string
 	Only       []string
+	// writes is set by commands that write the --dir layout: its root
+	// then gets its .gitignore before anything else.
+	writes bool
 }
 
 // configFlagUsage is --config's help, the same for every command.
@@ -59,6 +62,11 @@ func (s *selection) load(ctx context.Context, f *Factory) (*broker.Broker, *conf
 		abs, err := filepath.Abs(s.Dir)
 		if err != nil {
 			return nil, nil, usageError("--dir: %v", err)
+		}
+		if s.writes {
+			if err := prepareDirLayout(abs, f.Stderr); err != nil {
+				return nil, nil, &ExitError{Code: broker.ExitCopyFailed, Err: err}
+			}
 		}
 		cfg = cfg.WithDirLayout(abs)
 	}

@@ -61,7 +61,10 @@ func printSource(w io.Writer, s broker.SourceReport, now time.Time) {
 		}
 		fmt.Fprintln(w, line)
 		if s.RefreshExpiresAt != nil {
-			fmt.Fprintf(w, "  refresh token %s\n", refreshExpiry(*s.RefreshExpiresAt, now))
+			fmt.Fprintf(w, "  refresh token %s\n", refreshExpiry(s.Name, *s.RefreshExpiresAt, now))
+		}
+		if s.RefreshExpiresSoon {
+			fmt.Fprintf(w, "  %s\n", s.Problem)
 		}
 	case broker.SourceNotLoggedIn:
 		fmt.Fprintf(w, "%s: not logged in (%s)\n", s.Name, s.Problem)
@@ -71,6 +74,12 @@ func printSource(w io.Writer, s broker.SourceReport, now time.Time) {
 		fmt.Fprintf(w, "%s: cannot read the login: %s\n", s.Name, s.Problem)
 	}
 	fmt.Fprintf(w, "  from %s\n", s.Location)
+	switch {
+	case s.RevokedAt != nil:
+		fmt.Fprintf(w, "  copies revoked %s: none is given the login until mc-broker sync or mc-broker login %s\n", s.RevokedAt.UTC().Format("2006-01-02 15:04:05 MST"), s.Name)
+	case s.Unrevoked:
+		fmt.Fprintln(w, "  copies had been revoked: this sync gives them the login again")
+	}
 	if s.TakenBackFrom != "" {
 		line := "  took a newer login back from " + s.TakenBackFrom
 		if s.Backup != "" {
@@ -83,13 +92,18 @@ func printSource(w io.Writer, s broker.SourceReport, now time.Time) {
 	}
 }
 
-func refreshExpiry(at, now time.Time) string {
+// refreshExpiry says when the user must log in again: a refresh token
+// cannot be refreshed, only replaced by a new login.
+func refreshExpiry(name string, at, now time.Time) string {
 	left := at.Sub(now)
 	when := at.UTC().Format("2006-01-02 15:04 MST")
-	if left < 0 {
-		return "EXPIRED " + when + ": log in again"
+	switch {
+	case left < 0:
+		return "ENDED " + when + " (" + humanDuration(-left) + " ago): log in again: mc-broker login " + name
+	case left < broker.RefreshWarning:
+		return "ENDS " + when + " (in " + humanDuration(left) + "): log in again before then: mc-broker login " + name
 	}
-	return "valid until " + when + " (in " + humanDuration(left) + "); after that only a new login helps"
+	return "valid until " + when + " (in " + humanDuration(left) + "); log in again before then (mc-broker login " + name + ")"
 }
 
 func printCopy(w io.Writer, c broker.CopyReport, dryRun bool) {
@@ -130,7 +144,7 @@ func expiry(at, now time.Time) string {
 }
 
 func summary(counts map[broker.Outcome]int, dryRun bool) string {
-	order := []broker.Outcome{broker.Created, broker.Updated, broker.Repaired, broker.Unchanged, broker.TakenBack, broker.KeptNewer, broker.Skipped, broker.Waiting, broker.Refused, broker.OtherAccount, broker.Failed}
+	order := []broker.Outcome{broker.Created, broker.Updated, broker.Repaired, broker.Unchanged, broker.TakenBack, broker.KeptNewer, broker.Skipped, broker.Waiting, broker.Revoked, broker.Refused, broker.OtherAccount, broker.Failed}
 	var parts []string
 	for _, o := range order {
 		if n := counts[o]; n > 0 {

@@ -78,7 +78,7 @@ func restoreRun(ctx context.Context, opts *RestoreOptions) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	sel := &selection{ConfigFile: opts.ConfigFile, Dir: opts.Dir, Only: []string{opts.Source}}
+	sel := &selection{ConfigFile: opts.ConfigFile, Dir: opts.Dir, Only: []string{opts.Source}, writes: !opts.List}
 	b, _, err := sel.load(ctx, opts.f)
 	if err != nil {
 		return reportError(opts.f, opts.JSON, err)

@@ -91,8 +91,10 @@ when something needs you.`,
 	root.AddCommand(NewCmdSync(f, nil), NewCmdStatus(f, nil), NewCmdVersion(f, nil))
 	root.AddCommand(NewCmdWatch(f, nil), NewCmdRun(f, nil), NewCmdDoctor(f, nil), NewCmdInit(f, nil))
 	root.AddCommand(NewCmdLaunch(f, nil), NewCmdRestore(f, nil))
+	root.AddCommand(NewCmdLogin(f, nil), NewCmdRevoke(f, nil))
 	addCompletionHelp(root)
 	addVersionFlag(root)
 	root.AddCommand(NewCmdCompose(f, nil))
+	root.AddCommand(NewCmdKube(f), NewCmdAgent(f, nil))
 	return root
 }

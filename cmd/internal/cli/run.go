@@ -21,6 +21,7 @@ import (
 type RunOptions struct {
 	f            *Factory
 	ConfigFile   string
+	Dir          string
 	MinTTL       time.Duration
 	Quiet        time.Duration
 	PollInterval time.Duration
@@ -36,9 +37,16 @@ func NewCmdRun(f *Factory, runF func(*RunOptions) error) *cobra.Command {
 		Use:   "run [flags] -- COMMAND [ARGS...]",
 		Short: "Sync, then run a command while keeping every copy current",
 		Long: `Sync once, then run COMMAND while watching (as 'mc-broker watch' does), and
-exit with COMMAND's exit status. Typical use:
+exit with COMMAND's exit status. Typical use, in a compose project whose
+services mount ./.auth/<cli> as each CLI's config directory:
 
-  mc-broker run -- docker compose up
+  mc-broker run --dir .auth -- docker compose up
+
+With --dir PATH, run writes and keeps the pre-run layout PATH/claude,
+PATH/codex, PATH/gemini (as 'sync --dir' does, with a .gitignore at PATH)
+instead of the configured copies: a refresh on the host reaches PATH, and a
+container's refresh written there reaches the host and the other copies.
+Without --dir it keeps the configured copies.
 
 Before COMMAND starts, run stops with exit 3 if a login is broken or expires
 sooner than --min-ttl, so that containers never start with a login about to
@@ -46,7 +54,8 @@ lapse. A copy that cannot be written is reported and retried while COMMAND
 runs.
 
 If a background watcher ('mc-broker watch', 'mc-broker launch install') is
-already running, run leaves the watching to it.
+already running over the same copies, run leaves the watching to it; a
+--dir layout gets a watcher of its own beside it.
 
 Signals: SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to mc-broker are
 passed on to COMMAND; so is SIGINT, except when run in a terminal, where
@@ -58,7 +67,8 @@ that arrives during the first sync stops run before COMMAND starts (exit
 
 The watcher logs only warnings and errors by default (--log-level) to
 stderr, so COMMAND's output stays readable.`,
-		Example: `  mc-broker run -- docker compose up
+		Example: `  mc-broker run --dir .auth -- docker compose up
+  mc-broker run -- docker compose up
   mc-broker run --min-ttl 2h -- docker compose run --rm agent claude`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
@@ -75,7 +85,7 @@ stderr, so COMMAND's output stays readable.`,
 		},
 	}
 	cmd.Flags().SetInterspersed(false)
-	addWatchFlags(cmd, &opts.ConfigFile, &opts.Quiet, &opts.PollInterval, &opts.LogLevel, &opts.LogFormat)
+	addWatchFlags(cmd, &opts.ConfigFile, &opts.Dir, &opts.Quiet, &opts.PollInterval, &opts.LogLevel, &opts.LogFormat)
 	cmd.Flags().Lookup("log-level").DefValue = "warn"
 	opts.LogLevel = "warn"
 	cmd.Flags().DurationVar(&opts.MinTTL, "min-ttl", 0, "exit 3 before running COMMAND if a login expires sooner than this (e.g. 30m, 2h)")
@@ -97,7 +107,7 @@ func runRun(ctx context.Context, opts *RunOptions) error {
 	if err != nil {
 		return err
 	}
-	sel := &selection{ConfigFile: opts.ConfigFile}
+	sel := &selection{ConfigFile: opts.ConfigFile, Dir: opts.Dir, writes: true}
 	b, _, err := sel.load(ctx, f)
 	if err != nil {
 		return err
@@ -124,12 +134,14 @@ func runRun(ctx context.Context, opts *RunOptions) error {
 	// "no Docker engine" note): the watcher's own load stays quiet.
 	quiet := *f
 	quiet.Stderr = io.Discard
-	wo, err := watchOptions(&quiet, opts.ConfigFile, log)
+	problems := newProblemRunner(log, "", false)
+	wo, err := watchOptions(&quiet, opts.ConfigFile, opts.Dir, log, problems)
 	if err != nil {
 		return err
 	}
 	wo.Quiet, wo.PollInterval = opts.Quiet, opts.PollInterval
 	watchCtx, stopWatch := context.WithCancel(ctx)
+	go problems.run(watchCtx)
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -41,6 +42,8 @@ fingerprint and when it expires; and for each copy whether it is:
                  sync leaves it alone (exit 1)
   present        holds a login; the host has no usable one to compare with
   failed         could not be read
+  revoked        'mc-broker revoke' took the login out: nothing is written
+                 there until 'mc-broker sync' or 'mc-broker login'
 Nothing is written. Exit codes as for sync.
 
 It also says whether a watcher ('mc-broker watch', or the background
@@ -73,7 +76,13 @@ func statusRun(ctx context.Context, opts *StatusOptions) error {
 	if err != nil {
 		return err
 	}
-	ws := readWatcherStatus(env.StateDir())
+	stateDir := env.StateDir()
+	if opts.Dir != "" {
+		if abs, err := filepath.Abs(opts.Dir); err == nil {
+			stateDir = layoutStateDir(stateDir, abs)
+		}
+	}
+	ws := readWatcherStatus(stateDir)
 	notes := lockMirrorNotes(b)
 	code := max(report.ExitCode(), ws.exitCode())
 	if opts.JSON {

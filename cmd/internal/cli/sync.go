@@ -13,10 +13,11 @@ import (
 type SyncOptions struct {
 	f *Factory
 	selection
-	MinTTL time.Duration
-	DryRun bool
-	Force  bool
-	JSON   bool
+	MinTTL        time.Duration
+	MinRefreshTTL time.Duration
+	DryRun        bool
+	Force         bool
+	JSON          bool
 }
 
 // NewCmdSync builds `mc-broker sync`; runF replaces syncRun in tests.
@@ -54,6 +55,9 @@ For each copy it reports one of:
                  not put there: left alone (exit 1; --force replaces it)
   skipped        the host has no usable login: the copy was left as it is
   failed         the copy could not be written (the others still are)
+  revoked        (status, watch) 'mc-broker revoke' took the login out:
+                 nothing is written there until a sync or login; sync
+                 itself lifts the revocation and writes the copy
 
 A CLI that is not logged in on this host is reported and skipped, unless it
 is named with --only. A broken login on the host (blanked by a failed
@@ -62,7 +66,8 @@ refresh, truncated) is never copied anywhere.
 Exit codes: 0 all good; 1 a copy or source could not be read or written,
 or a copy's login was refused; 2 bad usage or config, or a copy path holds
 a file that is not a login; 3 a login is broken, missing when named with
---only, or expires sooner than --min-ttl.`,
+--only, expires sooner than --min-ttl, or its refresh token ends sooner
+than --min-refresh-ttl.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if runF != nil {
@@ -73,6 +78,7 @@ a file that is not a login; 3 a login is broken, missing when named with
 	}
 	opts.addFlags(cmd.Flags())
 	cmd.Flags().DurationVar(&opts.MinTTL, "min-ttl", 0, "exit 3 if a login expires sooner than this (e.g. 30m, 2h); the copies are still written")
+	cmd.Flags().DurationVar(&opts.MinRefreshTTL, "min-refresh-ttl", 0, "exit 3 if a login's refresh token ends sooner than this (e.g. 72h; Claude's logins say when theirs ends): only a new login helps then")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "say what would be written, write nothing")
 	cmd.Flags().BoolVar(&opts.Force, "force", false, "replace copies that are not ours: a file there that is not a login of the CLI, or another account's login")
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the report as JSON (fingerprints and expiry times, never tokens)")
@@ -83,12 +89,13 @@ func syncRun(ctx context.Context, opts *SyncOptions) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	opts.writes = !opts.DryRun
 	b, _, err := opts.load(ctx, opts.f)
 	if err != nil {
 		return reportError(opts.f, opts.JSON, err)
 	}
 	b.Rules.Force = opts.Force
-	report := b.Sync(ctx, broker.Options{Only: opts.Only, MinTTL: opts.MinTTL, DryRun: opts.DryRun})
+	report := b.Sync(ctx, broker.Options{Only: opts.Only, MinTTL: opts.MinTTL, MinRefreshTTL: opts.MinRefreshTTL, DryRun: opts.DryRun, LiftRevocation: true})
 	if err := printReport(opts.f, report, opts.JSON, false); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -25,6 +26,7 @@ import (
 type WatchOptions struct {
 	f            *Factory
 	ConfigFile   string
+	Dir          string
 	Quiet        time.Duration
 	PollInterval time.Duration
 	LogLevel     string
@@ -32,6 +34,11 @@ type WatchOptions struct {
 	// MirrorLock and LockMirrorBound: Claude refresh-lock mirroring.
 	MirrorLock      bool
 	LockMirrorBound time.Duration
+	// OnProblem is a command run (sh -c) with each event that needs the
+	// user as JSON on stdin; Notify shows them with the desktop's
+	// notifier. The config's on_problem and notify apply when not given.
+	OnProblem string
+	Notify    bool
 	// Ready is closed once the first sync is done (tests).
 	Ready chan<- struct{}
 }
@@ -47,11 +54,18 @@ that the host and every copy act as one store:
 
 - a login refreshed on the host reaches every copy within milliseconds;
 - a newer login written into a copy (a container's CLI refreshed it) is
-  written back into the host's store, after keeping the host's previous
-  login as a backup (0600, $XDG_STATE_HOME/mc-broker/backups/), and then
-  reaches every other copy;
+  taken back into the host's store, after keeping the host's previous
+  login as a backup (0600, $XDG_STATE_HOME/mc-broker/backups/), and reaches
+  every other copy at once, whether or not the host's store can be written;
+- only a login of the same account that is plausible, small, and from a
+  copy that has not given too many lately is taken back (docs/SECURITY.md):
+  a container can write anything into its copy;
 - an older, blanked or broken login in a copy is never taken back; the copy
   is repaired.
+
+Every login and every store has its own worker: a hung Docker engine, a
+slow Keychain or a container holding a lock in its copy delays only that
+store.
 
 Files are watched with inotify/kqueue, not polled. Stores that cannot be
 watched as files on this host (Docker volumes, Keychain items) are checked
@@ -65,6 +79,17 @@ Claude Code's refresh lock (.oauth_refresh.lock) taken in any Claude
 directory is mirrored into every other directory sharing the login until
 the new login has reached them all, so that no two refresh at once
 (docs/LOCKMIRROR.md; --mirror-refresh-lock=false turns it off).
+
+When a login needs you, watch says so once (a log line "needs you: ..."),
+runs --on-problem CMD (or the config's on_problem:) with the event as JSON
+on stdin, and with --notify (notify: true) shows it with notify-send or
+osascript. Events: refresh-token-ending (3 days ahead), refresh-token-ended,
+logged-out, login-broken, source-unreadable, copy-refused, copy-failing,
+write-back-failing. The JSON holds names, locations, fingerprints and
+times, never a token: {"event", "source", "kind", "at", "message", "fix",
+"location", "copy", "fingerprint", "expires_at", "refresh_expires_at"}.
+The command also gets MC_BROKER_EVENT and MC_BROKER_SOURCE; it runs one at
+a time, at most 30 s, and never stalls the watcher.
 
 Logs go to stderr: text on a terminal, JSON lines otherwise (a service
 manager's journal). They never contain a token. 'mc-broker status' shows
@@ -84,15 +109,18 @@ whether a watcher runs and its last results.`,
 			return watchRun(ctx, opts, hupChannel(ctx, reload))
 		},
 	}
-	addWatchFlags(cmd, &opts.ConfigFile, &opts.Quiet, &opts.PollInterval, &opts.LogLevel, &opts.LogFormat)
+	addWatchFlags(cmd, &opts.ConfigFile, &opts.Dir, &opts.Quiet, &opts.PollInterval, &opts.LogLevel, &opts.LogFormat)
 	cmd.Flags().BoolVar(&opts.MirrorLock, "mirror-refresh-lock", true, "mirror Claude Code's refresh lock from the directory that took it into every other directory sharing the login (docs/LOCKMIRROR.md)")
 	cmd.Flags().DurationVar(&opts.LockMirrorBound, "lock-mirror-bound", lockmirror.DefaultBound, "longest a mirrored refresh lock is held, even if the original is not released (keep it under 7s, when a waiting Claude Code gives up)")
+	cmd.Flags().StringVar(&opts.OnProblem, "on-problem", "", "run `CMD` (sh -c) when a login needs you, with the event as JSON on stdin (default: the config's on_problem)")
+	cmd.Flags().BoolVar(&opts.Notify, "notify", false, "also show such events with the desktop's notifier (notify-send, osascript)")
 	return cmd
 }
 
-func addWatchFlags(cmd *cobra.Command, configFile *string, quiet, poll *time.Duration, level, format *string) {
+func addWatchFlags(cmd *cobra.Command, configFile, dir *string, quiet, poll *time.Duration, level, format *string) {
 	cmd.Flags().StringVar(configFile, "config", "", "config `FILE` (default $MC_BROKER_CONFIG, else $XDG_CONFIG_HOME/mc-broker/config.yaml if it exists, else built-in defaults)")
-	cmd.Flags().DurationVar(quiet, "quiet", watch.DefaultQuiet, "how long a file must be still before it is read (CLIs that write in place are seen mid-write)")
+	cmd.Flags().StringVar(dir, "dir", "", "keep the pre-run hook layout `PATH`/claude/.credentials.json, PATH/codex/auth.json, PATH/gemini/oauth_creds.json (as sync --dir) instead of the configured copies; runs beside a background watcher of those")
+	cmd.Flags().DurationVar(quiet, "quiet", watch.DefaultQuiet, "how soon a file that looks half-written is read again (Gemini CLI writes in place; whole files are read at once)")
 	cmd.Flags().DurationVar(poll, "poll-interval", watch.DefaultPollInterval, "how often Docker volume copies and Keychain items are checked for changes")
 	cmd.Flags().StringVar(level, "log-level", "info", "debug, info, warn or error")
 	cmd.Flags().StringVar(format, "log-format", "auto", "text, json, or auto (text on a terminal, else json)")
@@ -153,10 +181,12 @@ func watchRun(ctx context.Context, opts *WatchOptions, reload <-chan struct{}) e
 	if err != nil {
 		return err
 	}
-	wo, err := watchOptions(opts.f, opts.ConfigFile, log)
+	problems := newProblemRunner(log, opts.OnProblem, opts.Notify)
+	wo, err := watchOptions(opts.f, opts.ConfigFile, opts.Dir, log, problems)
 	if err != nil {
 		return err
 	}
+	go problems.run(ctx)
 	wo.Quiet, wo.PollInterval, wo.Reload, wo.Ready = opts.Quiet, opts.PollInterval, reload, opts.Ready
 	if opts.LockMirrorBound <= 0 {
 		return usageError("--lock-mirror-bound must be more than 0 (turn mirroring off with --mirror-refresh-lock=false)")
@@ -171,13 +201,22 @@ func watchRun(ctx context.Context, opts *WatchOptions, reload <-chan struct{}) e
 }
 
 // watchOptions wires a watcher to the config selection: each (re)load
-// resolves and reads the config again.
-func watchOptions(f *Factory, configFile string, log *slog.Logger) (watch.Options, error) {
+// resolves and reads the config again, and gives problems the config's
+// on_problem and notify.
+func watchOptions(f *Factory, configFile, dir string, log *slog.Logger, problems *problemRunner) (watch.Options, error) {
 	env, err := f.Env()
 	if err != nil {
 		return watch.Options{}, &ExitError{Code: broker.ExitUsage, Err: err}
 	}
-	sel := &selection{ConfigFile: configFile}
+	sel := &selection{ConfigFile: configFile, Dir: dir, writes: true}
+	stateDir := env.StateDir()
+	if dir != "" {
+		abs, err := filepath.Abs(dir)
+		if err != nil {
+			return watch.Options{}, usageError("--dir: %v", err)
+		}
+		stateDir = layoutStateDir(stateDir, abs)
+	}
 	name := configFile
 	if name == "" {
 		name = f.Getenv("MC_BROKER_CONFIG")
@@ -198,6 +237,7 @@ func watchOptions(f *Factory, configFile string, log *slog.Logger) (watch.Option
 			b, cfg, err := sel.load(context.Background(), f)
 			if err == nil {
 				noEngine = cfg.File == "" && !hasVolumeCopies(cfg)
+				problems.configure(cfg.OnProblem, cfg.Notify)
 			}
 			return b, err
 		},
@@ -218,10 +258,11 @@ func watchOptions(f *Factory, configFile string, log *slog.Logger) (watch.Option
 			log.Info("a Docker engine answers now: adding the default volume copies", "engine", e.Endpoint.Host)
 			return true
 		},
-		StateDir:   env.StateDir(),
+		StateDir:   stateDir,
 		ConfigFile: name,
 		Log:        log,
 		Now:        f.Now,
+		OnEvent:    problems.send,
 	}, nil
 }
 

@@ -108,7 +108,10 @@ type Inputs struct {
 	// Compose checks compose files, when the user named some.
 	Compose      func(files []string) ([]Finding, error)
 	ComposeFiles []string
-	Now          time.Time
+	// Overrides is where to look for what silently beats a login; nil:
+	// not checked.
+	Overrides *OverrideSources
+	Now       time.Time
 }
 
 // Owner is the configured owner of a copy (nil: the running user).
@@ -127,6 +130,9 @@ func Run(ctx context.Context, in Inputs) *Result {
 	}
 	if in.Status != nil {
 		checkSources(r, in)
+	}
+	if in.Overrides != nil {
+		checkOverrides(r, in.Overrides)
 	}
 	if in.Engine != nil {
 		checkEngine(r, ctx, in)
@@ -167,6 +173,9 @@ func checkSources(r *Result, in Inputs) {
 			}
 		}
 		r.add(c)
+		if s.State == broker.SourceValid && s.RefreshExpiresAt != nil {
+			r.add(checkRefresh(s, in.Now))
+		}
 		for _, cp := range s.Copies {
 			r.add(checkCopy(s, cp, in))
 		}
@@ -174,6 +183,25 @@ func checkSources(r *Result, in Inputs) {
 	if loggedIn == 0 && len(in.Status.Sources) > 0 {
 		r.add(Check{Area: "source", Name: "any", Status: Warn, Detail: "no CLI is logged in on this host, so there is nothing to copy", Fix: "log in to a CLI on the host (claude: /login, codex login, gemini)"})
 	}
+}
+
+// checkRefresh says when the user must log in again: a refresh token
+// that has ended cannot be refreshed, and every copy dies with it.
+func checkRefresh(s broker.SourceReport, now time.Time) Check {
+	c := Check{Area: "source", Name: s.Name + " refresh token"}
+	at := *s.RefreshExpiresAt
+	left := at.Sub(now)
+	when := at.UTC().Format("2006-01-02 15:04 MST")
+	fix := "mc-broker login " + s.Name + " (it runs the CLI's own login on this host, then gives every copy the new login)"
+	switch {
+	case left < 0:
+		c.Status, c.Detail, c.Fix = Fail, "ended "+when+" ("+roundDur(-left)+" ago): the login cannot be refreshed any more, here or in any container", fix
+	case left < broker.RefreshWarning:
+		c.Status, c.Detail, c.Fix = Warn, "ends "+when+" (in "+roundDur(left)+"): after that the login cannot be refreshed, here or in any container", fix
+	default:
+		c.Status, c.Detail = OK, "valid until "+when+" (in "+roundDur(left)+")"
+	}
+	return c
 }
 
 func checkCopy(s broker.SourceReport, cp broker.CopyReport, in Inputs) Check {
@@ -196,6 +224,11 @@ func checkCopy(s broker.SourceReport, cp broker.CopyReport, in Inputs) Check {
 		c.Status, c.Detail, c.Fix = Fail, "broken: "+cp.Problem, "run mc-broker sync: it repairs the copy from the host's login"
 	case broker.Present:
 		c.Status, c.Detail = Info, "present; the host has no usable login to compare with"
+	case broker.Revoked:
+		c.Status, c.Detail = Info, "revoked (mc-broker revoke): not given the login until mc-broker sync or mc-broker login "+s.Name
+		if cp.Problem != "" {
+			c.Status, c.Detail, c.Fix = Warn, "revoked, but "+cp.Problem, "mc-broker revoke "+s.Name+" erases it again; look at what runs with this copy mounted"
+		}
 	default:
 		c.Status, c.Detail, c.Fix = Fail, cp.Problem, "see the message (a symlink must be replaced by a real directory or file); mc-broker sync retries the copy"
 		if strings.HasPrefix(cp.Location, "volume ") {

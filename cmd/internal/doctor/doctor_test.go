@@ -135,3 +135,120 @@ func TestServiceWarningsNeedTheUser(t *testing.T) {
 		t.Error("doctor says all is well")
 	}
 }
+
+// TestRefreshTokenEnd: doctor asks for a new login a few days before the
+// refresh token ends, and says so plainly once it has.
+func TestRefreshTokenEnd(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		left   time.Duration
+		status Status
+		detail string
+	}{
+		{10 * 24 * time.Hour, OK, "valid until 2026-12-09"},
+		{2 * 24 * time.Hour, Warn, "ends 2026-12-01 12:00 UTC (in 2d)"},
+		{-time.Hour, Fail, "ended 2026-11-29 11:00 UTC (1h00m ago)"},
+	} {
+		at := now.Add(tt.left)
+		r := Run(context.Background(), Inputs{Now: now, Status: &broker.Report{Sources: []broker.SourceReport{
+			{Name: "work-claude", State: broker.SourceValid, Fingerprint: "sha256:0123456789ab", RefreshExpiresAt: &at},
+		}}})
+		c := find(t, r, "source", "work-claude refresh token")
+		if c.Status != tt.status || !strings.Contains(c.Detail, tt.detail) {
+			t.Errorf("%s left: %s %q; want %s with %q", tt.left, c.Status, c.Detail, tt.status, tt.detail)
+		}
+		if tt.status != OK && !strings.Contains(c.Fix, "mc-broker login work-claude") {
+			t.Errorf("%s left: the fix does not say how to log in again: %q", tt.left, c.Fix)
+		}
+		if r.NeedsAttention() != (tt.status != OK) {
+			t.Errorf("%s left: NeedsAttention = %v", tt.left, r.NeedsAttention())
+		}
+	}
+}
+
+// TestOverridesAreNamedNeverShown: every variable, apiKeyHelper and
+// keyring setting that beats a login is flagged by name and place, in the
+// environment, the host's settings and the copies, and no value appears.
+func TestOverridesAreNamedNeverShown(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	hostSettings := write("host/.claude/settings.json", `{"apiKeyHelper": "/usr/local/bin/get-FAKE-key", "model": "opus"}`)
+	copySettings := write("copy/claude/settings.json", `{"env": {"ANTHROPIC_AUTH_TOKEN": "FAKE-TOKEN-IN-SETTINGS", "TERM": "x"}}`)
+	hostCodex := write("host/.codex/config.toml", "model = \"o3\"\ncli_auth_credentials_store = \"keyring\"\n[tui]\n")
+	copyCodex := write("copy/codex/config.toml", "cli_auth_credentials_store = 'auto' # in the container\n")
+	quiet := write("copy/other/config.toml", "[x]\ncli_auth_credentials_store = \"keyring\"\n")
+	// A container swaps a settings file for a symlink to a file it cannot
+	// read: never followed.
+	os.Symlink(hostSettings, filepath.Join(dir, "copy", "linked.json"))
+	vars := map[string]string{}
+	for _, v := range []string{"CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_PROVIDER_MANAGED_BY_HOST", "CLAUDE_CODE_SDK_HAS_OAUTH_REFRESH"} {
+		vars[v] = "claude"
+	}
+	vars["OPENAI_API_KEY"], vars["CODEX_API_KEY"], vars["GEMINI_API_KEY"] = "codex", "codex", "gemini"
+	r := Run(context.Background(), Inputs{Now: time.Now(), Overrides: &OverrideSources{
+		Getenv: func(k string) string {
+			return map[string]string{"CLAUDE_CODE_OAUTH_TOKEN": "sk-ant-oat01-FAKE", "GEMINI_API_KEY": "FAKE-GEMINI", "HOME": "/h"}[k]
+		},
+		Variables:        vars,
+		ClaudeSettings:   []string{hostSettings, filepath.Join(dir, "missing.json")},
+		CopySettings:     []string{copySettings, filepath.Join(dir, "copy", "linked.json")},
+		CodexConfigs:     []string{hostCodex},
+		CopyCodexConfigs: []string{copyCodex, quiet},
+	}})
+	var got []string
+	for _, c := range r.Checks {
+		got = append(got, string(c.Status)+" "+c.Name+": "+c.Detail)
+		if strings.Contains(c.Detail+c.Fix, "FAKE") || strings.Contains(c.Detail+c.Fix, "opus") {
+			t.Errorf("a value is shown: %s %s", c.Detail, c.Fix)
+		}
+		if c.Status != Warn || c.Fix == "" {
+			t.Errorf("%s %s: want a warning with a fix", c.Status, c.Name)
+		}
+	}
+	all := strings.Join(got, "\n")
+	for _, want := range []string{
+		"warn CLAUDE_CODE_OAUTH_TOKEN: is set in this environment (value not shown): claude uses it",
+		"warn GEMINI_API_KEY: is set",
+		"warn " + hostSettings + ": sets apiKeyHelper (command not shown): Claude Code on this host",
+		"warn " + copySettings + ": sets ANTHROPIC_AUTH_TOKEN in its env block (value not shown): Claude Code in every container",
+		"warn " + hostCodex + `: sets cli_auth_credentials_store = "keyring": Codex keeps its login in the OS keyring`,
+		"warn " + copyCodex + `: sets cli_auth_credentials_store = "auto": Codex in a container`,
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("missing %q in:\n%s", want, all)
+		}
+	}
+	if len(r.Checks) != 6 || !r.NeedsAttention() {
+		t.Errorf("%d checks (want 6), needs attention %v:\n%s", len(r.Checks), r.NeedsAttention(), all)
+	}
+
+	clean := Run(context.Background(), Inputs{Now: time.Now(), Overrides: &OverrideSources{Getenv: func(string) string { return "" }, Variables: vars}})
+	if clean.NeedsAttention() || len(clean.Checks) != 1 || clean.Checks[0].Status != OK {
+		t.Errorf("nothing set: %+v", clean.Checks)
+	}
+}
+
+// A revoked copy is what the user asked for: worth knowing, not a problem,
+// unless a login turned up in it since.
+func TestRevokedCopies(t *testing.T) {
+	at := time.Now()
+	r := Run(context.Background(), Inputs{Now: at, Status: &broker.Report{Sources: []broker.SourceReport{
+		{Name: "claude", State: broker.SourceValid, Fingerprint: "sha256:0123456789ab", RevokedAt: &at, Copies: []broker.CopyReport{
+			{Location: "/c/a/.credentials.json", Outcome: broker.Revoked},
+			{Location: "/c/b/.credentials.json", Outcome: broker.Revoked, Problem: "holds a login written since the revoke"},
+		}},
+	}}})
+	if c := find(t, r, "copy", "/c/a/"); c.Status != Info || !strings.Contains(c.Detail, "mc-broker sync or mc-broker login claude") {
+		t.Errorf("revoked copy: %s %q", c.Status, c.Detail)
+	}
+	if c := find(t, r, "copy", "/c/b/"); c.Status != Warn || !strings.Contains(c.Fix, "mc-broker revoke claude") {
+		t.Errorf("revoked copy with a login: %s %q %q", c.Status, c.Detail, c.Fix)
+	}
+}

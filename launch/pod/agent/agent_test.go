@@ -1,0 +1,216 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mc-broker/mc-broker/broker/kinds/claude"
+
+	"github.com/mc-broker/mc-broker/launch/pod/agent"
+	"github.com/mc-broker/mc-broker/sinks/dir"
+	"github.com/mc-broker/mc-broker/sinks/secret"
+	"github.com/mc-broker/mc-broker/sinks/secret/kubetest"
+)
+
+func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
+
+// pod is one pod's side: a directory standing in for the emptyDir, and the
+// Claude login kept in step with Secret logins in a namespace of the real
+// API server.
+type pod struct {
+	dir   string
+	login agent.Login
+	sink  *secret.Sink // the Secret, as the host writes it
+}
+
+func newPod(t *testing.T, srv *kubetest.Server, ns string) *pod {
+	t.Helper()
+	clients := secret.NewClients(func(string) string { return "" }, "")
+	opts := secret.Options{Namespace: ns, Name: "logins", Key: ".credentials.json", Kubeconfig: srv.Kubeconfig, Clients: clients}
+	d := filepath.Join(t.TempDir(), ".claude")
+	if err := os.Mkdir(d, 0o777); err != nil { // an emptyDir
+		t.Fatal(err)
+	}
+	return &pod{
+		dir:  d,
+		sink: secret.New(opts),
+		login: agent.Login{
+			Name:       "claude",
+			Kind:       claude.Kind,
+			Secret:     secret.New(opts),
+			Dir:        dir.New(dir.Options{Dir: d, FileName: ".credentials.json", LockDir: filepath.Join(t.TempDir(), "locks")}),
+			Companions: claude.Kind.Facts().Companions,
+		},
+	}
+}
+
+func (p *pod) file() string { return filepath.Join(p.dir, ".credentials.json") }
+
+// cliWrites writes a login into the pod's directory the way Claude Code
+// does: a temporary file renamed over the login.
+func (p *pod) cliWrites(t *testing.T, data []byte) {
+	t.Helper()
+	tmp := p.file() + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, p.file()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func hostWrites(t *testing.T, ctx context.Context, s *secret.Sink, data []byte) {
+	t.Helper()
+	if err := s.Update(ctx, func([]byte, bool) ([]byte, bool) { return data, true }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor polls until cond holds (the change travels through the API and
+// inotify: there is no single event to wait on here).
+func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("%s: not within 20 s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func TestOnceFillsAFreshPodAndItsCompanions(t *testing.T) {
+	srv := kubetest.Require(t)
+	ns := srv.Namespace(t)
+	ctx := ctxT(t)
+	p := newPod(t, srv, ns)
+	login := claudeLogin(4102444800000, "host")
+	hostWrites(t, ctx, p.sink, login)
+
+	var lines []string
+	if err := agent.Once(ctx, []agent.Login{p.login}, func(f string, a ...any) { lines = append(lines, f) }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(p.file())
+	if err != nil || !bytes.Equal(got, login) {
+		t.Fatalf("the pod's login: %q, %v", got, err)
+	}
+	if st, _ := os.Stat(p.file()); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", st.Mode().Perm())
+	}
+	if _, err := os.Stat(filepath.Join(p.dir, ".claude.json")); err != nil {
+		t.Errorf("no onboarding companion: %v", err)
+	}
+	if len(lines) != 1 {
+		t.Errorf("log lines %q, want one saying what was copied", lines)
+	}
+}
+
+// With no login anywhere the init step fails, so the pod does not start a
+// logged-out CLI; it writes nothing.
+func TestOnceWithoutALoginFails(t *testing.T) {
+	srv := kubetest.Require(t)
+	ns := srv.Namespace(t)
+	p := newPod(t, srv, ns)
+	err := agent.Once(ctxT(t), []agent.Login{p.login}, nil)
+	var nl *agent.NoLoginError
+	if !errors.As(err, &nl) {
+		t.Fatalf("Once with an empty Secret: %v, want a NoLoginError", err)
+	}
+	if entries, _ := os.ReadDir(p.dir); len(entries) != 0 {
+		t.Errorf("the pod's directory got %d files", len(entries))
+	}
+}
+
+// The sidecar: a refresh made in the pod reaches the Secret, one made on
+// the host (or in another pod) reaches the pod, and a broken login in the
+// pod never reaches the Secret.
+func TestRunKeepsPodAndSecretInStep(t *testing.T) {
+	srv := kubetest.Require(t)
+	ns := srv.Namespace(t)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	p := newPod(t, srv, ns)
+	v1 := claudeLogin(1_000_000_000_000, "v1")
+	hostWrites(t, ctx, p.sink, v1)
+	if err := agent.Once(ctx, []agent.Login{p.login}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	var logMu sync.Mutex
+	var lines []string
+	go func() {
+		done <- agent.Run(ctx, []agent.Login{p.login}, agent.RunOptions{
+			Ready: func() { close(ready) },
+			Logf: func(f string, a ...any) {
+				logMu.Lock()
+				lines = append(lines, fmt.Sprintf(f, a...))
+				logMu.Unlock()
+			},
+		})
+	}()
+	<-ready
+	secretHolds := func(want []byte) func() bool {
+		return func() bool {
+			got, err := p.sink.Read(ctx)
+			return err == nil && bytes.Equal(got, want)
+		}
+	}
+	podHolds := func(want []byte) func() bool {
+		return func() bool {
+			got, err := os.ReadFile(p.file())
+			return err == nil && bytes.Equal(got, want)
+		}
+	}
+
+	v2 := claudeLogin(2_000_000_000_000, "v2-pod")
+	p.cliWrites(t, v2)
+	took := waitFor(t, "the pod's refresh in the Secret", secretHolds(v2))
+	t.Logf("pod refresh -> Secret in %s", took)
+
+	v3 := claudeLogin(3_000_000_000_000, "v3-host")
+	hostWrites(t, ctx, p.sink, v3)
+	took = waitFor(t, "the host's refresh in the pod", podHolds(v3))
+	t.Logf("Secret -> pod in %s", took)
+
+	// A failed refresh in the pod blanks its login: the Secret keeps v3 and
+	// the pod gets v3 back.
+	p.cliWrites(t, fixture(t, "claude/credentials.blanked.json"))
+	waitFor(t, "the pod's blanked login repaired", podHolds(v3))
+	if got, _ := p.sink.Read(ctx); !bytes.Equal(got, v3) {
+		t.Fatalf("the Secret holds %q after the pod blanked its login", got)
+	}
+	// An older login written in the pod is not taken back either.
+	p.cliWrites(t, v1)
+	waitFor(t, "the pod's older login replaced", podHolds(v3))
+	if got, _ := p.sink.Read(ctx); !bytes.Equal(got, v3) {
+		t.Fatalf("the Secret holds %q after the pod wrote an older login", got)
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	for _, l := range lines {
+		if bytes.Contains([]byte(l), []byte("FAKE")) {
+			t.Errorf("a log line shows a token: %q", l)
+		}
+	}
+}

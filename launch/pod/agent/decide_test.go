@@ -1,0 +1,73 @@
+package agent_test
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/mc-broker/mc-broker/broker/kinds/claude"
+	"github.com/mc-broker/mc-broker/broker/kinds/codex"
+
+	"github.com/mc-broker/mc-broker/launch/pod/agent"
+)
+
+// claudeLogin is a Claude login expiring at expiresAt (epoch ms) with
+// tokens named by tag.
+func claudeLogin(expiresAt int64, tag string) []byte {
+	return fmt.Appendf(nil, `{"claudeAiOauth":{"accessToken":"sk-ant-oat01-FAKE-%s","refreshToken":"sk-ant-ort01-FAKE-%s","expiresAt":%d,"scopes":["user:inference"],"subscriptionType":"max"}}`, tag, tag, expiresAt)
+}
+
+func fixture(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile("../../../testdata/fixtures/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func TestDecideNewestWinsAndNothingBrokenMoves(t *testing.T) {
+	older, newer := claudeLogin(1_000_000, "old"), claudeLogin(2_000_000, "new")
+	sameAge := claudeLogin(1_000_000, "other")
+	blanked := fixture(t, "claude/credentials.blanked.json")
+	truncated := fixture(t, "claude/credentials.truncated.json")
+	has := func(b []byte) agent.Side { return agent.Side{Data: b, Exists: true} }
+	none := agent.Side{}
+	for _, tc := range []struct {
+		name        string
+		secret, dir agent.Side
+		want        agent.Action
+	}{
+		{"fresh pod: the Secret's login goes in", has(older), none, agent.ToDirectory},
+		{"the pod refreshed: back into the Secret", has(older), has(newer), agent.ToSecret},
+		{"the host or another pod refreshed: into the pod", has(newer), has(older), agent.ToDirectory},
+		{"in step", has(newer), has(newer), agent.Nothing},
+		{"same age, other bytes: the Secret wins, as a source does", has(older), has(sameAge), agent.ToDirectory},
+		{"a blanked pod login is repaired, never carried", has(older), has(blanked), agent.ToDirectory},
+		{"a truncated pod login is repaired, never carried", has(older), has(truncated), agent.ToDirectory},
+		{"a blanked Secret is restored from the pod", has(blanked), has(older), agent.ToSecret},
+		{"an empty Secret gets the pod's login", none, has(older), agent.ToSecret},
+		{"both broken: nothing moves", has(blanked), has(truncated), agent.Nothing},
+		{"nothing anywhere", none, none, agent.Nothing},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, _ := agent.Decide(claude.Kind, tc.secret, tc.dir)
+			if got != tc.want {
+				t.Errorf("Decide = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// A login whose age cannot be told (a Codex API key) is never taken back
+// from a pod: nothing says it is the one to keep.
+func TestDecideNeverTakesBackALoginOfUnknownAge(t *testing.T) {
+	apiKey := fixture(t, "codex/auth.apikey.json")
+	other := []byte(`{"OPENAI_API_KEY":"sk-FAKE-other-key-0002","tokens":null}`)
+	if got, _ := agent.Decide(codex.Kind, agent.Side{}, agent.Side{Data: apiKey, Exists: true}); got != agent.Nothing {
+		t.Errorf("empty Secret, API key in the pod: %s, want nothing", got)
+	}
+	if got, _ := agent.Decide(codex.Kind, agent.Side{Data: apiKey, Exists: true}, agent.Side{Data: other, Exists: true}); got != agent.ToDirectory {
+		t.Errorf("different API keys: %s, want the Secret's into the pod", got)
+	}
+}
