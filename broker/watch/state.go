@@ -219,6 +219,33 @@ func (s *State) adopted(source, from string, info credential.Info, now time.Time
 	s.LastAdoption = &Adoption{Source: source, From: from, Fingerprint: info.Fingerprint, At: now}
 }
 
+// lockMirror changes what status shows of lock mirroring, under the
+// state's lock: a save may be encoding it on another goroutine.
+func (s *State) lockMirror(f func(*LockMirrorState)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.LockMirror != nil {
+		s.dirty = true
+		f(s.LockMirror)
+	}
+}
+
+// lockMirrorDirs records how many directories locks are mirrored across
+// (0: none, and no lock mirroring to show).
+func (s *State) lockMirrorDirs(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dirty = true
+	switch {
+	case n == 0:
+		s.LockMirror = nil
+	case s.LockMirror == nil:
+		s.LockMirror = &LockMirrorState{Directories: n}
+	default:
+		s.LockMirror.Directories = n
+	}
+}
+
 // isDirty reports whether something changed since the last save.
 func (s *State) isDirty() bool {
 	s.mu.Lock()
