@@ -203,7 +203,19 @@ func (p *Pass) Remember(in PlanInput, plan PlanResult) {
 // Apply carries a plan out through d: the take-back into the host's store
 // and each copy's write run as separate jobs, so that the copies get a
 // container's refresh whether or not the host's store can take it.
-func (p *Pass) Apply(in PlanInput, plan PlanResult, d Dispatcher) {
+//
+// A login taken from a copy counts against the copy's hourly limit here,
+// when it is sent everywhere, not when the host's store has taken it: the
+// next pass may come first (watch), and the other copies have the login
+// either way. Apply returns the copy that has now reached the limit, or "".
+func (p *Pass) Apply(in PlanInput, plan PlanResult, d Dispatcher) (distrusted string) {
+	if plan.Login != nil && plan.Login.From >= 0 && p.Memory != nil {
+		from := in.Copies[plan.Login.From]
+		ours := p.Memory.store(from.Key).gave(from.Seen.Data)
+		if !ours && p.Memory.Store(from.Key).Took(from.Seen.Data, in.Now, p.Rules.maxTakeBacks()) {
+			distrusted = from.Key
+		}
+	}
 	// The jobs decide on other goroutines while the memory goes on being
 	// updated: they get a snapshot.
 	in.Memory = in.Memory.Clone()
@@ -216,21 +228,17 @@ func (p *Pass) Apply(in PlanInput, plan PlanResult, d Dispatcher) {
 		}
 		d.Copy(i, func(ctx context.Context) CopyResult { return p.writeCopy(ctx, in, plan, i) })
 	}
+	return distrusted
 }
 
-// RecordHost updates the memory with a take-back's result; it reports
-// whether the copy it came from has now given too many logins and is not
-// taken from for a while.
-func (p *Pass) RecordHost(r HostResult, now time.Time) (distrusted bool) {
+// RecordHost updates the memory with a take-back's result (Apply counted
+// it against the copy's limit).
+func (p *Pass) RecordHost(r HostResult) {
 	if p.Memory == nil || !r.Wrote {
-		return false
+		return
 	}
 	p.Memory.Store(HostKey).Given = Hash(r.Data)
 	p.Memory.Remember(r.Info)
-	if r.FromOurs {
-		return false
-	}
-	return p.Memory.Store(p.Copies[r.From].Sink.Location()).TookBack(now, p.Rules.maxTakeBacks())
 }
 
 // RecordCopy updates the memory with a copy write's result.
@@ -437,12 +445,12 @@ func (p *Pass) Run(ctx context.Context, o PassOptions) SourceReport {
 		return sr
 	}
 	w := newWaitAll(ctx, p.parallel())
-	p.Apply(in, plan, w)
+	if from := p.Apply(in, plan, w); from != "" {
+		sr.Problem = joinProblem(sr.Problem, "the copy "+from+" gave too many logins lately: no more are taken from it for an hour")
+	}
 	w.wg.Wait()
 	if w.host != nil {
-		if p.RecordHost(*w.host, in.Now) {
-			sr.Problem = joinProblem(sr.Problem, "the copy "+in.Copies[w.host.From].Key+" gave too many logins lately: no more are taken from it for an hour")
-		}
+		p.RecordHost(*w.host)
 		ApplyHostResult(&sr, in, *w.host)
 	}
 	for _, r := range w.res {

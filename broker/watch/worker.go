@@ -333,7 +333,10 @@ func (sw *sourceWorker) runPass(waiters []func(time.Time)) {
 		}
 		sw.inflight[i] = h
 	}
-	p.Apply(in, plan, dispatcher{sw})
+	if from := p.Apply(in, plan, dispatcher{sw}); from != "" {
+		sw.log.Warn("a copy gave too many new logins within an hour: no more are taken from it for an hour; it keeps getting the host's login",
+			"copy", from, "limit", p.Rules.MaxTakeBacks)
+	}
 	for _, done := range waiters {
 		sw.afterWrites = append(sw.afterWrites, func() {
 			changed := sw.loginChanged
@@ -511,10 +514,7 @@ func (sw *sourceWorker) recordHost(r broker.HostResult, now time.Time) {
 			"fingerprint", r.Info.Fingerprint, "expires_at", expiry(r.Info.Expiry), "backup", r.Backup)
 		sw.w.state.adopted(sw.name, loc, r.Info, now)
 		sw.w.onMain(sw.w.saveState)
-		if p.RecordHost(r, now) {
-			sw.log.Warn("a copy gave too many new logins within an hour: no more are taken from it for an hour; it keeps getting the host's login",
-				"copy", loc, "limit", p.Rules.MaxTakeBacks)
-		}
+		p.RecordHost(r)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -195,4 +196,54 @@ func TestWatchRetriesAFailingWriteBackWithBackoff(t *testing.T) {
 	writeLogin(t, filepath.Dir(source), mirrorLogin(4, hoursAhead(7)))
 	waitFor(t, "the state file to stop saying the write-back fails", func() bool { return writing() == "" })
 	stop()
+}
+
+// slowHost is the host's file whose first write-back waits until the test
+// lets it go on.
+type slowHost struct {
+	*file.Source
+	gate chan struct{}
+	once sync.Once
+}
+
+func (h *slowHost) Update(ctx context.Context, decide broker.Decide) error {
+	h.once.Do(func() { <-h.gate })
+	return h.Source.Update(ctx, decide)
+}
+
+// TestWatchCountsATakeBackBeforeDecidingTheNext: a container gives a
+// second login while the write-back of its first is still running. With a
+// limit of one login an hour, the second is refused (and the copy given
+// the first back), not sent to the other copies because the first had not
+// been counted yet, and then taken back from them as a login mc-broker
+// had given them.
+func TestWatchCountsATakeBackBeforeDecidingTheNext(t *testing.T) {
+	b, source, copies, stateDir := newBroker(t, 2)
+	host := &slowHost{Source: b.Sources[0].(*file.Source), gate: make(chan struct{})}
+	b.Sources[0] = host
+	b.StateDir = stateDir
+	b.Rules.MaxTakeBacks = 1
+	if err := os.WriteFile(source, mirrorLogin(1, hoursAhead(4)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	runWatcher(t, b, Options{StateDir: stateDir, Log: slog.New(slog.NewTextHandler(logs, nil))})
+	// Before the watcher stops, should the test fail first.
+	release := sync.OnceFunc(func() { close(host.gate) })
+	t.Cleanup(release)
+	first, second := mirrorLogin(2, hoursAhead(5)), mirrorLogin(3, hoursAhead(6))
+	writeLogin(t, filepath.Dir(copies[0]), first)
+	waitFor(t, "the other copy to get the first login", func() bool { got, _ := os.ReadFile(copies[1]); return bytes.Equal(got, first) })
+	writeLogin(t, filepath.Dir(copies[0]), second)
+	waitFor(t, "the second login to be refused", func() bool { return strings.Contains(logs.String(), "gave too many logins lately") })
+	release()
+	waitFor(t, "the host and every copy to hold the first login", func() bool {
+		h, _ := os.ReadFile(source)
+		a, _ := os.ReadFile(copies[0])
+		b, _ := os.ReadFile(copies[1])
+		return bytes.Equal(h, first) && bytes.Equal(a, first) && bytes.Equal(b, first)
+	})
+	if strings.Contains(logs.String(), "TOKEN") {
+		t.Error("a token reached the log")
+	}
 }
