@@ -853,10 +853,11 @@ func TestHostileWriteBackBlocked(t *testing.T) {
 		}},
 		{"full host disk", func(w *world) {
 			dir := filepath.Dir(w.source)
-			if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k,mode=0700"); err != nil {
+			unmount, err := mountSmallFS(dir)
+			if err != nil {
 				w.t.Skipf("cannot mount a small file system to fill (%v): run as root with CAP_SYS_ADMIN", err)
 			}
-			w.t.Cleanup(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+			w.t.Cleanup(unmount)
 			writeFile(w.t, w.source, w.login(1))
 		}, func(w *world) func() {
 			filler := filepath.Join(filepath.Dir(w.source), "filler")
