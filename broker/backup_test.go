@@ -116,3 +116,40 @@ func TestTakeBacksInARowKeepTheUsersLoginOnTheHostShelf(t *testing.T) {
 		t.Errorf("host shelf %d, taken shelf %d, want 1 and 1", host, taken)
 	}
 }
+
+// noDispatch carries out nothing: the writes of a plan are still on
+// their way.
+type noDispatch struct{}
+
+func (noDispatch) Host(func(context.Context) broker.HostResult)      {}
+func (noDispatch) Copy(int, func(context.Context) broker.CopyResult) {}
+
+// TestALoginCountsOnceForTheCopyItCameFrom: a container's login counts
+// against its copy's hourly limit when it is sent everywhere; a pass that
+// finds it in another copy it was sent to (before that write's result is
+// recorded), or plans its write-back again, does not count it again.
+func TestALoginCountsOnceForTheCopyItCameFrom(t *testing.T) {
+	w := newWorld(t, "a", "b")
+	put(t, w.source, loginAt(t, 4*time.Hour, 1))
+	p := &broker.Pass{Source: w.b.Sources[0], Copies: w.b.Copies, Memory: broker.NewMemory(), Backups: &broker.Backups{Dir: filepath.Join(w.root, "backups")}}
+	p.Run(context.Background(), broker.PassOptions{})
+	newer := forCopy(t, loginAt(t, 5*time.Hour, 2))
+	step := func() {
+		in := p.Read(context.Background())
+		plan := broker.Plan(in)
+		if plan.Login == nil || plan.Login.From < 0 {
+			t.Fatalf("the plan takes nothing back")
+		}
+		p.Apply(in, plan, noDispatch{})
+	}
+	put(t, w.copyFile("b"), newer)
+	step()
+	step() // its write-back planned again
+	put(t, w.copyFile("a"), newer)
+	step() // found in a, where it was sent
+	for name, want := range map[string]int{"a": 0, "b": 1} {
+		if got := len(p.Memory.Stores[w.copyFile(name)].TakeBacks); got != want {
+			t.Errorf("copy %s: %d take-backs counted, want %d", name, got, want)
+		}
+	}
+}

@@ -40,9 +40,10 @@ type StoreMemory struct {
 	// taken from until then; Distrust says why.
 	DistrustedUntil time.Time `json:"distrusted_until,omitzero"`
 	Distrust        string    `json:"distrust,omitempty"`
-	// Counted is the Hash of the last login of this copy counted in
-	// TakeBacks: a take-back planned again (its write-back retried)
-	// counts once.
+	// Counted (on the host's store) is the fingerprint of the last login
+	// counted against a copy's TakeBacks: a login is counted once, for the
+	// copy it came from first, not again for a copy it was sent to, nor
+	// when its write-back is retried.
 	Counted string `json:"counted,omitempty"`
 }
 
@@ -119,17 +120,6 @@ func (s *StoreMemory) recentTakeBacks(now time.Time) int {
 		}
 	}
 	return n
-}
-
-// Took counts data, this copy's login, as taken back at now, once per
-// login; it reports whether the copy has now reached the limit.
-func (s *StoreMemory) Took(data []byte, now time.Time, limit int) (distrusted bool) {
-	h := Hash(data)
-	if s.Counted == h {
-		return false
-	}
-	s.Counted = h
-	return s.TookBack(now, limit)
 }
 
 // TookBack records a take-back from this copy at now; it reports whether

@@ -207,13 +207,19 @@ func (p *Pass) Remember(in PlanInput, plan PlanResult) {
 // A login taken from a copy counts against the copy's hourly limit here,
 // when it is sent everywhere, not when the host's store has taken it: the
 // next pass may come first (watch), and the other copies have the login
-// either way. Apply returns the copy that has now reached the limit, or "".
+// either way. It counts once, for the copy it came from: a pass that sees
+// it in a copy it was sent to before that write is recorded does not
+// count it again. Apply returns the copy that has now reached the limit,
+// or "".
 func (p *Pass) Apply(in PlanInput, plan PlanResult, d Dispatcher) (distrusted string) {
 	if plan.Login != nil && plan.Login.From >= 0 && p.Memory != nil {
 		from := in.Copies[plan.Login.From]
-		ours := p.Memory.store(from.Key).gave(from.Seen.Data)
-		if !ours && p.Memory.Store(from.Key).Took(from.Seen.Data, in.Now, p.Rules.maxTakeBacks()) {
-			distrusted = from.Key
+		host := p.Memory.Store(HostKey)
+		if fp := plan.Login.Info.Fingerprint; host.Counted != fp && !p.Memory.store(from.Key).gave(from.Seen.Data) {
+			host.Counted = fp
+			if p.Memory.Store(from.Key).TookBack(in.Now, p.Rules.maxTakeBacks()) {
+				distrusted = from.Key
+			}
 		}
 	}
 	// The jobs decide on other goroutines while the memory goes on being
