@@ -2,7 +2,6 @@ package filelock
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -46,24 +45,49 @@ func (e *DirLockBusyError) Hint() string {
 // config directory here, so there is nobody to exclude: release is a
 // no-op.
 func DirLock(ctx context.Context, path string, wait time.Duration) (release func(), err error) {
-	return DirLockRecorded(ctx, path, "", wait)
+	return dirLock(ctx, path, wait, false)
 }
 
-// DirLockRecorded is DirLock that also keeps a record, at record (a path
-// in a directory only this program writes), of the lock directory it made
-// and the process that holds it. A process killed while it held the lock
-// leaves the directory behind, and the CLI and the next run would wait
-// for it to go stale; the next DirLockRecorded finds the record of a
-// process that is gone, and removes that directory at once.
-func DirLockRecorded(ctx context.Context, path, record string, wait time.Duration) (release func(), err error) {
+// DirLockMarked is DirLock for a caller that holds mc-broker's own flock
+// for path across the call and the release (every mc-broker that takes
+// this lock does). It marks the directory it makes as mc-broker's, with the
+// sticky bit, which Claude's proper-lockfile never sets. A marked directory
+// found at path was then left by an mc-broker that was killed holding the
+// lock (a live one would hold the flock), and is removed at once instead
+// of blocking the CLI and the next run until it goes stale.
+func DirLockMarked(ctx context.Context, path string, wait time.Duration) (release func(), err error) {
+	return dirLock(ctx, path, wait, true)
+}
+
+// DirLockOwned takes mc-broker's own flock at own (a file in its state
+// directory, so no container sees it; created when missing), then the
+// lock directory path marked as DirLockMarked does; release lets go of
+// both. With own empty it is DirLock.
+func DirLockOwned(ctx context.Context, path, own string, wait time.Duration) (release func(), err error) {
+	if own == "" {
+		return DirLock(ctx, path, wait)
+	}
+	if err := os.MkdirAll(filepath.Dir(own), 0o700); err != nil {
+		return nil, fmt.Errorf("cannot create lock directory: %w", err)
+	}
+	unlock, err := Lock(ctx, own, wait)
+	if err != nil {
+		return nil, err
+	}
+	rel, err := DirLockMarked(ctx, path, wait)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	return func() { rel(); unlock() }, nil
+}
+
+func dirLock(ctx context.Context, path string, wait time.Duration, marked bool) (release func(), err error) {
 	deadline := time.Now().Add(wait)
 	for {
-		err := os.Mkdir(path, 0o700)
+		err := mkdirLock(path, marked)
 		if err == nil {
 			break
-		}
-		if errors.Is(err, fs.ErrExist) && record != "" && removeLeftover(path, record) {
-			continue
 		}
 		if errors.Is(err, fs.ErrNotExist) {
 			return func() {}, nil
@@ -73,9 +97,16 @@ func DirLockRecorded(ctx context.Context, path, record string, wait time.Duratio
 		}
 		// Lstat: in a copy directory a container may put anything at the
 		// lock's path; a symlink is never followed.
-		if st, serr := os.Lstat(path); serr == nil && st.IsDir() && time.Since(st.ModTime()) > dirLockStale {
+		st, serr := os.Lstat(path)
+		switch {
+		case serr != nil || !st.IsDir():
+		case marked && st.Mode()&fs.ModeSticky != 0:
+			// A killed mc-broker's (see DirLockMarked).
+			_ = unix.Rmdir(path)
+			continue
+		case time.Since(st.ModTime()) > dirLockStale:
 			// Left by a process that died: proper-lockfile removes it too.
-			os.Remove(path)
+			_ = unix.Rmdir(path)
 			continue
 		}
 		if time.Now().After(deadline) {
@@ -86,9 +117,6 @@ func DirLockRecorded(ctx context.Context, path, record string, wait time.Duratio
 			return nil, ctx.Err()
 		case <-time.After(dirLockPoll):
 		}
-	}
-	if record != "" {
-		writeRecord(path, record)
 	}
 	// Keep the mtime fresh while held, as proper-lockfile does, so that a
 	// slow security call (a prompt) does not make the lock look stale.
@@ -113,59 +141,32 @@ func DirLockRecorded(ctx context.Context, path, record string, wait time.Duratio
 		<-done
 		// Only the directory this lock made: rmdir fails on anything else.
 		_ = unix.Rmdir(path)
-		if record != "" {
-			_ = os.Remove(record)
-		}
 	}, nil
 }
 
-// lockRecord is what DirLockRecorded keeps of a lock directory it made.
-type lockRecord struct {
-	PID int    `json:"pid"`
-	Dev uint64 `json:"dev"`
-	Ino uint64 `json:"ino"`
-}
-
-func dirID(path string) (dev, ino uint64, ok bool) {
-	var st unix.Stat_t
-	if unix.Lstat(path, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return 0, 0, false
+// mkdirLock makes the lock directory, marked with the sticky bit when
+// asked. Linux's mkdir sets it; where mkdir does not, it is set through
+// the directory opened without following a symlink, never by path (in a
+// copy directory a container could swap the path for a link).
+func mkdirLock(path string, marked bool) error {
+	mode := uint32(0o700)
+	if marked {
+		mode |= unix.S_ISVTX
 	}
-	return uint64(st.Dev), uint64(st.Ino), true
-}
-
-func writeRecord(path, record string) {
-	dev, ino, ok := dirID(path)
-	if !ok {
-		return
+	if err := unix.Mkdir(path, mode); err != nil {
+		return &fs.PathError{Op: "mkdir", Path: path, Err: err}
 	}
-	data, _ := json.Marshal(lockRecord{PID: os.Getpid(), Dev: dev, Ino: ino})
-	// Written in place: a record cut short does not parse, and then
-	// nothing is removed on its word.
-	if os.WriteFile(record, data, 0o600) != nil {
-		_ = os.MkdirAll(filepath.Dir(record), 0o700)
-		_ = os.WriteFile(record, data, 0o600)
+	if !marked {
+		return nil
 	}
-}
-
-// removeLeftover removes the lock directory at path when record says a
-// process that is gone made it; it reports whether it did.
-func removeLeftover(path, record string) bool {
-	data, err := os.ReadFile(record)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return false
+		return nil // held all the same, only not marked
 	}
-	var r lockRecord
-	if json.Unmarshal(data, &r) != nil || r.PID <= 0 || r.PID == os.Getpid() {
-		return false
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_ISVTX == 0 {
+		_ = unix.Fchmod(fd, 0o700|unix.S_ISVTX)
 	}
-	if err := unix.Kill(r.PID, 0); err == nil || errors.Is(err, unix.EPERM) {
-		return false // still there (or a process that took its number)
-	}
-	dev, ino, ok := dirID(path)
-	if !ok || dev != r.Dev || ino != r.Ino {
-		return false // not the directory it made
-	}
-	_ = os.Remove(record)
-	return unix.Rmdir(path) == nil
+	return nil
 }

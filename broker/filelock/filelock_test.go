@@ -3,9 +3,7 @@ package filelock_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -14,7 +12,6 @@ import (
 
 	"github.com/mc-broker/mc-broker/broker/filelock"
 	"github.com/mc-broker/mc-broker/broker/testenv"
-	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
@@ -245,55 +242,52 @@ func TestMissingParent(t *testing.T) {
 	}
 }
 
-// A lock directory left by a process that was killed holding it is
-// removed at once by the next DirLockRecorded (the CLI would otherwise
-// wait for it to go stale); one a live process holds is not.
-func TestDirLockRecordedRemovesADeadHoldersLock(t *testing.T) {
+// A write lock left by an mc-broker killed while it held it (marked: the
+// sticky bit) is removed at once by the next one holding mc-broker's own
+// lock; the CLI's own lock (not marked) is waited for.
+func TestDirLockOwnedRemovesAKilledMCBrokersLock(t *testing.T) {
 	dir := t.TempDir()
 	lock := filepath.Join(dir, ".storage-write.lock")
-	record := filepath.Join(dir, "state", "x.writelock")
-	// A record naming a process that is gone, for the lock directory
-	// that is there.
+	own := filepath.Join(dir, "state", "locks", "x.writelock")
+	release, err := filelock.DirLockOwned(context.Background(), lock, own, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(lock); err != nil || fi.Mode()&os.ModeSticky == 0 {
+		t.Fatalf("mc-broker's write lock is not marked: %v %v", fi.Mode(), err)
+	}
+	release()
+	if _, err := os.Lstat(lock); !os.IsNotExist(err) {
+		t.Fatal("the lock is still there after release")
+	}
+
+	// What a killed mc-broker leaves: a marked lock directory, and no one
+	// holding mc-broker's own lock.
 	if err := os.Mkdir(lock, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	var st unix.Stat_t
-	if err := unix.Lstat(lock, &st); err != nil {
+	if err := os.Chmod(lock, 0o700|os.ModeSticky); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("true")
-	if err := cmd.Run(); err != nil {
-		t.Skip("no true:", err)
-	}
-	dead := cmd.Process.Pid
-	os.MkdirAll(filepath.Dir(record), 0o700)
-	os.WriteFile(record, fmt.Appendf(nil, `{"pid":%d,"dev":%d,"ino":%d}`, dead, st.Dev, st.Ino), 0o600)
 	start := time.Now()
-	release, err := filelock.DirLockRecorded(context.Background(), lock, record, 5*time.Second)
+	release, err = filelock.DirLockOwned(context.Background(), lock, own, 5*time.Second)
 	if err != nil {
-		t.Fatalf("a dead holder's lock blocked: %v", err)
+		t.Fatalf("a killed mc-broker's lock blocked: %v", err)
 	}
 	if waited := time.Since(start); waited > time.Second {
-		t.Errorf("waited %v for a dead holder's lock", waited)
-	}
-	if _, err := os.Stat(record); err != nil {
-		t.Errorf("no record while the lock is held: %v", err)
+		t.Errorf("waited %v for a killed mc-broker's lock", waited)
 	}
 	release()
-	if _, err := os.Stat(lock); !os.IsNotExist(err) {
-		t.Error("the lock directory is still there after release")
-	}
-	if _, err := os.Stat(record); !os.IsNotExist(err) {
-		t.Error("the record is still there after release")
-	}
 
-	// A live holder (this process, recorded by another lock): waited for.
-	held, err := filelock.DirLockRecorded(context.Background(), lock, record, time.Second)
-	if err != nil {
+	// The CLI's own lock (proper-lockfile: no sticky bit), fresh: waited
+	// for, and left as it is.
+	if err := os.Mkdir(lock, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	defer held()
-	if _, err := filelock.DirLockRecorded(context.Background(), lock, record+"2", 200*time.Millisecond); err == nil {
-		t.Error("took a lock a live process holds")
+	if _, err := filelock.DirLockOwned(context.Background(), lock, own, 300*time.Millisecond); err == nil {
+		t.Error("took the CLI's fresh lock")
+	}
+	if _, err := os.Lstat(lock); err != nil {
+		t.Errorf("the CLI's lock was removed: %v", err)
 	}
 }

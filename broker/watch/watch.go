@@ -148,8 +148,10 @@ func Run(ctx context.Context, o Options) error {
 		work:    work,
 		watched: map[string]bool{},
 		main:    make(chan func(), 64),
-		state:   newState(o.Now(), o.ConfigFile),
-		saver:   newSaver(),
+		// How many writes of files on this host run at once.
+		fileSlots: make(chan struct{}, 64),
+		state:     newState(o.Now(), o.ConfigFile),
+		saver:     newSaver(),
 	}
 	saverCtx, stopSaver := context.WithCancel(context.Background())
 	defer stopSaver()
@@ -189,6 +191,8 @@ type watcher struct {
 
 	// main carries work the workers hand back to this goroutine.
 	main chan func()
+	// fileSlots bounds the writes of files on this host running at once.
+	fileSlots chan struct{}
 
 	state   *State
 	saver   *saver

@@ -155,7 +155,15 @@ func newSourceWorker(w *watcher, src broker.Source, copies []broker.Copy, mem *b
 				sw.copyAt[filepath.Clean(p)] = i
 			}
 		}
-		sw.copies = append(sw.copies, newStoreWorker(sw, c.Sink.Location()))
+		cw := newStoreWorker(sw, c.Sink.Location())
+		if isFile {
+			// Files on this host share a bound: a fan-out to hundreds of
+			// copies does not start hundreds of fsyncs at once. Stores
+			// with their own deadlines (an engine) are not held to it, so
+			// one that hangs takes no place from the files.
+			cw.slots = w.fileSlots
+		}
+		sw.copies = append(sw.copies, cw)
 	}
 	return sw
 }
@@ -706,6 +714,8 @@ type storeWorker struct {
 	mu   sync.Mutex
 	next func(context.Context) any
 	wake chan struct{}
+	// slots, when set, bounds how many such workers run a job at once.
+	slots chan struct{}
 }
 
 func newStoreWorker(sw *sourceWorker, name string) *storeWorker {
@@ -745,7 +755,7 @@ func (s *storeWorker) run(ctx context.Context, work context.Context) {
 			if job != nil {
 				// Let a write that was decided finish (work is cancelled
 				// after the stop grace).
-				s.deliver(ctx, job(work))
+				s.deliver(ctx, s.runJob(work, job))
 			}
 			return
 		case <-s.wake:
@@ -755,9 +765,18 @@ func (s *storeWorker) run(ctx context.Context, work context.Context) {
 		s.next = nil
 		s.mu.Unlock()
 		if job != nil {
-			s.deliver(ctx, job(work))
+			s.deliver(ctx, s.runJob(work, job))
 		}
 	}
+}
+
+// runJob runs job within the worker's bound.
+func (s *storeWorker) runJob(ctx context.Context, job func(context.Context) any) any {
+	if s.slots != nil {
+		s.slots <- struct{}{}
+		defer func() { <-s.slots }()
+	}
+	return job(ctx)
 }
 
 func (s *storeWorker) deliver(ctx context.Context, r any) {

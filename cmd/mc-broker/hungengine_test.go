@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -67,16 +68,23 @@ func TestHungEngineNeverDelaysDirectoryCopies(t *testing.T) {
 	}
 	t.Logf("directory copies created %v after watch started (%v of polling)", time.Since(start), created)
 
-	for gen := 2; gen <= 4; gen++ {
+	// A hung engine would cost seconds per change (a ping gives up after
+	// 3 s, an operation after 30 s). The median must be within 100 ms;
+	// one change on a busy CI machine may take longer, none a second.
+	var took []time.Duration
+	for gen := 2; gen <= 6; gen++ {
 		changed := time.Now()
 		w.replace(w.source, w.login(gen))
 		want := w.forCopy(w.login(gen))
 		waitFor(t, 5*time.Second, "the directory copies to follow the host", func() (bool, string) {
 			return copiesHold(w.copies, want)
 		})
-		if took := time.Since(changed); took > 100*time.Millisecond {
-			t.Errorf("host change %d reached the directory copies in %v with the engine hung, want within 100ms", gen, took)
-		}
+		took = append(took, time.Since(changed))
+	}
+	slices.Sort(took)
+	t.Logf("host changes reached the directory copies in %v with the engine hung", took)
+	if took[len(took)/2] > 100*time.Millisecond || took[len(took)-1] > time.Second {
+		t.Errorf("host changes reached the directory copies in %v with the engine hung, want a median within 100ms and none over a second", took)
 	}
 	waitFor(t, 15*time.Second, "the volume copy to report the engine problem", func() (bool, string) {
 		return p.log.count("copy failed; retrying with backoff", "copy", "volume mc-broker-test-hung:/.credentials.json") > 0, "no such log line"
@@ -90,7 +98,7 @@ func TestHungEngineNeverDelaysDirectoryCopies(t *testing.T) {
 	if took := time.Since(stopAt); took > 2*time.Second {
 		t.Errorf("SIGTERM took %v with the engine hung, want within 2s", took)
 	}
-	if !bytes.Contains(read(w.copies[0]), []byte("TOKEN-G000004")) {
+	if !bytes.Contains(read(w.copies[0]), []byte("TOKEN-G000006")) {
 		t.Error("the last login is not in the copies")
 	}
 }

@@ -181,9 +181,9 @@ func unsafeCopyDir(dir string, c *config.Config, env config.Env) string {
 	return ""
 }
 
-// lockRecord is where mc-broker records that it holds the CLI's write lock
-// at lock: in its own lock directory, named by a hash of the lock's path.
-func lockRecord(env config.Env, lock string) string {
+// ownLock is mc-broker's own lock file for the CLI's write lock at lock:
+// in its state directory's locks/, named by a hash of the lock's path.
+func ownLock(env config.Env, lock string) string {
 	sum := sha256.Sum256([]byte(filepath.Clean(lock)))
 	return filepath.Join(env.StateDir(), "locks", hex.EncodeToString(sum[:])[:16]+".writelock")
 }
@@ -285,7 +285,7 @@ func buildSource(c *config.Config, s config.Source, env config.Env) (broker.Sour
 		src := file.New(s.Name, kind, s.Path).WithLockFiles(kind.Facts().LockFiles)
 		if s.Kind == "claude" {
 			lock := keychain.ClaudeWriteLock(filepath.Dir(s.Path))
-			src.WithDirLock(lock).WithDirLockRecord(lockRecord(env, lock))
+			src.WithDirLock(lock).WithOwnLock(ownLock(env, lock))
 		}
 		if s.NoLockMirror {
 			src = src.WithoutLockMirror()
@@ -303,6 +303,7 @@ func buildSource(c *config.Config, s config.Source, env config.Env) (broker.Sour
 		o.Codec = keychain.GeminiCodec{}
 	case "claude":
 		o.WriteLock = keychain.ClaudeWriteLock(filepath.Dir(s.Path))
+		o.OwnLock = ownLock(env, o.WriteLock)
 		o.ConfigDir, o.NoLockMirror = filepath.Dir(s.Path), s.NoLockMirror
 	}
 	if env.OS() == "darwin" {

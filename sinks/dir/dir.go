@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -73,6 +74,10 @@ type Options struct {
 // Sink is a copy directory. It implements broker.Sink.
 type Sink struct {
 	o Options
+	// cleaned is when crashed runs' temporary files were last looked for
+	// (unix ns): once a minute is enough, they are only removed when a
+	// minute old.
+	cleaned atomic.Int64
 }
 
 var _ broker.Sink = (*Sink)(nil)
@@ -179,7 +184,10 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 	}
 	// Under the lock no other mc-broker writes here: a temporary file older
 	// than a minute is a crashed run's, and may hold a login.
-	atomicfile.RemoveStale(s.o.Dir, time.Minute)
+	if now := time.Now().UnixNano(); now-s.cleaned.Load() > int64(time.Minute) {
+		s.cleaned.Store(now)
+		atomicfile.RemoveStale(s.o.Dir, time.Minute)
+	}
 	// A container may write the file at any moment (a CLI without locks,
 	// or one that ignores them): the write goes ahead only if the file is
 	// still the one decided on, checked just before the rename; otherwise
@@ -243,10 +251,9 @@ func (s *Sink) cliLocks(ctx context.Context) (release func(), err error) {
 		}
 	}
 	if s.o.WriteLock != "" {
-		// A record in mc-broker's own lock directory lets the next run
-		// remove a lock left by an mc-broker that was killed holding it.
-		record := strings.TrimSuffix(s.lockPath(), ".lock") + ".writelock"
-		r, err := filelock.DirLockRecorded(ctx, filepath.Join(s.o.Dir, s.o.WriteLock), record, s.cliLockTimeout())
+		// mc-broker's own lock is held: a marked lock directory there
+		// is a killed mc-broker's, removed at once.
+		r, err := filelock.DirLockMarked(ctx, filepath.Join(s.o.Dir, s.o.WriteLock), s.cliLockTimeout())
 		if err != nil {
 			return release, err
 		}

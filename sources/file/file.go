@@ -23,8 +23,8 @@ type Source struct {
 	path      string
 	lockFiles []string
 	dirLock   string
-	// dirLockRecord: see WithDirLockRecord.
-	dirLockRecord string
+	// ownLock: see WithOwnLock.
+	ownLock string
 	// noLockMirror: see WithoutLockMirror.
 	noLockMirror bool
 }

@@ -29,12 +29,12 @@ func (s *Source) WithDirLock(path string) *Source {
 	return s
 }
 
-// WithDirLockRecord keeps a record at path (in mc-broker's own state
-// directory) of the write lock while it is held, so that a lock left by a
-// killed mc-broker is removed by the next one instead of blocking the CLI
-// until it goes stale.
-func (s *Source) WithDirLockRecord(path string) *Source {
-	s.dirLockRecord = path
+// WithOwnLock names mc-broker's own lock file (in its state directory) to
+// hold around the CLI's write lock: a write lock left by a killed
+// mc-broker is then recognised and removed by the next one instead of
+// blocking the CLI until it goes stale (filelock.DirLockOwned).
+func (s *Source) WithOwnLock(path string) *Source {
+	s.ownLock = path
 	return s
 }
 
@@ -60,7 +60,7 @@ func (s *Source) Update(ctx context.Context, decide broker.Decide) error {
 		return err
 	}
 	if s.dirLock != "" {
-		release, err := filelock.DirLockRecorded(ctx, s.dirLock, s.dirLockRecord, lockTimeout)
+		release, err := filelock.DirLockOwned(ctx, s.dirLock, s.ownLock, lockTimeout)
 		if err != nil {
 			return err
 		}

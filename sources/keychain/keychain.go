@@ -107,6 +107,9 @@ type Options struct {
 	// WriteLock is the CLI's mkdir-style write lock, taken by Update around
 	// its read and write (Claude: ClaudeWriteLock); none when empty.
 	WriteLock string
+	// OwnLock is mc-broker's own lock file held around WriteLock
+	// (filelock.DirLockOwned); none when empty.
+	OwnLock string
 	// LockWait bounds the wait for WriteLock; DefaultTimeout when zero.
 	LockWait time.Duration
 	// ConfigDir is the CLI's config directory on this host (Claude: where
@@ -218,7 +221,7 @@ func (s *Source) Update(ctx context.Context, decide broker.Decide) error {
 		if wait <= 0 {
 			wait = DefaultTimeout
 		}
-		release, err := filelock.DirLock(ctx, s.o.WriteLock, wait)
+		release, err := filelock.DirLockOwned(ctx, s.o.WriteLock, s.o.OwnLock, wait)
 		if err != nil {
 			return err
 		}
