@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -57,5 +58,98 @@ func TestBackupsArePrivateBoundedAndShelved(t *testing.T) {
 	// The same login twice in a row is kept once.
 	if again := keep(30, false); again != last {
 		t.Errorf("the same login was kept twice")
+	}
+}
+
+// syncDispatch runs a plan's jobs at once and keeps the results, without
+// recording them in the memory: what watch does when a pass runs before the
+// result of the last take-back is in.
+type syncDispatch struct{ host []broker.HostResult }
+
+func (d *syncDispatch) Host(job func(context.Context) broker.HostResult) {
+	d.host = append(d.host, job(context.Background()))
+}
+func (d *syncDispatch) Copy(_ int, job func(context.Context) broker.CopyResult) {
+	job(context.Background())
+}
+
+// TestTakeBacksInARowKeepTheUsersLoginOnTheHostShelf: a container gives
+// two logins in quick succession, the second taken back before the result
+// of the first is recorded. The login the first put into the host is not
+// the user's: its backup goes on the taken shelf, and the host shelf holds
+// the user's own login only.
+func TestTakeBacksInARowKeepTheUsersLoginOnTheHostShelf(t *testing.T) {
+	w := newWorld(t, "a")
+	users := loginAt(t, 4*time.Hour, 1)
+	put(t, w.source, users)
+	backups := &broker.Backups{Dir: filepath.Join(w.root, "backups")}
+	p := &broker.Pass{Source: w.b.Sources[0], Copies: w.b.Copies, Memory: broker.NewMemory(), Backups: backups}
+	p.Run(context.Background(), broker.PassOptions{})
+	d := &syncDispatch{}
+	for n := 2; n <= 3; n++ {
+		put(t, w.copyFile("a"), forCopy(t, loginAt(t, time.Duration(4+n)*time.Hour, n)))
+		in := p.Read(context.Background())
+		plan := broker.Plan(in)
+		if plan.Host.Action != broker.TakeBack {
+			t.Fatalf("login %d: host action %s, want take-back", n, plan.Host.Action)
+		}
+		p.Apply(in, plan, d)
+	}
+	list, err := backups.List("claude")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var host, taken int
+	for _, b := range list {
+		data, _ := os.ReadFile(b.Path)
+		switch b.Shelf {
+		case broker.ShelfHost:
+			host++
+			if !bytes.Equal(data, users) {
+				t.Errorf("the host shelf holds a login taken back from a copy")
+			}
+		case broker.ShelfTaken:
+			taken++
+		}
+	}
+	if host != 1 || taken != 1 {
+		t.Errorf("host shelf %d, taken shelf %d, want 1 and 1", host, taken)
+	}
+}
+
+// noDispatch carries out nothing: the writes of a plan are still on
+// their way.
+type noDispatch struct{}
+
+func (noDispatch) Host(func(context.Context) broker.HostResult)      {}
+func (noDispatch) Copy(int, func(context.Context) broker.CopyResult) {}
+
+// TestALoginCountsOnceForTheCopyItCameFrom: a container's login counts
+// against its copy's hourly limit when it is sent everywhere; a pass that
+// finds it in another copy it was sent to (before that write's result is
+// recorded), or plans its write-back again, does not count it again.
+func TestALoginCountsOnceForTheCopyItCameFrom(t *testing.T) {
+	w := newWorld(t, "a", "b")
+	put(t, w.source, loginAt(t, 4*time.Hour, 1))
+	p := &broker.Pass{Source: w.b.Sources[0], Copies: w.b.Copies, Memory: broker.NewMemory(), Backups: &broker.Backups{Dir: filepath.Join(w.root, "backups")}}
+	p.Run(context.Background(), broker.PassOptions{})
+	newer := forCopy(t, loginAt(t, 5*time.Hour, 2))
+	step := func() {
+		in := p.Read(context.Background())
+		plan := broker.Plan(in)
+		if plan.Login == nil || plan.Login.From < 0 {
+			t.Fatalf("the plan takes nothing back")
+		}
+		p.Apply(in, plan, noDispatch{})
+	}
+	put(t, w.copyFile("b"), newer)
+	step()
+	step() // its write-back planned again
+	put(t, w.copyFile("a"), newer)
+	step() // found in a, where it was sent
+	for name, want := range map[string]int{"a": 0, "b": 1} {
+		if got := len(p.Memory.Stores[w.copyFile(name)].TakeBacks); got != want {
+			t.Errorf("copy %s: %d take-backs counted, want %d", name, got, want)
+		}
 	}
 }

@@ -40,6 +40,11 @@ type StoreMemory struct {
 	// taken from until then; Distrust says why.
 	DistrustedUntil time.Time `json:"distrusted_until,omitzero"`
 	Distrust        string    `json:"distrust,omitempty"`
+	// Counted (on the host's store) is the fingerprint of the last login
+	// counted against a copy's TakeBacks: a login is counted once, for the
+	// copy it came from first, not again for a copy it was sent to, nor
+	// when its write-back is retried.
+	Counted string `json:"counted,omitempty"`
 }
 
 // Clone returns a deep copy, for jobs that decide on other goroutines

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mc-broker/mc-broker/broker/credential"
@@ -39,6 +40,13 @@ type Pass struct {
 	// each read and again under each copy's lock before a write. nil:
 	// never revoked.
 	Revocations *Revocations
+
+	// wroteHost is the Hash of what the last take-back wrote into the
+	// host's store. The next take-back may run before the memory has the
+	// result (watch records it on another goroutine): its backup must still
+	// go on the taken shelf, or a container giving logins quickly would
+	// push the user's own off the host shelf.
+	wroteHost atomic.Pointer[string]
 }
 
 // Dispatcher runs the writes a plan asks for. The default one runs them
@@ -195,7 +203,25 @@ func (p *Pass) Remember(in PlanInput, plan PlanResult) {
 // Apply carries a plan out through d: the take-back into the host's store
 // and each copy's write run as separate jobs, so that the copies get a
 // container's refresh whether or not the host's store can take it.
-func (p *Pass) Apply(in PlanInput, plan PlanResult, d Dispatcher) {
+//
+// A login taken from a copy counts against the copy's hourly limit here,
+// when it is sent everywhere, not when the host's store has taken it: the
+// next pass may come first (watch), and the other copies have the login
+// either way. It counts once, for the copy it came from: a pass that sees
+// it in a copy it was sent to before that write is recorded does not
+// count it again. Apply returns the copy that has now reached the limit,
+// or "".
+func (p *Pass) Apply(in PlanInput, plan PlanResult, d Dispatcher) (distrusted string) {
+	if plan.Login != nil && plan.Login.From >= 0 && p.Memory != nil {
+		from := in.Copies[plan.Login.From]
+		host := p.Memory.Store(HostKey)
+		if fp := plan.Login.Info.Fingerprint; host.Counted != fp && !p.Memory.store(from.Key).gave(from.Seen.Data) {
+			host.Counted = fp
+			if p.Memory.Store(from.Key).TookBack(in.Now, p.Rules.maxTakeBacks()) {
+				distrusted = from.Key
+			}
+		}
+	}
 	// The jobs decide on other goroutines while the memory goes on being
 	// updated: they get a snapshot.
 	in.Memory = in.Memory.Clone()
@@ -208,21 +234,17 @@ func (p *Pass) Apply(in PlanInput, plan PlanResult, d Dispatcher) {
 		}
 		d.Copy(i, func(ctx context.Context) CopyResult { return p.writeCopy(ctx, in, plan, i) })
 	}
+	return distrusted
 }
 
-// RecordHost updates the memory with a take-back's result; it reports
-// whether the copy it came from has now given too many logins and is not
-// taken from for a while.
-func (p *Pass) RecordHost(r HostResult, now time.Time) (distrusted bool) {
+// RecordHost updates the memory with a take-back's result (Apply counted
+// it against the copy's limit).
+func (p *Pass) RecordHost(r HostResult) {
 	if p.Memory == nil || !r.Wrote {
-		return false
+		return
 	}
 	p.Memory.Store(HostKey).Given = Hash(r.Data)
 	p.Memory.Remember(r.Info)
-	if r.FromOurs {
-		return false
-	}
-	return p.Memory.Store(p.Copies[r.From].Sink.Location()).TookBack(now, p.Rules.maxTakeBacks())
 }
 
 // RecordCopy updates the memory with a copy write's result.
@@ -260,6 +282,9 @@ func (p *Pass) takeBack(ctx context.Context, in PlanInput, plan PlanResult) Host
 		if current != nil {
 			info, _ := in.Kind.Inspect(current)
 			genuine := !in.Memory.store(HostKey).gave(current)
+			if last := p.wroteHost.Load(); last != nil && *last == Hash(current) {
+				genuine = false
+			}
 			path, err := p.Backups.Keep(p.Source.Name(), current, info, genuine, in.Now)
 			if err != nil {
 				res.Declined = ""
@@ -275,6 +300,8 @@ func (p *Pass) takeBack(ctx context.Context, in PlanInput, plan PlanResult) Host
 		res.Err = err
 	case res.Err == nil && res.Declined == "":
 		res.Wrote = true
+		h := Hash(plan.Host.Data)
+		p.wroteHost.Store(&h)
 	}
 	return res
 }
@@ -424,12 +451,12 @@ func (p *Pass) Run(ctx context.Context, o PassOptions) SourceReport {
 		return sr
 	}
 	w := newWaitAll(ctx, p.parallel())
-	p.Apply(in, plan, w)
+	if from := p.Apply(in, plan, w); from != "" {
+		sr.Problem = joinProblem(sr.Problem, "the copy "+from+" gave too many logins lately: no more are taken from it for an hour")
+	}
 	w.wg.Wait()
 	if w.host != nil {
-		if p.RecordHost(*w.host, in.Now) {
-			sr.Problem = joinProblem(sr.Problem, "the copy "+in.Copies[w.host.From].Key+" gave too many logins lately: no more are taken from it for an hour")
-		}
+		p.RecordHost(*w.host)
 		ApplyHostResult(&sr, in, *w.host)
 	}
 	for _, r := range w.res {

@@ -113,14 +113,7 @@ func (w *watcher) installMirrors(b *broker.Broker) {
 			Log: w.log.With("source", s.Name()),
 		})
 	}
-	if total > 0 {
-		if w.state.LockMirror == nil {
-			w.state.LockMirror = &LockMirrorState{}
-		}
-		w.state.LockMirror.Directories = total
-	} else {
-		w.state.LockMirror = nil
-	}
+	w.state.lockMirrorDirs(total)
 }
 
 // mirrorEvent handles an event on a refresh lock; it reports whether p was
@@ -139,19 +132,22 @@ func (w *watcher) mirrorEvent(p string) bool {
 	}
 	m := w.mirrors.byGroup[name]
 	res := m.Observe(dir)
-	st := w.state.LockMirror
-	st.Mirrored += res.Mirrored
+	now := w.o.Now()
+	w.state.lockMirror(func(st *LockMirrorState) {
+		st.Mirrored += res.Mirrored
+		if res.Refused != "" {
+			st.Refused++
+		}
+		if res.Races > 0 {
+			st.Races += res.Races
+			st.LastRace = &now
+		}
+	})
 	if res.Mirrored > 0 {
 		w.log.Debug("refresh lock mirrored", "source", name, "from", dir, "locks", res.Mirrored)
 	}
 	if res.Refused != "" {
-		st.Refused++
 		w.log.Warn("a refresh lock is not mirrored", "source", name, "dir", dir, "reason", res.Refused)
-	}
-	if res.Races > 0 {
-		st.Races += res.Races
-		now := w.o.Now()
-		st.LastRace = &now
 	}
 	if res.Released {
 		round := res.Round
@@ -185,7 +181,7 @@ func (w *watcher) mirrorDeadline() time.Time {
 func (w *watcher) expireMirrors() {
 	for _, m := range w.mirrors.byGroup {
 		if m.Expire() > 0 {
-			w.state.LockMirror.Expired++
+			w.state.lockMirror(func(st *LockMirrorState) { st.Expired++ })
 		}
 	}
 }

@@ -65,8 +65,11 @@ type CopyState struct {
 	At          time.Time      `json:"at"`
 	Fingerprint string         `json:"fingerprint,omitempty"`
 	Problem     string         `json:"problem,omitempty"`
-	// Refused says why the copy's newer login is not taken back.
-	Refused string `json:"refused,omitempty"`
+	// Refused says why the copy's newer login was not taken back, at
+	// RefusedAt; it is shown for an hour after, although the copy was
+	// given the host's login at once (a container's attack is noticed).
+	Refused   string     `json:"refused,omitempty"`
+	RefusedAt *time.Time `json:"refused_at,omitempty"`
 	// FailingSince is set while the copy keeps failing.
 	FailingSince *time.Time `json:"failing_since,omitempty"`
 	// LastWritten is when the watcher last wrote this copy.
@@ -127,11 +130,13 @@ func (s *State) update(sr broker.SourceReport, now time.Time) {
 	src.RefreshExpiresAt = sr.RefreshExpiresAt
 	src.Copies = src.Copies[:0]
 	for _, c := range sr.Copies {
-		cs := CopyState{Location: c.Location, Outcome: c.Outcome, At: now, Fingerprint: c.Fingerprint, Problem: c.Problem, Refused: c.Refused}
+		cs := CopyState{Location: c.Location, Outcome: c.Outcome, At: now, Fingerprint: c.Fingerprint, Problem: c.Problem}
 		p, had := prev[c.Location]
 		if had {
 			cs.LastWritten = p.LastWritten
+			cs.Refused, cs.RefusedAt = p.Refused, p.RefusedAt
 		}
+		cs.refused(c.Refused, now)
 		if c.Outcome == broker.Failed {
 			cs.FailingSince = &now
 			if had && p.FailingSince != nil {
@@ -142,6 +147,17 @@ func (s *State) update(sr broker.SourceReport, now time.Time) {
 			cs.FailingSince, cs.Problem = p.FailingSince, p.Problem
 		}
 		src.Copies = append(src.Copies, cs)
+	}
+}
+
+// refused records why a pass did not take the copy's login back (""
+// when it was not asked to): a refusal stays for broker.TakeBackWindow.
+func (c *CopyState) refused(why string, now time.Time) {
+	switch {
+	case why != "":
+		c.Refused, c.RefusedAt = why, &now
+	case c.RefusedAt == nil || now.Sub(*c.RefusedAt) >= broker.TakeBackWindow:
+		c.Refused, c.RefusedAt = "", nil
 	}
 }
 
@@ -156,7 +172,8 @@ func (s *State) copyResult(source, loc string, r broker.CopyResult, now time.Tim
 		if c.Location != loc {
 			continue
 		}
-		c.Outcome, c.At, c.Problem, c.Refused = r.Plan.Outcome, now, r.Plan.Problem, r.Plan.Refused
+		c.Outcome, c.At, c.Problem = r.Plan.Outcome, now, r.Plan.Problem
+		c.refused(r.Plan.Refused, now)
 		c.Fingerprint = r.Plan.Info.Fingerprint
 		if r.Holds != nil {
 			c.Fingerprint = r.Info.Fingerprint
@@ -200,6 +217,33 @@ func (s *State) adopted(source, from string, info credential.Info, now time.Time
 	s.dirty = true
 	s.Adoptions++
 	s.LastAdoption = &Adoption{Source: source, From: from, Fingerprint: info.Fingerprint, At: now}
+}
+
+// lockMirror changes what status shows of lock mirroring, under the
+// state's lock: a save may be encoding it on another goroutine.
+func (s *State) lockMirror(f func(*LockMirrorState)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.LockMirror != nil {
+		s.dirty = true
+		f(s.LockMirror)
+	}
+}
+
+// lockMirrorDirs records how many directories locks are mirrored across
+// (0: none, and no lock mirroring to show).
+func (s *State) lockMirrorDirs(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dirty = true
+	switch {
+	case n == 0:
+		s.LockMirror = nil
+	case s.LockMirror == nil:
+		s.LockMirror = &LockMirrorState{Directories: n}
+	default:
+		s.LockMirror.Directories = n
+	}
 }
 
 // isDirty reports whether something changed since the last save.

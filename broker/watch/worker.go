@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,10 @@ type sourceWorker struct {
 	// inflight is, per copy, the Hash of what a dispatched write puts
 	// there: a later pass that wants the same does not queue it again.
 	inflight map[int]string
+	// recheck marks copies a later pass wanted to write while that write
+	// was in flight: it may have decided on what the copy held before the
+	// pass, so the copy is looked at again once it is in.
+	recheck map[int]bool
 
 	kick  chan struct{}
 	polls chan struct{}
@@ -55,14 +60,26 @@ type sourceWorker struct {
 	pending     int
 	afterWrites []func()
 
-	// Backoff and the retry timer.
-	attempt int
-	retry   *time.Timer
+	// Backoff and the retry timer; retryAt is when it fires (zero when
+	// not armed), hostRetryAt when a failed write-back is tried again.
+	attempt     int
+	retry       *time.Timer
+	retryAt     time.Time
+	hostRetryAt time.Time
+	// hostBusy is set while a write-back is queued or running.
+	hostBusy bool
+	// writeBackTold is the copy whose failing write-back was told (an
+	// event), to forget once it works.
+	writeBackTold string
 
 	// What was last logged, to log changes only.
-	sourceProblem  string
-	failing        map[string]string
-	refused        map[string]string
+	sourceProblem string
+	failing       map[string]string
+	refused       map[string]string
+	// warned is, per copy, the last refusal warned about: a container
+	// that writes one bad login after another is warned about once an
+	// hour, not once per login.
+	warned         map[string]warning
 	writeBackError string
 	// loginChanged is when the login everywhere last changed (lock
 	// mirroring asks whether a refresh brought one).
@@ -115,6 +132,7 @@ func newSourceWorker(w *watcher, src broker.Source, copies []broker.Copy, mem *b
 		slow:      make([]bool, len(copies)),
 		slowSeen:  map[int]broker.Seen{},
 		inflight:  map[int]string{},
+		recheck:   map[int]bool{},
 		polls:     make(chan struct{}, 1),
 		pushed:    make(chan int, 16),
 		kick:      make(chan struct{}, 1),
@@ -123,6 +141,7 @@ func newSourceWorker(w *watcher, src broker.Source, copies []broker.Copy, mem *b
 		events:    map[string]bool{},
 		copyAt:    map[string]int{},
 		refused:   map[string]string{},
+		warned:    map[string]warning{},
 		firstDone: make(chan struct{}),
 	}
 	sw.pass.Rules.Patience = partialPatience
@@ -185,6 +204,7 @@ func (sw *sourceWorker) run(ctx context.Context) {
 			}
 			sw.runPass(waiters)
 		case <-sw.retry.C:
+			sw.retryAt = time.Time{}
 			// A slow store whose read failed is read again first.
 			for i, seen := range sw.slowSeen {
 				if seen.Err != nil {
@@ -291,7 +311,20 @@ func (sw *sourceWorker) runPass(waiters []func(time.Time)) {
 		retry = sw.w.backoff(sw.attempt)
 	}
 	if retry > 0 {
-		sw.retry.Reset(retry)
+		sw.retryIn(retry)
+	}
+	switch {
+	case plan.Host.Action == broker.TakeBack && time.Now().Before(sw.hostRetryAt):
+		// The last write-back failed: it is tried again with backoff, not
+		// at every pass (a container touching its copy would drive it).
+		// The copies get the login all the same.
+		plan.Host.Action = broker.Keep
+		sw.retryIn(time.Until(sw.hostRetryAt))
+	case plan.Host.Action != broker.TakeBack && plan.Host.State == broker.SourceValid && sw.writeBackError != "" && !sw.hostBusy:
+		// The host holds a login as new as any copy's (the user logged
+		// in): nothing is left to write back.
+		sw.log.Info("nothing left to write back into the host's store", "store", p.Source.Location())
+		sw.writeBackCleared(in.Now)
 	}
 
 	sw.publish()
@@ -303,11 +336,15 @@ func (sw *sourceWorker) runPass(waiters []func(time.Time)) {
 		if sw.inflight[i] == h {
 			// The same write is queued or running already.
 			plan.Copies[i].Action = broker.Keep
+			sw.recheck[i] = true
 			continue
 		}
 		sw.inflight[i] = h
 	}
-	p.Apply(in, plan, dispatcher{sw})
+	if from := p.Apply(in, plan, dispatcher{sw}); from != "" {
+		sw.log.Warn("a copy gave too many new logins within an hour: no more are taken from it for an hour; it keeps getting the host's login",
+			"copy", from, "limit", p.Rules.MaxTakeBacks)
+	}
 	for _, done := range waiters {
 		sw.afterWrites = append(sw.afterWrites, func() {
 			changed := sw.loginChanged
@@ -337,6 +374,7 @@ func (sw *sourceWorker) maybeDone() {
 type dispatcher struct{ sw *sourceWorker }
 
 func (d dispatcher) Host(job func(context.Context) broker.HostResult) {
+	d.sw.hostBusy = true
 	d.sw.submit(d.sw.host, func(ctx context.Context) any { return hostDone{job(ctx)} })
 }
 
@@ -449,20 +487,27 @@ func (sw *sourceWorker) record(r any) {
 
 func (sw *sourceWorker) recordHost(r broker.HostResult, now time.Time) {
 	p := sw.pass
+	sw.hostBusy = false
 	loc := p.Copies[r.From].Sink.Location()
 	switch {
 	case r.Err != nil:
-		if r.Err.Error() != sw.writeBackError {
+		// Once per error; the numbers in it (a temporary file's name)
+		// change from one try to the next.
+		if ruleOf(r.Err.Error()) != ruleOf(sw.writeBackError) {
 			sw.log.Warn("cannot write a newer login back into the host's store; every copy has it, and the write-back is retried",
 				"store", p.Source.Location(), "from", loc, "error", r.Err)
+			sw.tell.clear(WriteBackFailing, sw.writeBackTold)
+			sw.tell.set(Event{Event: WriteBackFailing, Copy: loc, Fingerprint: r.Info.Fingerprint,
+				Message: "cannot write the newer login from " + loc + " back into " + p.Source.Location() + ": " + r.Err.Error() + "; every copy has it, and the write-back is retried",
+				Fix:     "make " + p.Source.Location() + " writable for mc-broker (mc-broker status shows the failure)"})
+			sw.writeBackTold = loc
 		}
 		sw.writeBackError = r.Err.Error()
-		sw.tell.set(Event{Event: WriteBackFailing, Copy: loc, Fingerprint: r.Info.Fingerprint,
-			Message: "cannot write the newer login from " + loc + " back into " + p.Source.Location() + ": " + r.Err.Error() + "; every copy has it, and the write-back is retried",
-			Fix:     "make " + p.Source.Location() + " writable for mc-broker (mc-broker status shows the failure)"})
 		sw.w.state.writeBack(sw.name, r.Err.Error(), now)
 		sw.attempt++
-		sw.retry.Reset(sw.w.backoff(sw.attempt))
+		wait := sw.w.backoff(sw.attempt)
+		sw.hostRetryAt = time.Now().Add(wait)
+		sw.retryIn(wait)
 	case r.Declined != "":
 		sw.log.Debug("take-back not written", "from", loc, "reason", r.Declined)
 		sw.request(passRequest{})
@@ -470,20 +515,23 @@ func (sw *sourceWorker) recordHost(r broker.HostResult, now time.Time) {
 		if sw.writeBackError != "" {
 			sw.log.Info("writing back into the host's store works again", "store", p.Source.Location())
 		}
-		sw.writeBackError = ""
-		sw.tell.clear(WriteBackFailing, loc)
-		sw.w.state.writeBack(sw.name, "", now)
+		sw.writeBackCleared(now)
 		sw.attempt = 0
 		sw.log.Info("took a newer login back from a copy into the host's store",
 			"store", p.Source.Location(), "from", loc,
 			"fingerprint", r.Info.Fingerprint, "expires_at", expiry(r.Info.Expiry), "backup", r.Backup)
 		sw.w.state.adopted(sw.name, loc, r.Info, now)
 		sw.w.onMain(sw.w.saveState)
-		if p.RecordHost(r, now) {
-			sw.log.Warn("a copy gave too many new logins within an hour: no more are taken from it for an hour; it keeps getting the host's login",
-				"copy", loc, "limit", p.Rules.MaxTakeBacks)
-		}
+		p.RecordHost(r)
 	}
+}
+
+// writeBackCleared forgets a failing write-back: it worked, or nothing is
+// left to write back.
+func (sw *sourceWorker) writeBackCleared(now time.Time) {
+	sw.tell.clear(WriteBackFailing, sw.writeBackTold)
+	sw.writeBackError, sw.writeBackTold, sw.hostRetryAt = "", "", time.Time{}
+	sw.w.state.writeBack(sw.name, "", now)
 }
 
 // recordCopy logs and remembers a copy's write; it reports whether to
@@ -493,6 +541,10 @@ func (sw *sourceWorker) recordCopy(r broker.CopyResult, now time.Time) (again bo
 	c := p.Copies[r.Index]
 	loc := c.Sink.Location()
 	delete(sw.inflight, r.Index)
+	if sw.recheck[r.Index] {
+		delete(sw.recheck, r.Index)
+		again = true
+	}
 	p.RecordCopy(r)
 	if sw.slow[r.Index] && r.Holds != nil {
 		sw.slowSeen[r.Index] = broker.Seen{Exists: true, Data: r.Holds}
@@ -511,7 +563,7 @@ func (sw *sourceWorker) recordCopy(r broker.CopyResult, now time.Time) (again bo
 		}
 		sw.failing[loc] = r.Plan.Problem
 		sw.attempt++
-		sw.retry.Reset(sw.w.backoff(sw.attempt))
+		sw.retryIn(sw.w.backoff(sw.attempt))
 		return false
 	case wasFailing:
 		delete(sw.failing, loc)
@@ -531,7 +583,7 @@ func (sw *sourceWorker) recordCopy(r broker.CopyResult, now time.Time) (again bo
 		}
 		sw.log.Info("copy written", args...)
 	}
-	return r.Plan.Again
+	return again || r.Plan.Again
 }
 
 // logReadFailures logs copies the pass could not read (once per
@@ -596,13 +648,54 @@ func (sw *sourceWorker) logPlan(in broker.PlanInput, plan broker.PlanResult) {
 			continue
 		}
 		sw.refused[loc] = why
-		if why != "" {
+		if why != "" && sw.warn(loc, why, in.Now) {
 			sw.log.Warn("a copy's login is not taken back", "copy", loc, "reason", why)
 		}
 		if c.Outcome == broker.KeptNewer {
 			sw.log.Info("copy holds a newer login; kept", "copy", loc, "fingerprint", c.Info.Fingerprint)
 		}
 	}
+}
+
+// warning is a refusal warned about.
+type warning struct {
+	rule string
+	at   time.Time
+}
+
+// warn reports whether a refusal of loc's login for why is worth a
+// warning: the first of its rule, or the first for an hour.
+func (sw *sourceWorker) warn(loc, why string, now time.Time) bool {
+	rule := ruleOf(why)
+	if last, ok := sw.warned[loc]; ok && last.rule == rule && now.Sub(last.at) < broker.TakeBackWindow {
+		return false
+	}
+	sw.warned[loc] = warning{rule, now}
+	return true
+}
+
+// ruleOf is a reason or an error without its numbers (an expiry, a size,
+// a count, a temporary file's name), which change from one time to the
+// next, and which a container can vary at will.
+func ruleOf(why string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, why)
+}
+
+// retryIn arms the retry timer to fire within d, unless it fires sooner
+// already: a short wait (content looking half-written) is never pushed
+// back by a long one (a failing store's backoff).
+func (sw *sourceWorker) retryIn(d time.Duration) {
+	at := time.Now().Add(d)
+	if !sw.retryAt.IsZero() && sw.retryAt.Before(at) {
+		return
+	}
+	sw.retryAt = at
+	sw.retry.Reset(d)
 }
 
 func expiry(t time.Time) any {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 )
 
 // systemd is a user unit under $XDG_CONFIG_HOME/systemd/user.
@@ -113,8 +114,12 @@ func unitCommandLine(args []string) (string, error) {
 // unitQuote quotes s for a unit file: double quotes with C escapes when
 // needed, "%%" for a literal % (specifiers) and, in command lines, "$$" for
 // a literal $ (variable expansion) where systemd expands variables. Control characters cannot be written
-// on one line and are refused.
+// on one line and are refused; so are bytes that are not UTF-8, for which
+// systemd ignores the whole line ("String is not UTF-8 clean").
 func unitQuote(s string, command bool) (string, error) {
+	if !utf8.ValidString(s) {
+		return "", fmt.Errorf("is not valid UTF-8 (systemd ignores such a line)")
+	}
 	for _, r := range s {
 		if r < 0x20 || r == 0x7f {
 			return "", fmt.Errorf("contains a control character")

@@ -218,6 +218,11 @@ func TestUnitQuotingRoundTrips(t *testing.T) {
 	if _, err := unitQuote("a\nb", true); err == nil {
 		t.Error("a newline was accepted into a unit file")
 	}
+	// systemd-analyze verify: "String is not UTF-8 clean, ignoring
+	// assignment", and the unit fails to load.
+	if _, err := unitCommandLine([]string{"/opt/b\x9fn/mc-broker", "watch"}); err == nil || !strings.Contains(err.Error(), "UTF-8") {
+		t.Errorf("a path that is not UTF-8 was put into a unit file (%v)", err)
+	}
 }
 
 // TestUnitPassesSystemdAnalyzeVerify has systemd itself check the unit,

@@ -38,6 +38,9 @@ func printLockMirror(w io.Writer, ws *watcherStatus) {
 	if lm.Expired > 0 {
 		fmt.Fprintf(w, ", %d time(s) removed at the bound", lm.Expired)
 	}
+	if lm.Refused > 0 {
+		fmt.Fprintf(w, ", %d not mirrored (a container's lock held the others without a new login, or locks from containers used up the minute's quarter)", lm.Refused)
+	}
 	fmt.Fprintf(w, ", %d race(s)", lm.Races)
 	if lm.LastRace != nil {
 		fmt.Fprintf(w, " (last %s: two directories took the lock at once; one may have been logged out)", lm.LastRace.UTC().Format("2006-01-02 15:04:05 MST"))

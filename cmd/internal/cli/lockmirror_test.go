@@ -47,11 +47,11 @@ func TestStatusShowsLockMirroring(t *testing.T) {
 	last := time.Date(2026, 11, 29, 8, 30, 0, 0, time.UTC)
 	ws := &watcherStatus{Running: true, State: &watch.State{
 		PID: 42, StartedAt: last.Add(-time.Hour), UpdatedAt: last,
-		LockMirror: &watch.LockMirrorState{Directories: 4, Mirrored: 6, Expired: 1, Races: 1, LastRace: &last},
+		LockMirror: &watch.LockMirrorState{Directories: 4, Mirrored: 6, Expired: 1, Races: 1, LastRace: &last, Refused: 3},
 	}}
 	var out bytes.Buffer
 	printWatcher(&out, ws, last)
-	want := "  claude refresh lock mirrored across 4 directories: 6 lock(s) mirrored, 1 time(s) removed at the bound, 1 race(s) (last 2026-11-29 08:30:00 UTC: two directories took the lock at once; one may have been logged out)\n"
+	want := "  claude refresh lock mirrored across 4 directories: 6 lock(s) mirrored, 1 time(s) removed at the bound, 3 not mirrored (a container's lock held the others without a new login, or locks from containers used up the minute's quarter), 1 race(s) (last 2026-11-29 08:30:00 UTC: two directories took the lock at once; one may have been logged out)\n"
 	if !strings.Contains(out.String(), want) {
 		t.Errorf("status shows:\n%s\nwant the line:\n%s", out.String(), want)
 	}

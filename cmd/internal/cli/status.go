@@ -47,7 +47,9 @@ fingerprint and when it expires; and for each copy whether it is:
 Nothing is written. Exit codes as for sync.
 
 It also says whether a watcher ('mc-broker watch', or the background
-service) is running, since when, and which copies it could not write.`,
+service) is running, since when, which copies it could not write, whose
+newer login it did not take back (shown for an hour) and whether writing
+back into the host fails; either of the last two also exits 1.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if runF != nil {
@@ -82,6 +84,7 @@ func statusRun(ctx context.Context, opts *StatusOptions) error {
 	}
 	ws := readWatcherStatus(stateDir)
 	notes := lockMirrorNotes(b)
+	code := max(report.ExitCode(), ws.exitCode())
 	if opts.JSON {
 		enc := json.NewEncoder(opts.f.Stdout)
 		enc.SetIndent("", "  ")
@@ -90,7 +93,7 @@ func statusRun(ctx context.Context, opts *StatusOptions) error {
 			Watcher  *watcherStatus `json:"watcher"`
 			Notes    []string       `json:"notes,omitempty"`
 			ExitCode int            `json:"exit_code"`
-		}{report, ws, notes, report.ExitCode()}); err != nil {
+		}{report, ws, notes, code}); err != nil {
 			return err
 		}
 	} else {
@@ -107,10 +110,30 @@ func statusRun(ctx context.Context, opts *StatusOptions) error {
 			return err
 		}
 	}
-	if code := report.ExitCode(); code != broker.ExitOK {
+	if code != broker.ExitOK {
 		return &ExitError{Code: code}
 	}
 	return nil
+}
+
+// exitCode is what a running watcher's state adds to status's exit code:
+// a write-back that keeps failing, or a copy whose login was refused
+// within the hour, is 1, as sync would exit for them.
+func (ws *watcherStatus) exitCode() int {
+	if !ws.Running || ws.State == nil {
+		return broker.ExitOK
+	}
+	for _, s := range ws.Sources {
+		if s.WriteBackSince != nil {
+			return broker.ExitCopyFailed
+		}
+		for _, c := range s.Copies {
+			if c.Refused != "" {
+				return broker.ExitCopyFailed
+			}
+		}
+	}
+	return broker.ExitOK
 }
 
 // watcherStatus is what status shows of the watcher.
@@ -163,7 +186,11 @@ func printWatcher(w io.Writer, ws *watcherStatus, now time.Time) {
 				fmt.Fprintf(w, "  failing since %s: %s: %s\n", c.FailingSince.UTC().Format("2006-01-02 15:04:05 MST"), c.Location, c.Problem)
 			}
 			if c.Refused != "" {
-				fmt.Fprintf(w, "  not taken back from %s: %s\n", c.Location, c.Refused)
+				at := ""
+				if c.RefusedAt != nil {
+					at = " (last at " + c.RefusedAt.UTC().Format("2006-01-02 15:04:05 MST") + ")"
+				}
+				fmt.Fprintf(w, "  not taken back from %s: %s%s\n", c.Location, c.Refused, at)
 			}
 		}
 	}
