@@ -85,7 +85,7 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"volume path escapes", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, path: /a/../..}\n", 4, "no '..'"},
 		{"path on a dir copy", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x, path: /a}\n", 4, "path applies to volume copies only"},
 		{"engine on a dir copy", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x, engine: 'ssh://box'}\n", 4, "sinks[0].engine applies to volume copies only"},
-		{"adopt on a dir copy", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x, adopt: true}\n", 4, "context and adopt apply to volume and secret: copies only"},
+		{"adopt on a dir copy", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x, adopt: true}\n", 4, "sinks[0].adopt applies to volume and secret: copies only"},
 		{"engine and context", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, engine: 'ssh://box', context: box}\n", 4, "give engine or context, not both"},
 		{"engine not an address", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, engine: box}\n", 4, `sinks[0].engine: "box" is not an address like unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host`},
 		{"engine npipe", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, engine: 'npipe:////./pipe/x'}\n", 4, "only unix://, tcp:// and ssh:// engines"},

@@ -386,8 +386,10 @@ func (p *parser) sinks(n *yaml.Node, cfg *Config) error {
 			return p.errorf(v, "%s.path applies to volume copies only (for a directory copy, put the path in dir)", where)
 		case sink.Engine != "" && sink.Volume == "":
 			return p.errorf(given["engine"], "%s.engine applies to volume copies only", where)
-		case (sink.Context != "" || sink.Adopt) && sink.Volume == "" && sink.SecretName == "":
-			return p.errorf(v, "%s: context and adopt apply to volume and secret: copies only", where)
+		case given["context"] != nil && sink.Volume == "" && sink.SecretName == "":
+			return p.errorf(given["context"], "%s.context applies to volume and secret: copies only (a docker or kubeconfig context)", where)
+		case given["adopt"] != nil && sink.Volume == "" && sink.SecretName == "":
+			return p.errorf(given["adopt"], "%s.adopt applies to volume and secret: copies only", where)
 		case sink.Engine != "" && sink.Context != "":
 			return p.errorf(v, "%s: give engine or context, not both (a context names an engine)", where)
 		case sink.Volume != "" && sink.Context != "" && !dockerContextName(sink.Context):

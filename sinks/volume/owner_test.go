@@ -66,6 +66,7 @@ func TestVolumeOfAnotherUserIsNeitherReadNorWritten(t *testing.T) {
 		if got, err := adopted.Read(context.Background()); err != nil || !bytes.Equal(got, theirs) {
 			t.Errorf("adopted Read: %v", err)
 		}
+		adopted.EndPass(context.Background())
 		assertNoHelpers(t, e)
 	})
 }

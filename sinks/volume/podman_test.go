@@ -82,6 +82,7 @@ func TestWriteThatIsNotInTheVolumeFails(t *testing.T) {
 		if _, err := s.Read(context.Background()); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("Read after the lost write = %v, want no copy", err)
 		}
+		s.EndPass(context.Background())
 		assertNoHelpers(t, e)
 	})
 }
