@@ -46,6 +46,15 @@ type ChangeNotifier interface {
 	Changes(ctx context.Context, onError func(error)) <-chan struct{}
 }
 
+// PushFallback is implemented by ChangeNotifiers whose pushes can stop for
+// a while (a volume copy's resident agent that cannot run, or is being
+// restarted): while Pushing reports false, the watcher polls the store
+// (ChangePoller) as if it had no pushes, so following never gets worse
+// than polling.
+type PushFallback interface {
+	Pushing() bool
+}
+
 // Closer is implemented by sources and sinks that hold resources between
 // calls (a helper container kept for polling). The watcher closes them when
 // it stops or reloads its config.

@@ -434,7 +434,7 @@ func (sw *sourceWorker) poll() {
 	}
 	for i, c := range sw.pass.Copies {
 		p, ok := c.Sink.(broker.ChangePoller)
-		if _, pushes := c.Sink.(broker.ChangeNotifier); !ok || pushes {
+		if _, pushes := c.Sink.(broker.ChangeNotifier); !ok || (pushes && !pushesNow(c.Sink)) {
 			continue
 		}
 		sink := c.Sink
@@ -451,6 +451,13 @@ func (sw *sourceWorker) poll() {
 			return seenResult{index: i, seen: broker.ReadCopy(ctx, sink)}
 		})
 	}
+}
+
+// pushesNow reports whether a store that pushes its changes does so now:
+// one whose pushes can stop (broker.PushFallback) is polled meanwhile.
+func pushesNow(s broker.Sink) bool {
+	f, ok := s.(broker.PushFallback)
+	return !ok || f.Pushing()
 }
 
 // polled is a change check's answer.

@@ -104,6 +104,8 @@ func Build(c *config.Config, env config.Env, docker *volume.Shared) (*broker.Bro
 				Engine:     engine.Selection{Host: sk.Engine, Context: sk.Context},
 				Adopt:      sk.Adopt,
 				Companions: companions,
+				LockFiles:  kind.Facts().LockFiles,
+				WriteLock:  kind.Facts().WriteLock,
 			})
 			// The location names the volume, the file and the engine: the
 			// same volume name on two engines is two copies.

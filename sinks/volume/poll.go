@@ -74,8 +74,11 @@ func sameStat(a, b container.PathStat) bool {
 	return a.Size == b.Size && a.Mode == b.Mode && a.Mtime.Equal(b.Mtime) && a.LinkTarget == b.LinkTarget
 }
 
-// Close removes the poll helper container, if any.
+// Close removes the poll helper container, if any, and stops following
+// changes through the resident agent (the agent's container is removed
+// when no copy follows through it any more).
 func (s *Sink) Close() error {
+	s.stopFollowing()
 	s.pollMu.Lock()
 	defer s.pollMu.Unlock()
 	if s.pollID == "" {

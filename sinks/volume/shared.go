@@ -81,6 +81,8 @@ type Shared struct {
 
 	mu      sync.Mutex
 	engines map[engine.Selection]*engineHandle
+	// agents are the resident agents, per engine and user (agent.go).
+	agents map[agentKey]*agentSup
 }
 
 // engineHandle is one engine's part of Shared.

@@ -91,6 +91,11 @@ type Options struct {
 	// create-if-absent, so one a container writes in the instant between
 	// the check and the copy could be.
 	Companions map[string][]byte
+	// LockFiles and WriteLock are the CLI's own locks beside the login
+	// (credential.Facts): the resident agent takes them around each write
+	// it makes in the volume, as the directory sink does on the host.
+	LockFiles []string
+	WriteLock string
 }
 
 // Sink is one volume copy. It implements broker.Sink, broker.ChangePoller,
@@ -119,6 +124,11 @@ type Sink struct {
 	// it, false when it was there already (see WriteIfAbsent).
 	compMu   sync.Mutex
 	compDone map[string]bool
+
+	// sup is the resident agent the copy follows changes through, once
+	// Changes was called (agent.go).
+	supMu sync.Mutex
+	sup   *agentSup
 }
 
 var (
@@ -199,6 +209,12 @@ func (s *Sink) check() error {
 // the volume or the file does not exist. It never creates the volume, and
 // refuses a volume that is not this user's (ForeignVolumeError).
 func (s *Sink) Read(ctx context.Context) ([]byte, error) {
+	if data, exists, ok := s.readViaAgent(ctx); ok {
+		if !exists {
+			return nil, fmt.Errorf("no %s in volume %s: %w", s.containerPathInVolume(), s.o.Volume, fs.ErrNotExist)
+		}
+		return data, nil
+	}
 	e, h, err := s.connect(ctx)
 	if err != nil {
 		return nil, err
@@ -306,6 +322,9 @@ func (s *Sink) update(ctx context.Context, decide broker.Decide, companions map[
 		return nil, err
 	}
 	defer unlock()
+	if done, ok, err := s.updateViaAgent(ctx, decide, companions); ok {
+		return done, err
+	}
 
 	labels, exists, err := s.inspectVolume(ctx, c)
 	if err != nil {
@@ -394,6 +413,11 @@ func (s *Sink) update(ctx context.Context, decide broker.Decide, companions map[
 	}
 	for _, f := range missing {
 		done[f.name] = true
+	}
+	if !exists {
+		// A volume made just now: the resident agent (when one runs)
+		// mounts it from now on.
+		s.pokeAgent()
 	}
 	return done, nil
 }

@@ -95,6 +95,6 @@ when something needs you.`,
 	addCompletionHelp(root)
 	addVersionFlag(root)
 	root.AddCommand(NewCmdCompose(f, nil))
-	root.AddCommand(NewCmdKube(f), NewCmdAgent(f, nil))
+	root.AddCommand(NewCmdKube(f), NewCmdAgent(f, nil), NewCmdVolumeAgent(f))
 	return root
 }

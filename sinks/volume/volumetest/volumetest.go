@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -349,4 +350,36 @@ func SSH(tb testing.TB) *Engine {
 	}
 	tb.Cleanup(func() { e.Shared.Close() })
 	return e
+}
+
+var (
+	agentOnce sync.Once
+	agentBin  string
+	agentErr  error
+)
+
+// AgentBinary builds mc-broker as a static Linux binary (CGO_ENABLED=0)
+// once per test process, points volume.AgentBinaryEnv at it for the rest
+// of the test, and returns its path: a test binary is not mc-broker, so
+// the resident agent cannot use it.
+func AgentBinary(tb testing.TB) string {
+	tb.Helper()
+	agentOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "mc-broker-agent-")
+		if err != nil {
+			agentErr = err
+			return
+		}
+		agentBin = filepath.Join(dir, "mc-broker")
+		cmd := exec.Command("go", "build", "-o", agentBin, "github.com/mc-broker/mc-broker/cmd/mc-broker")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			agentErr = fmt.Errorf("building a static mc-broker: %v\n%s", err, out)
+		}
+	})
+	if agentErr != nil {
+		tb.Fatal(agentErr)
+	}
+	tb.Setenv(volume.AgentBinaryEnv, agentBin)
+	return agentBin
 }

@@ -1,0 +1,184 @@
+package volume_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mc-broker/mc-broker/broker"
+	"github.com/mc-broker/mc-broker/sinks/volume"
+	"github.com/mc-broker/mc-broker/sinks/volume/volumetest"
+)
+
+// following starts following s's changes through its resident agent and
+// waits until the agent serves it; the returned channel has the changes.
+func following(t *testing.T, s *volume.Sink) <-chan struct{} {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	var errs []string
+	ch := s.Changes(ctx, func(err error) {
+		mu.Lock()
+		errs = append(errs, err.Error())
+		mu.Unlock()
+	})
+	t.Cleanup(func() { cancel(); s.Close() })
+	deadline := time.Now().Add(30 * time.Second)
+	for !s.Pushing() {
+		if time.Now().After(deadline) {
+			mu.Lock()
+			defer mu.Unlock()
+			t.Fatalf("no resident agent serves %s after 30 s: %v", s.Location(), errs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	drain(ch)
+	return ch
+}
+
+func drain(ch <-chan struct{}) {
+	for {
+		select {
+		case <-ch:
+		case <-time.After(50 * time.Millisecond):
+			return
+		}
+	}
+}
+
+// TestAgentSeesAContainersWriteAtOnce: a container renames a new login over
+// the copy (as Claude Code does); the resident agent says so within
+// milliseconds, and a Read through it returns the new bytes.
+func TestAgentSeesAContainersWriteAtOnce(t *testing.T) {
+	volumetest.AgentBinary(t)
+	sh, e := volumetest.NeedEngine(t)
+	vol := volumetest.UniqueVolume(t, e)
+	s := volume.New(volume.Options{Volume: vol, FileName: ".credentials.json", LockDir: t.TempDir(), Shared: sh, WriteLock: ".storage-write.lock"})
+	if err := s.Update(context.Background(), always([]byte(`{"gen":1}`))); err != nil {
+		t.Fatal(err)
+	}
+	ch := following(t, s)
+	// A long-lived container so that only the rename is timed.
+	ctr := startContainer(t, vol)
+	for gen := 2; gen <= 6; gen++ {
+		want := fmt.Sprintf(`{"gen":%d}`, gen)
+		containerExec(t, ctr, fmt.Sprintf("printf '%%s' '%s' > /d/.tmp.x && mv /d/.tmp.x /d/.credentials.json", want))
+		start := time.Now()
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("gen %d: no change reported within 5 s", gen)
+		}
+		// The exec returns after the rename; the event follows.
+		if d := time.Since(start); d > 100*time.Millisecond {
+			t.Errorf("gen %d: the change was reported %v after the container's write returned", gen, d)
+		}
+		got, err := s.Read(context.Background())
+		if err != nil || string(got) != want {
+			t.Fatalf("gen %d: Read = %q, %v", gen, got, err)
+		}
+		drain(ch)
+	}
+}
+
+// TestAgentNeverLosesANewerLogin: while an update is between its read and
+// its write, a container writes a newer login into the copy. The agent's
+// conditional write notices, the decision is made again with the newer
+// login, and it stays: many trials, none lost.
+func TestAgentNeverLosesANewerLogin(t *testing.T) {
+	volumetest.AgentBinary(t)
+	sh, e := volumetest.NeedEngine(t)
+	vol := volumetest.UniqueVolume(t, e)
+	s := volume.New(volume.Options{Volume: vol, FileName: "auth.json", LockDir: t.TempDir(), Shared: sh, LockFiles: []string{"auth.lock", "auth.json.lock"}})
+	if err := s.Update(context.Background(), always([]byte("1"))); err != nil {
+		t.Fatal(err)
+	}
+	following(t, s)
+	ctr := startContainer(t, vol)
+	gen := func(b []byte) int { n, _ := strconv.Atoi(strings.TrimSpace(string(b))); return n }
+	for trial := 0; trial < 10; trial++ {
+		host := 10*trial + 5  // what the fan-out writes
+		newer := 10*trial + 9 // what the container writes meanwhile
+		calls := 0
+		decide := func(current []byte, exists bool) ([]byte, bool) {
+			calls++
+			if calls == 1 {
+				// The container refreshes right now.
+				containerExec(t, ctr, fmt.Sprintf("printf %d > /d/.auth-x && mv /d/.auth-x /d/auth.json", newer))
+			}
+			if exists && gen(current) >= host {
+				return nil, false // newest wins: keep it
+			}
+			return []byte(strconv.Itoa(host)), true
+		}
+		if err := s.Update(context.Background(), broker.Decide(decide)); err != nil {
+			t.Fatalf("trial %d: %v", trial, err)
+		}
+		got := containerExec(t, ctr, "cat /d/auth.json")
+		if gen([]byte(got)) != newer {
+			t.Fatalf("trial %d: the copy holds %q after the update, want the container's newer %d (lost update)", trial, got, newer)
+		}
+		if calls < 2 {
+			t.Fatalf("trial %d: decided %d times, want again after the container's write", trial, calls)
+		}
+	}
+}
+
+// TestAgentIsGoneWhenNothingFollows: once the last copy stops following,
+// the agent's container is removed, so `docker volume rm` works.
+func TestAgentIsGoneWhenNothingFollows(t *testing.T) {
+	volumetest.AgentBinary(t)
+	sh, e := volumetest.NeedEngine(t)
+	vol := volumetest.UniqueVolume(t, e)
+	s := volume.New(volume.Options{Volume: vol, FileName: "auth.json", LockDir: t.TempDir(), Shared: sh})
+	if err := s.Update(context.Background(), always([]byte("1"))); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.Changes(ctx, nil)
+	deadline := time.Now().Add(30 * time.Second)
+	for !s.Pushing() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !s.Pushing() {
+		t.Fatal("no agent")
+	}
+	if ids := volumetest.Helpers(t, e, volume.LabelAgent); len(ids) == 0 {
+		t.Fatal("no agent container listed")
+	}
+	cancel()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("docker", "volume", "rm", vol).CombinedOutput(); err != nil {
+		t.Fatalf("docker volume rm after the watcher stopped: %v\n%s", err, out)
+	}
+}
+
+// startContainer runs a busybox container with vol at /d until the test
+// ends.
+func startContainer(t *testing.T, vol string) string {
+	t.Helper()
+	out, err := exec.Command("docker", "run", "-d", "--rm", "--network", "none", "-v", vol+":/d", volumetest.Image, "sleep", "600").Output()
+	if err != nil {
+		t.Fatalf("docker run: %v", err)
+	}
+	id := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", id).Run() })
+	return id
+}
+
+func containerExec(t *testing.T, id, script string) string {
+	t.Helper()
+	out, err := exec.Command("docker", "exec", id, "sh", "-c", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker exec: %v\n%s", err, out)
+	}
+	return string(bytes.TrimSpace(out))
+}

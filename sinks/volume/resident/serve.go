@@ -1,0 +1,242 @@
+package resident
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/mc-broker/mc-broker/sinks/dir"
+)
+
+// DefaultLockDir holds the agent's own lock files: a tmpfs in its
+// container (the root file system is read-only).
+const DefaultLockDir = "/tmp/mc-broker-locks"
+
+// ServeOptions qualify Serve.
+type ServeOptions struct {
+	// Watch sends "changed" events (inotify on each file's directory);
+	// without it (--once, an exec by sync) only requests are answered.
+	Watch bool
+	// LockDir is where the agent keeps its own lock files (DefaultLockDir
+	// when empty).
+	LockDir string
+}
+
+// Serve answers requests from in on out until in ends (nil) or ctx ends.
+func Serve(ctx context.Context, in io.Reader, out io.Writer, files []FileSpec, o ServeOptions) error {
+	if o.LockDir == "" {
+		o.LockDir = DefaultLockDir
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := &writer{out: out}
+	sinks := make([]*dir.Sink, len(files))
+	for i, f := range files {
+		sinks[i] = dir.New(dir.Options{
+			Dir: filepath.Dir(f.Path), FileName: filepath.Base(f.Path),
+			LockFiles: f.LockFiles, WriteLock: f.WriteLock, LockDir: o.LockDir,
+		})
+	}
+	if err := w.send(Reply{Event: "hello", Version: Version, Files: len(files)}); err != nil {
+		return err
+	}
+	if o.Watch {
+		go watchFiles(ctx, files, w)
+	}
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), MaxLine)
+	for sc.Scan() {
+		var req Request
+		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
+			return fmt.Errorf("a request that is not JSON: %w", err)
+		}
+		rep := handle(ctx, sinks, req)
+		rep.ID = req.ID
+		if err := w.send(rep); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+func handle(ctx context.Context, sinks []*dir.Sink, req Request) Reply {
+	if req.File < 0 || req.File >= len(sinks) {
+		return Reply{Err: fmt.Sprintf("no file %d", req.File)}
+	}
+	s := sinks[req.File]
+	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	switch req.Op {
+	case "read":
+		data, err := s.Read(rctx)
+		if errors.Is(err, fs.ErrNotExist) {
+			return Reply{File: req.File}
+		}
+		if err != nil {
+			return failed(req.File, err)
+		}
+		return Reply{File: req.File, Exists: true, Data: data}
+	case "write":
+		var rep Reply
+		err := s.Update(rctx, func(current []byte, exists bool) ([]byte, bool) {
+			if (req.Expect == Absent && !exists) || (exists && req.Expect == Sum(current)) {
+				rep = Reply{Written: true}
+				return req.Data, true
+			}
+			rep = Reply{Changed: true, Exists: exists, Data: current}
+			return nil, false
+		})
+		if err != nil {
+			return failed(req.File, err)
+		}
+		rep.File = req.File
+		return rep
+	case "add":
+		ok, err := s.WriteIfAbsent(rctx, req.Name, req.Data)
+		if err != nil {
+			return failed(req.File, err)
+		}
+		return Reply{File: req.File, Written: ok}
+	}
+	return Reply{File: req.File, Err: fmt.Sprintf("unknown request %q", req.Op)}
+}
+
+func failed(file int, err error) Reply {
+	return Reply{File: file, Err: err.Error(), NotExist: errors.Is(err, fs.ErrNotExist)}
+}
+
+// writer sends lines one at a time (answers and events interleave).
+type writer struct {
+	mu  sync.Mutex
+	out io.Writer
+}
+
+func (w *writer) send(r Reply) error {
+	line, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if len(line) >= MaxLine {
+		return fmt.Errorf("an answer of %d bytes is over the protocol's limit", len(line))
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, err = w.out.Write(append(line, '\n'))
+	return err
+}
+
+// watchFiles sends a "changed" event whenever inotify sees the file's name
+// change in its directory (a rename over it, a write, a removal); events
+// that pile up while one is sent are coalesced per file. A directory that
+// does not exist yet is looked for every second.
+func watchFiles(ctx context.Context, files []FileSpec, w *writer) {
+	fw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return
+	}
+	defer fw.Close()
+	byDir := map[string][]int{}
+	for i, f := range files {
+		d := filepath.Dir(f.Path)
+		byDir[d] = append(byDir[d], i)
+	}
+	watched := map[string]bool{}
+	addDirs := func() bool {
+		all := true
+		for d, idx := range byDir {
+			if watched[d] {
+				continue
+			}
+			if fw.Add(d) != nil {
+				all = false
+				continue
+			}
+			watched[d] = true
+			// It may have changed while it was not watched.
+			for _, i := range idx {
+				if w.send(Reply{Event: "changed", File: i}) != nil {
+					return true
+				}
+			}
+		}
+		return all
+	}
+	complete := addDirs()
+	pending := make([]bool, len(files))
+	var mu sync.Mutex
+	nudge := make(chan struct{}, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-nudge:
+			}
+			mu.Lock()
+			var due []int
+			for i, p := range pending {
+				if p {
+					due = append(due, i)
+					pending[i] = false
+				}
+			}
+			mu.Unlock()
+			for _, i := range due {
+				if w.send(Reply{Event: "changed", File: i}) != nil {
+					return
+				}
+			}
+		}
+	}()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if !complete {
+				complete = addDirs()
+			}
+		case <-fw.Errors:
+			// An overflow: anything may have changed.
+			mu.Lock()
+			for i := range pending {
+				pending[i] = true
+			}
+			mu.Unlock()
+			select {
+			case nudge <- struct{}{}:
+			default:
+			}
+		case ev, ok := <-fw.Events:
+			if !ok {
+				return
+			}
+			d, name := filepath.Dir(ev.Name), filepath.Base(ev.Name)
+			hit := false
+			mu.Lock()
+			for _, i := range byDir[d] {
+				if filepath.Base(files[i].Path) == name {
+					pending[i], hit = true, true
+				}
+			}
+			mu.Unlock()
+			if hit {
+				select {
+				case nudge <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+}
