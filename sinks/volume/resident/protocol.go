@@ -26,9 +26,10 @@ import (
 // speaks another one does not use the agent.
 const Version = 1
 
-// MaxLine caps one protocol line, either way: a login is at most 64 KiB
-// (credential.MaxSize), base64 makes that about 88 KiB.
-const MaxLine = 256 << 10
+// MaxLine caps one protocol line, either way: a read returns at most
+// credential.MaxSize+1 bytes (1 MiB and one: an oversized file is judged
+// broken by the host, never read whole), base64 makes that about 1.4 MiB.
+const MaxLine = 2 << 20
 
 // Request is one line from the host.
 type Request struct {
