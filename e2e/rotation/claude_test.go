@@ -18,13 +18,18 @@ import (
 	"github.com/mc-broker/mc-broker/sinks/volume/volumetest"
 )
 
+// claudeBase is when generation 0 expires: hours ahead, as a real login
+// (the plan refuses a login that claims to live longer than Claude ever
+// issues).
+var claudeBase = time.Now().Add(7 * time.Hour).UnixMilli()
+
 // claudeLogin is a Claude login of generation gen, as a copy holds it (no
 // mcpOAuth); a higher generation expires later, so it is newer.
 func claudeLogin(gen int) []byte {
 	data, _ := json.Marshal(map[string]any{"claudeAiOauth": map[string]any{
 		"accessToken":      fmt.Sprintf("sk-ant-oat01-FAKE-ACCESS-TOKEN-G%06d", gen),
 		"refreshToken":     fmt.Sprintf("sk-ant-ort01-FAKE-REFRESH-TOKEN-G%06d", gen),
-		"expiresAt":        4102444800000 + int64(gen)*1000,
+		"expiresAt":        claudeBase + int64(gen)*1000,
 		"scopes":           []string{"user:inference", "user:profile", "user:sessions:claude_code"},
 		"subscriptionType": "max",
 	}})
@@ -45,10 +50,9 @@ func claudeAccessToken(data []byte) string {
 // in a container refreshes and writes its login into the named volume it
 // has as ~/.claude (temp file + rename, as Claude Code does); under
 // mc-broker watch with its default settings, the host's login file holds
-// it within 100 ms, every time. Today the volume is polled every 30 s, so
-// this fails; see liveVolumesVar.
+// it within 100 ms, every time: the volumes' resident agent sees the
+// rename with inotify (docs/VOLUMES.md).
 func TestClaudeLoginWrittenInAVolumeReachesTheHostWithin100ms(t *testing.T) {
-	needLiveVolumes(t)
 	_, e := volumetest.NeedEngine(t)
 	vol := volumetest.UniqueVolume(t, e)
 	f := &fleet{t: t, log: &syncBuffer{}}

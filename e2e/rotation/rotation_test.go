@@ -10,19 +10,6 @@ import (
 	"time"
 )
 
-// liveVolumesVar switches on the tests that volume copies pass only once
-// they are as live as directory copies (issue 15: a resident agent inside
-// the engine instead of a poll every 30 s). Until then they fail, so they
-// are off by default.
-const liveVolumesVar = "MC_BROKER_TEST_LIVE_VOLUMES"
-
-func needLiveVolumes(t *testing.T) {
-	t.Helper()
-	if os.Getenv(liveVolumesVar) != "1" {
-		t.Skipf("volume copies are polled every 30 s until the resident agent of issue 15 lands, so this fails today; set %s=1 to run it", liveVolumesVar)
-	}
-}
-
 // runDuration is how long a fleet runs: 60 s (12 lifetimes of a 5 s fresh
 // login) unless MC_BROKER_ROTATION_DURATION says otherwise (longer runs
 // for docs/BENCHMARKS.md).
@@ -105,14 +92,13 @@ func TestCodexDirectoryCopiesStayLoggedIn(t *testing.T) {
 
 // TestCodexVolumeCopiesCollideNoMoreThanDirectories: the same with two of
 // the copies in named volumes, in one run: volume copies must end no more
-// logged out and collide no more than directory copies. Today a
-// container's refresh inside a volume reaches the host only at the next
-// 30 s poll, so this fails; see liveVolumesVar.
+// logged out and collide no more than directory copies. The volumes'
+// resident agent reports a container's refresh within milliseconds, as
+// inotify does for directories (docs/VOLUMES.md).
 func TestCodexVolumeCopiesCollideNoMoreThanDirectories(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs about 80 s")
 	}
-	needLiveVolumes(t)
 	d := runDuration(t)
 	f := newFleet(t, fleetSpec{kinds: []kind{onHost, inDir, inBind, inVolume, inVolume}, broker: watch, duration: d, fresh: fresh})
 	r := f.run()
