@@ -712,10 +712,11 @@ func (s *Sink) stopFollowing() {
 // readViaAgent reads the copy through the running agent; ok is false when
 // none serves it or the agent failed (the helper path then reads).
 func (s *Sink) readViaAgent(ctx context.Context) (data []byte, exists, ok bool) {
-	conn, i := s.agent()
-	if conn == nil {
+	conn, i, release, ok := s.transport(ctx)
+	if !ok {
 		return nil, false, false
 	}
+	defer release()
 	rep, err := conn.call(ctx, resident.Request{Op: "read", File: i})
 	if err != nil || rep.Err != "" {
 		return nil, false, false
@@ -736,10 +737,11 @@ const agentTries = 4
 // it. ok is false when no agent serves the copy, or the agent failed
 // before anything was written (the helper path then does the update).
 func (s *Sink) updateViaAgent(ctx context.Context, decide broker.Decide, companions map[string][]byte) (done map[string]bool, ok bool, err error) {
-	conn, i := s.agent()
-	if conn == nil {
+	conn, i, release, ok := s.transport(ctx)
+	if !ok {
 		return nil, false, nil
 	}
+	defer release()
 	rep, err := conn.call(ctx, resident.Request{Op: "read", File: i})
 	if err != nil || rep.Err != "" {
 		return nil, false, nil

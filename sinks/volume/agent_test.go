@@ -182,3 +182,66 @@ func containerExec(t *testing.T, id, script string) string {
 	}
 	return string(bytes.TrimSpace(out))
 }
+
+// TestSyncUsesTheRunningAgent: with a watcher's agent running, another run
+// (a sync: its own engine handle) reads and writes the copy through docker
+// exec in the agent's container. A sync with nothing to write creates no
+// container at all, and one that writes creates none either.
+func TestSyncUsesTheRunningAgent(t *testing.T) {
+	volumetest.AgentBinary(t)
+	sh, e := volumetest.NeedEngine(t)
+	vol := volumetest.UniqueVolume(t, e)
+	watcher := volume.New(volume.Options{Volume: vol, FileName: "auth.json", LockDir: t.TempDir(), Shared: sh, LockFiles: []string{"auth.lock", "auth.json.lock"}})
+	if err := watcher.Update(context.Background(), always([]byte("1"))); err != nil {
+		t.Fatal(err)
+	}
+	following(t, watcher)
+
+	syncShared, _ := volumetest.NeedEngine(t)
+	lockDir := t.TempDir()
+	sync := volume.New(volume.Options{Volume: vol, FileName: "auth.json", LockDir: lockDir, Shared: syncShared, LockFiles: []string{"auth.lock", "auth.json.lock"}})
+	// Connect first: the first use of an engine makes sure of the helper
+	// image and looks for leftovers.
+	if _, err := sync.Read(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	events := volumetest.Events(t, e, []string{vol}, func() {
+		got, err := sync.Read(context.Background())
+		if err != nil || string(got) != "1" {
+			t.Fatalf("Read = %q, %v", got, err)
+		}
+		err = sync.Update(context.Background(), func(current []byte, exists bool) ([]byte, bool) {
+			if !exists || string(current) != "1" {
+				t.Errorf("decide got %q (exists %v)", current, exists)
+			}
+			return nil, false
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sync.EndPass(context.Background())
+	})
+	execs := 0
+	for action, n := range events {
+		if strings.HasPrefix(action, "exec_create") {
+			execs += n
+		}
+	}
+	if creates := events["create"]; creates != 0 {
+		t.Errorf("a no-op sync with the agent running created %d containers, want 0", creates)
+	}
+	if execs != 2 {
+		t.Errorf("the no-op sync ran %d execs in the agent's container, want 2 (a read, an update): %v", execs, events)
+	}
+	creates := volumetest.CountCreates(t, e, []string{vol}, func() {
+		if err := sync.Update(context.Background(), always([]byte("2"))); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if creates != 0 {
+		t.Errorf("a sync that writes with the agent running created %d containers, want 0", creates)
+	}
+	if got := volumetest.Run(t, vol, "cat /d/auth.json"); got != "2" {
+		t.Errorf("the volume holds %q, want 2", got)
+	}
+}

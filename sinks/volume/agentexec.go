@@ -1,0 +1,95 @@
+package volume
+
+import (
+	"context"
+	"path"
+	"strconv"
+
+	"github.com/moby/moby/client"
+
+	"github.com/mc-broker/mc-broker/sinks/volume/resident"
+)
+
+// execAgent reaches the copy through a resident agent that another process
+// (a running watcher) started on the engine: `docker exec` of
+// `mc-broker volume-agent --once` in its container, which creates no
+// container (a sync with nothing to do then creates none at all). It is
+// used only for an agent of this user (LabelOwner) running as the copy's
+// user with the copy's volume mounted; ok is false otherwise, and the
+// helper containers are used. release ends the exec.
+func (s *Sink) execAgent(ctx context.Context) (conn *agentConn, file int, release func(), ok bool) {
+	e, _, err := s.connect(ctx)
+	if err != nil {
+		return nil, 0, nil, false
+	}
+	c := e.Client()
+	lctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	user := strconv.Itoa(s.uid()) + ":" + strconv.Itoa(s.gid())
+	list, err := c.ContainerList(lctx, client.ContainerListOptions{
+		Filters: make(client.Filters).
+			Add("label", LabelAgent+"=true").
+			Add("label", LabelOwner+"="+CurrentOwner().ID).
+			Add("label", LabelAgentUser+"="+user).
+			Add("status", "running"),
+	})
+	if err != nil {
+		return nil, 0, nil, false
+	}
+	for _, ctr := range list.Items {
+		for _, m := range ctr.Mounts {
+			if m.Name != s.o.Volume || m.Destination == "" || !m.RW {
+				continue
+			}
+			spec := resident.FileSpec{
+				Path:      path.Join(m.Destination, s.o.Path, s.o.FileName),
+				LockFiles: s.o.LockFiles, WriteLock: s.o.WriteLock,
+			}
+			conn, release, err := execConn(ctx, c, ctr.ID, spec)
+			if err != nil {
+				continue
+			}
+			return conn, 0, release, true
+		}
+	}
+	return nil, 0, nil, false
+}
+
+// execConn runs `volume-agent --once` for one file in the agent container
+// id and connects to it.
+func execConn(ctx context.Context, c *client.Client, id string, spec resident.FileSpec) (*agentConn, func(), error) {
+	cctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	ex, err := c.ExecCreate(cctx, id, client.ExecCreateOptions{
+		AttachStdin: true, AttachStdout: true, AttachStderr: true,
+		Cmd: []string{agentPath, "volume-agent", "--once", "--file", spec.String()},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	att, err := c.ExecAttach(cctx, ex.ID, client.ExecAttachOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	stdout, _ := demux(att.Reader)
+	conn, err := newAgentConn(ctx, stdout, att.Conn, func() { att.Close() }, nil)
+	if err != nil {
+		att.Close()
+		return nil, nil, err
+	}
+	return conn, func() {
+		// The end of stdin ends the agent's loop; then the connection.
+		_ = att.CloseWrite()
+		conn.Close()
+	}, nil
+}
+
+// transport is how the copy is reached without a helper container: the
+// resident agent this process runs, else one another process runs (exec);
+// ok is false when neither serves it.
+func (s *Sink) transport(ctx context.Context) (conn *agentConn, file int, release func(), ok bool) {
+	if conn, i := s.agent(); conn != nil {
+		return conn, i, func() {}, true
+	}
+	return s.execAgent(ctx)
+}
