@@ -403,11 +403,15 @@ func (sw *sourceWorker) follow(ctx context.Context, i int, n broker.ChangeNotifi
 	loc := sw.pass.Copies[i].Sink.Location()
 	var mu sync.Mutex
 	last := ""
+	msg := "cannot follow a copy's changes; retrying"
+	if _, ok := n.(broker.PushFallback); ok {
+		msg = "cannot follow a copy's changes; it is polled meanwhile"
+	}
 	ch := n.Changes(ctx, func(err error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if err.Error() != last {
-			sw.log.Warn("cannot follow a copy's changes; retrying", "copy", loc, "error", err)
+			sw.log.Warn(msg, "copy", loc, "error", err)
 			last = err.Error()
 		}
 	})
@@ -434,7 +438,7 @@ func (sw *sourceWorker) poll() {
 	}
 	for i, c := range sw.pass.Copies {
 		p, ok := c.Sink.(broker.ChangePoller)
-		if _, pushes := c.Sink.(broker.ChangeNotifier); !ok || (pushes && !pushesNow(c.Sink)) {
+		if _, pushes := c.Sink.(broker.ChangeNotifier); !ok || (pushes && pushesNow(c.Sink)) {
 			continue
 		}
 		sink := c.Sink
