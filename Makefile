@@ -8,10 +8,26 @@ PREFIX  ?= $(HOME)/.local
 VERSION ?=
 LDFLAGS := $(if $(VERSION),-X github.com/mc-broker/mc-broker/cmd/internal/cli.Version=$(VERSION))
 
-.PHONY: build test test-env install bench vet fmt-check cross
+.PHONY: build test test-env install bench vet fmt-check cross agent-binaries
+
+# On Linux the binary is built static (CGO_ENABLED=0): it is also the
+# volume copies' resident agent, which runs in an empty image inside the
+# engine (docs/VOLUMES.md). On macOS cgo stays on (the Keychain), and the
+# agent is a Linux binary beside it: `make agent-binaries`.
+HOSTOS  := $(shell $(GO) env GOOS)
+STATIC  := $(if $(filter linux,$(HOSTOS)),CGO_ENABLED=0)
+AGENTS  ?= amd64 arm64
 
 build:
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mc-broker
+	$(STATIC) $(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/mc-broker
+
+# mc-broker-linux-<arch> beside $(BIN), for engines of each architecture
+# (Docker Desktop, OrbStack and colima run a linux/arm64 VM on Apple
+# silicon, linux/amd64 on Intel): mc-broker finds them there.
+agent-binaries:
+	for arch in $(AGENTS); do \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -ldflags '$(LDFLAGS)' -o $(dir $(BIN))mc-broker-linux-$$arch ./cmd/mc-broker || exit 1; \
+	done
 
 # Installs what the tests need (test-env, below), checks formatting and vets,
 # then runs every test with the race detector. scripts/k8s-env.sh builds
@@ -37,7 +53,8 @@ test-env:
 	./scripts/ssh-env.sh
 
 install:
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(PREFIX)/bin/mc-broker ./cmd/mc-broker
+	$(STATIC) $(GO) build -ldflags '$(LDFLAGS)' -o $(PREFIX)/bin/mc-broker ./cmd/mc-broker
+	$(if $(STATIC),,$(MAKE) agent-binaries BIN=$(PREFIX)/bin/mc-broker)
 
 # Benchmarks; method and figures are in docs/BENCHMARKS.md.
 # The watch benchmarks time one change per iteration and report p50/p99, so
