@@ -524,7 +524,8 @@ func removeOtherAgentImages(ctx context.Context, c *client.Client, keep string) 
 		return
 	}
 	for _, img := range list.Items {
-		if slices.Contains(img.RepoTags, keep) || slices.Contains(img.RepoTags, "localhost/"+keep) {
+		// Podman names it docker.io/library/REPO:TAG.
+		if slices.ContainsFunc(img.RepoTags, func(t string) bool { return t == keep || strings.HasSuffix(t, "/"+keep) }) {
 			continue
 		}
 		_, _ = c.ImageRemove(ctx, img.ID, client.ImageRemoveOptions{})

@@ -245,3 +245,39 @@ func TestSyncUsesTheRunningAgent(t *testing.T) {
 		t.Errorf("the volume holds %q, want 2", got)
 	}
 }
+
+// TestAgentOnEachEngine: on Docker and on rootful and rootless Podman the
+// agent starts, reports a container's write, reads it, and writes through
+// its conditional write what a container then reads, as the copy's user.
+func TestAgentOnEachEngine(t *testing.T) {
+	volumetest.AgentBinary(t)
+	volumetest.EachEngine(t, func(t *testing.T, e *volumetest.Engine) {
+		vol := e.UniqueVolume(t)
+		s := volume.New(volume.Options{Volume: vol, Path: "/home/.codex", FileName: "auth.json", UID: intp(1000), GID: intp(1000), LockDir: t.TempDir(), Shared: e.Shared, LockFiles: []string{"auth.lock", "auth.json.lock"}})
+		if err := s.Update(context.Background(), always([]byte("1"))); err != nil {
+			t.Fatal(err)
+		}
+		ch := following(t, s)
+		e.Run(t, vol, "printf 2 > /d/home/.codex/.x && mv /d/home/.codex/.x /d/home/.codex/auth.json")
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatal("no change reported within 5 s")
+		}
+		if got, err := s.Read(context.Background()); err != nil || string(got) != "2" {
+			t.Fatalf("Read = %q, %v", got, err)
+		}
+		err := s.Update(context.Background(), func(current []byte, exists bool) ([]byte, bool) {
+			if string(current) != "2" {
+				t.Errorf("decide got %q", current)
+			}
+			return []byte("3"), true
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.Run(t, vol, "cat /d/home/.codex/auth.json; echo; stat -c '%a %u %g' /d/home/.codex/auth.json"); got != "3\n600 1000 1000\n" {
+			t.Errorf("a container reads %q, want 3, mode 600, owner 1000:1000", got)
+		}
+	})
+}
