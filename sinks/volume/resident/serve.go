@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,6 +75,9 @@ func handle(ctx context.Context, sinks []*dir.Sink, req Request) Reply {
 		return Reply{Err: fmt.Sprintf("no file %d", req.File)}
 	}
 	s := sinks[req.File]
+	if err := realDirs(filepath.Dir(s.Location())); err != nil {
+		return failed(req.File, err)
+	}
 	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	switch req.Op {
@@ -112,6 +117,36 @@ func handle(ctx context.Context, sinks []*dir.Sink, req Request) Reply {
 
 func failed(file int, err error) Reply {
 	return Reply{File: file, Err: err.Error(), NotExist: errors.Is(err, fs.ErrNotExist)}
+}
+
+// realDirs fails when a directory on the way to dir is a symlink or not a
+// directory: a container that can write one volume could otherwise point
+// a copy's path into another volume the agent mounts, or into the agent's
+// own file system. (The directory sink checks the last one, and opens
+// files without following links.) A part that does not exist yet is fine:
+// the write makes it.
+func realDirs(dir string) error {
+	p := "/"
+	for _, part := range strings.Split(strings.TrimPrefix(filepath.Clean(dir), "/"), "/") {
+		if part == "" {
+			continue
+		}
+		p = filepath.Join(p, part)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("refusing to use %s: it is a symlink", p)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", p)
+		}
+	}
+	return nil
 }
 
 // writer sends lines one at a time (answers and events interleave).

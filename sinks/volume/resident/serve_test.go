@@ -1,0 +1,124 @@
+package resident
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+type client struct {
+	t   *testing.T
+	in  *io.PipeWriter
+	out *bufio.Scanner
+	ev  chan Reply
+	rep chan Reply
+}
+
+func serve(t *testing.T, files []FileSpec, watch bool) *client {
+	t.Helper()
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Serve(ctx, inR, outW, files, ServeOptions{Watch: watch, LockDir: t.TempDir()})
+		outW.Close()
+	}()
+	t.Cleanup(func() { cancel(); inW.Close(); <-done })
+	c := &client{t: t, in: inW, ev: make(chan Reply, 64), rep: make(chan Reply, 1)}
+	go func() {
+		sc := bufio.NewScanner(outR)
+		sc.Buffer(nil, MaxLine)
+		for sc.Scan() {
+			var r Reply
+			json.Unmarshal(sc.Bytes(), &r)
+			if r.Event != "" {
+				c.ev <- r
+			} else {
+				c.rep <- r
+			}
+		}
+	}()
+	if h := <-c.ev; h.Event != "hello" || h.Version != Version || h.Files != len(files) {
+		t.Fatalf("hello = %+v", h)
+	}
+	return c
+}
+
+func (c *client) call(req Request) Reply {
+	c.t.Helper()
+	line, _ := json.Marshal(req)
+	c.in.Write(append(line, '\n'))
+	select {
+	case r := <-c.rep:
+		return r
+	case <-time.After(5 * time.Second):
+		c.t.Fatal("no answer")
+	}
+	return Reply{}
+}
+
+func TestConditionalWrite(t *testing.T) {
+	dir := t.TempDir()
+	c := serve(t, []FileSpec{{Path: filepath.Join(dir, "auth.json"), LockFiles: []string{"auth.lock"}}}, false)
+	if r := c.call(Request{ID: 1, Op: "read"}); r.Exists || r.Err != "" {
+		t.Fatalf("read of nothing = %+v", r)
+	}
+	if r := c.call(Request{ID: 2, Op: "write", Data: []byte("a"), Expect: Absent}); !r.Written {
+		t.Fatalf("write to nothing = %+v", r)
+	}
+	// Someone else wrote meanwhile: no write, and what is there now.
+	os.WriteFile(filepath.Join(dir, "auth.json"), []byte("newer"), 0o600)
+	if r := c.call(Request{ID: 3, Op: "write", Data: []byte("b"), Expect: Sum([]byte("a"))}); r.Written || !r.Changed || string(r.Data) != "newer" {
+		t.Fatalf("write over a changed file = %+v", r)
+	}
+	if r := c.call(Request{ID: 4, Op: "write", Data: []byte("c"), Expect: Sum([]byte("newer"))}); !r.Written {
+		t.Fatalf("write = %+v", r)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "auth.json")); string(got) != "c" {
+		t.Fatalf("file holds %q", got)
+	}
+	if r := c.call(Request{ID: 5, Op: "add", Name: "config.toml", Data: []byte("x")}); !r.Written {
+		t.Fatalf("add = %+v", r)
+	}
+	if r := c.call(Request{ID: 6, Op: "add", Name: "config.toml", Data: []byte("y")}); r.Written {
+		t.Fatalf("second add replaced the file: %+v", r)
+	}
+}
+
+func TestRefusesSymlinkedDirectories(t *testing.T) {
+	root := t.TempDir()
+	other := t.TempDir()
+	os.WriteFile(filepath.Join(other, "auth.json"), []byte("another volume's"), 0o600)
+	os.Symlink(other, filepath.Join(root, "home"))
+	c := serve(t, []FileSpec{{Path: filepath.Join(root, "home", "auth.json")}}, false)
+	if r := c.call(Request{ID: 1, Op: "read"}); r.Err == "" || r.Exists {
+		t.Fatalf("read through a symlinked directory = %+v", r)
+	}
+	if r := c.call(Request{ID: 2, Op: "write", Data: []byte("x"), Expect: Sum([]byte("another volume's"))}); r.Err == "" || r.Written {
+		t.Fatalf("write through a symlinked directory = %+v", r)
+	}
+}
+
+func TestReportsChanges(t *testing.T) {
+	dir := t.TempDir()
+	c := serve(t, []FileSpec{{Path: filepath.Join(dir, ".credentials.json")}}, true)
+	<-c.ev // the first: watching started
+	tmp := filepath.Join(dir, ".tmp")
+	os.WriteFile(tmp, []byte("x"), 0o600)
+	os.Rename(tmp, filepath.Join(dir, ".credentials.json"))
+	select {
+	case r := <-c.ev:
+		if r.Event != "changed" || r.File != 0 {
+			t.Fatalf("event %+v", r)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("no changed event for a rename over the file")
+	}
+}
