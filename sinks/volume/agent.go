@@ -364,16 +364,16 @@ func (a *agentSup) start(ctx context.Context, sinks []*Sink) (*agentRun, error) 
 	}()
 	actx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	att, err := c.ContainerAttach(actx, id, client.ContainerAttachOptions{Stream: true, Stdin: true, Stdout: true, Stderr: true})
+	att, err := attachStream(actx, e, id)
 	if err != nil {
 		return nil, h.classify(e, fmt.Errorf("attach to the resident agent: %w", err))
 	}
-	stdout, stderr := demux(att.Reader)
+	stdout, stderr := demux(att.r)
 	if _, err := c.ContainerStart(actx, id, client.ContainerStartOptions{}); err != nil {
-		att.Close()
+		att.close()
 		return nil, h.classify(e, fmt.Errorf("start the resident agent: %w", err))
 	}
-	conn, err := newAgentConn(ctx, stdout, att.Conn, func() { att.Close() }, func(i int) {
+	conn, err := newAgentConn(ctx, stdout, att.w, att.close, func(i int) {
 		if i < len(run.bySlot) {
 			a.mu.Lock()
 			sub := a.subs[run.bySlot[i]]
@@ -384,7 +384,7 @@ func (a *agentSup) start(ctx context.Context, sinks []*Sink) (*agentRun, error) 
 		}
 	})
 	if err != nil {
-		att.Close()
+		att.close()
 		if msg := stderr.String(); msg != "" {
 			err = fmt.Errorf("%w: %s", err, msg)
 		}

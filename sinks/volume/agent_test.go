@@ -251,7 +251,18 @@ func TestSyncUsesTheRunningAgent(t *testing.T) {
 // its conditional write what a container then reads, as the copy's user.
 func TestAgentOnEachEngine(t *testing.T) {
 	volumetest.AgentBinary(t)
-	volumetest.EachEngine(t, func(t *testing.T, e *volumetest.Engine) {
+	volumetest.EachEngine(t, testAgentOn)
+}
+
+// TestAgentOverSSH: the same on an engine reached over ssh:// (the attach
+// stream rides ssh's docker system dial-stdio).
+func TestAgentOverSSH(t *testing.T) {
+	volumetest.AgentBinary(t)
+	testAgentOn(t, volumetest.SSH(t))
+}
+
+func testAgentOn(t *testing.T, e *volumetest.Engine) {
+	{
 		vol := e.UniqueVolume(t)
 		s := volume.New(volume.Options{Volume: vol, Path: "/home/.codex", FileName: "auth.json", UID: intp(1000), GID: intp(1000), LockDir: t.TempDir(), Shared: e.Shared, LockFiles: []string{"auth.lock", "auth.json.lock"}})
 		if err := s.Update(context.Background(), always([]byte("1"))); err != nil {
@@ -279,5 +290,5 @@ func TestAgentOnEachEngine(t *testing.T) {
 		if got := e.Run(t, vol, "cat /d/home/.codex/auth.json; echo; stat -c '%a %u %g' /d/home/.codex/auth.json"); got != "3\n600 1000 1000\n" {
 			t.Errorf("a container reads %q, want 3, mode 600, owner 1000:1000", got)
 		}
-	})
+	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 	"github.com/mc-broker/mc-broker/sinks/volume/resident"
 )
 
@@ -45,7 +46,7 @@ func (s *Sink) execAgent(ctx context.Context) (conn *agentConn, file int, releas
 				Path:      path.Join(m.Destination, s.o.Path, s.o.FileName),
 				LockFiles: s.o.LockFiles, WriteLock: s.o.WriteLock,
 			}
-			conn, release, err := execConn(ctx, c, ctr.ID, spec)
+			conn, release, err := execConn(ctx, e, ctr.ID, spec)
 			if err != nil {
 				continue
 			}
@@ -57,29 +58,29 @@ func (s *Sink) execAgent(ctx context.Context) (conn *agentConn, file int, releas
 
 // execConn runs `volume-agent --once` for one file in the agent container
 // id and connects to it.
-func execConn(ctx context.Context, c *client.Client, id string, spec resident.FileSpec) (*agentConn, func(), error) {
+func execConn(ctx context.Context, e *engine.Engine, id string, spec resident.FileSpec) (*agentConn, func(), error) {
 	cctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	ex, err := c.ExecCreate(cctx, id, client.ExecCreateOptions{
+	ex, err := e.Client().ExecCreate(cctx, id, client.ExecCreateOptions{
 		AttachStdin: true, AttachStdout: true, AttachStderr: true,
 		Cmd: []string{agentPath, "volume-agent", "--once", "--file", spec.String()},
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	att, err := c.ExecAttach(cctx, ex.ID, client.ExecAttachOptions{})
+	att, err := execStream(cctx, e, ex.ID)
 	if err != nil {
 		return nil, nil, err
 	}
-	stdout, _ := demux(att.Reader)
-	conn, err := newAgentConn(ctx, stdout, att.Conn, func() { att.Close() }, nil)
+	stdout, _ := demux(att.r)
+	conn, err := newAgentConn(ctx, stdout, att.w, att.close, nil)
 	if err != nil {
-		att.Close()
+		att.close()
 		return nil, nil, err
 	}
 	return conn, func() {
 		// The end of stdin ends the agent's loop; then the connection.
-		_ = att.CloseWrite()
+		_ = att.closeWrite()
 		conn.Close()
 	}, nil
 }
