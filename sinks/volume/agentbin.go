@@ -10,6 +10,8 @@ import (
 	"runtime"
 
 	"github.com/moby/moby/client"
+
+	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 )
 
 // AgentBinaryEnv names a static Linux mc-broker binary for the resident
@@ -92,4 +94,14 @@ func staticLinuxELF(p, arch string) error {
 		}
 	}
 	return nil
+}
+
+// AgentBinaryFor is the binary the resident agent would run on e (doctor
+// shows it), or why there is none.
+func AgentBinaryFor(ctx context.Context, e *engine.Engine) (string, error) {
+	arch, err := engineArch(ctx, e.Client())
+	if err != nil {
+		return "", err
+	}
+	return findAgentBinary(arch)
 }

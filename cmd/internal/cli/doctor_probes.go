@@ -13,6 +13,7 @@ import (
 	"github.com/mc-broker/mc-broker/cmd/internal/doctor"
 	"github.com/mc-broker/mc-broker/launch/compose"
 	"github.com/mc-broker/mc-broker/launch/service"
+	"github.com/mc-broker/mc-broker/sinks/volume"
 	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 )
 
@@ -39,6 +40,7 @@ func realDoctorProbes(f *Factory) *doctorProbes {
 				if v, verr := e.Client().ServerVersion(ctx, client.ServerVersionOptions{}); verr == nil {
 					out.Version = v.Version
 				}
+				out.Agent, out.AgentErr = volume.AgentBinaryFor(ctx, e)
 			}
 			out.Err = err
 			return out

@@ -61,6 +61,11 @@ type Engine struct {
 	Context  string // the docker context it came from, if any
 	Version  string
 	Err      error
+	// Agent is the static Linux binary the volume copies' resident agent
+	// would run (docs/VOLUMES.md); AgentErr why there is none. Both empty:
+	// not looked at.
+	Agent    string
+	AgentErr error
 }
 
 // Service describes the background service.
@@ -287,6 +292,18 @@ func checkEngine(r *Result, ctx context.Context, in Inputs) {
 		c.Status, c.Detail = Info, "no Docker engine reachable ("+e.Err.Error()+"); only directory copies are kept"
 	}
 	r.add(c)
+	a := Check{Area: "docker", Name: "resident agent"}
+	switch {
+	case e.Err != nil || (e.Agent == "" && e.AgentErr == nil):
+		return
+	case e.AgentErr == nil:
+		a.Status, a.Detail = OK, "watch serves volume copies through "+e.Agent+" inside the engine: changes within milliseconds"
+	case in.VolumeCopies > 0:
+		a.Status, a.Detail, a.Fix = Warn, e.AgentErr.Error()+": a container's refresh inside a volume reaches the host only at the next poll", "on Linux: make build (static); on macOS: make agent-binaries (or make install) to put mc-broker-linux-<arch> beside mc-broker, or set MC_BROKER_AGENT_BINARY"
+	default:
+		a.Status, a.Detail = Info, e.AgentErr.Error()
+	}
+	r.add(a)
 }
 
 func checkService(r *Result, ctx context.Context, in Inputs) {
