@@ -402,7 +402,7 @@ func (a *agentSup) start(ctx context.Context, sinks []*Sink) (*agentRun, error) 
 func (a *agentSup) create(ctx context.Context, c *client.Client, image string, podman bool, mounts []mount.Mount, files []resident.FileSpec, volumes string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
-	cmd := []string{agentPath, "volume-agent"}
+	cmd := []string{agentPath, "vol-agent"}
 	for _, f := range files {
 		cmd = append(cmd, "--file", f.String())
 	}

@@ -13,7 +13,7 @@ import (
 
 // execAgent reaches the copy through a resident agent that another process
 // (a running watcher) started on the engine: `docker exec` of
-// `mc-broker volume-agent --once` in its container, which creates no
+// `mc-broker vol-agent --once` in its container, which creates no
 // container (a sync with nothing to do then creates none at all). It is
 // used only for an agent of this user (LabelOwner) running as the copy's
 // user with the copy's volume mounted; ok is false otherwise, and the
@@ -56,14 +56,14 @@ func (s *Sink) execAgent(ctx context.Context) (conn *agentConn, file int, releas
 	return nil, 0, nil, false
 }
 
-// execConn runs `volume-agent --once` for one file in the agent container
+// execConn runs `vol-agent --once` for one file in the agent container
 // id and connects to it.
 func execConn(ctx context.Context, e *engine.Engine, id string, spec resident.FileSpec) (*agentConn, func(), error) {
 	cctx, cancel := context.WithTimeout(ctx, opTimeout)
 	defer cancel()
 	ex, err := e.Client().ExecCreate(cctx, id, client.ExecCreateOptions{
 		AttachStdin: true, AttachStdout: true, AttachStderr: true,
-		Cmd: []string{agentPath, "volume-agent", "--once", "--file", spec.String()},
+		Cmd: []string{agentPath, "vol-agent", "--once", "--file", spec.String()},
 	})
 	if err != nil {
 		return nil, nil, err

@@ -8,8 +8,9 @@ import (
 	"github.com/mc-broker/mc-broker/sinks/volume/resident"
 )
 
-// NewCmdVolumeAgent builds the hidden `mc-broker volume-agent`: what runs
-// inside the engine, in the resident agent container a watcher starts (and,
+// NewCmdVolumeAgent builds the hidden `mc-broker vol-agent`: what runs
+// inside the engine (named no longer than the longest listed command:
+// cobra pads --help's list to every command's name, hidden ones too), in the resident agent container a watcher starts (and,
 // with --once, what a sync execs in it). People never run it.
 func NewCmdVolumeAgent(f *Factory) *cobra.Command {
 	var (
@@ -18,7 +19,7 @@ func NewCmdVolumeAgent(f *Factory) *cobra.Command {
 		lockDir string
 	)
 	cmd := &cobra.Command{
-		Use:    "volume-agent --file PATH[;flock=A,B][;dirlock=D] [--file ...] [--once]",
+		Use:    "vol-agent --file PATH[;flock=A,B][;dirlock=D] [--file ...] [--once]",
 		Short:  "Serve volume copies from inside the engine (started by watch; not for people)",
 		Hidden: true,
 		Long: `Runs inside a container that mc-broker watch creates from the empty helper

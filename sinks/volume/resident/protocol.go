@@ -1,5 +1,5 @@
 // Package resident is the in-engine side of a volume copy's resident agent:
-// `mc-broker volume-agent`, mc-broker's own static Linux binary running in
+// `mc-broker vol-agent`, mc-broker's own static Linux binary running in
 // a container (no network, read-only root, no capabilities, the copies'
 // user) that mounts mc-broker's volumes on one engine. It is a transport,
 // not a decider: it reports each login file's bytes and changes (inotify),
