@@ -22,7 +22,6 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -59,6 +58,9 @@ type Options struct {
 	// Penalty and Share: see DefaultPenalty, DefaultShare.
 	Penalty time.Duration
 	Share   float64
+	// Places are the directories of Dirs that are not on this host (by
+	// their name in Dirs); the others are directories here.
+	Places map[string]Place
 	// Self names the owner of the mirrors (Self() when zero).
 	Self Identity
 	Now  func() time.Time
@@ -85,21 +87,21 @@ type Result struct {
 	Refused string
 }
 
-// fileID tells one lock directory from a later one at the same path.
-type fileID struct {
-	dev, ino uint64
-	ctime    int64 // ns
-	born     int64 // ns; 0 when not recorded
+// LockID tells one lock directory from a later one at the same path.
+type LockID struct {
+	Dev, Ino uint64
+	Ctime    int64 // ns
+	Born     int64 // ns; 0 when not recorded
 }
 
-func (a fileID) same(b fileID) bool {
-	if a.dev != b.dev || a.ino != b.ino {
+func (a LockID) same(b LockID) bool {
+	if a.Dev != b.Dev || a.Ino != b.Ino {
 		return false
 	}
-	if a.born != 0 || b.born != 0 {
-		return a.born == b.born
+	if a.Born != 0 || b.Born != 0 {
+		return a.Born == b.Born
 	}
-	return a.ctime == b.ctime
+	return a.Ctime == b.Ctime
 }
 
 // held is a lock seen in one directory.
@@ -107,7 +109,7 @@ type held struct {
 	mirror bool // made by this Mirror
 	// unmirrored: an original whose lock was not mirrored (refused).
 	unmirrored bool
-	id         fileID
+	id         LockID
 	owner      Owner // what was written, for mirrors
 	since      time.Time
 }
@@ -335,13 +337,13 @@ func (m *Mirror) originals(skip string) []string {
 }
 
 // stat reports whether dir holds a lock directory, and which one.
-func (m *Mirror) stat(dir string) (fileID, bool) {
-	id, isDir, err := lockStat(filepath.Join(dir, LockName))
+func (m *Mirror) stat(dir string) (LockID, bool) {
+	id, isDir, err := m.place(dir).StatLock()
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			m.o.Log.Debug("cannot look at a refresh lock", "dir", dir, "error", err)
 		}
-		return fileID{}, false
+		return LockID{}, false
 	}
 	// Claude Code's lock is a directory; anything else there is not one,
 	// and mkdir fails on it all the same.
@@ -363,7 +365,7 @@ func (m *Mirror) mirrorAll(from string) (made, races int) {
 			// Released already; its event is still on its way.
 			delete(m.held, d)
 		}
-		err := os.Mkdir(filepath.Join(d, LockName), 0o755)
+		err := m.place(d).MkdirLock()
 		switch {
 		case err == nil:
 			fresh = append(fresh, d)
@@ -394,9 +396,9 @@ func (m *Mirror) mirrorAll(from string) (made, races int) {
 		// Claude Code writes no owner record when the file system keeps
 		// no birth time; neither does mc-broker, so that the record never
 		// says something untrue.
-		if id.born > 0 {
-			h.owner.LockBirthtimeMs = float64(id.born/1e9)*1e3 + float64(id.born%1e9)/1e6
-			if err := writeOwner(d, h.owner); err != nil {
+		if id.Born > 0 {
+			h.owner.LockBirthtimeMs = float64(id.Born/1e9)*1e3 + float64(id.Born%1e9)/1e6
+			if err := m.place(d).WriteOwner(h.owner); err != nil {
 				m.o.Log.Warn("cannot write the refresh lock's owner file; the lock still holds", "dir", d, "error", err)
 			}
 		}
@@ -465,13 +467,13 @@ func (m *Mirror) removeMirrors() int {
 // owner file first, then the directory, as Claude Code does, so that a
 // Claude Code taking the lock next never loses its owner file.
 func (m *Mirror) remove(dir string, h *held) bool {
-	lock := filepath.Join(dir, LockName)
+	p := m.place(dir)
 	id, ok := m.stat(dir)
 	if !ok || !id.same(h.id) {
 		m.o.Log.Debug("refresh lock no longer the one mc-broker made; left alone", "dir", dir)
 		return false
 	}
-	owner, err := ReadOwner(dir)
+	owner, err := p.ReadOwner()
 	switch {
 	case err != nil:
 		m.o.Log.Warn("refresh lock's owner file unreadable; left alone", "dir", dir, "error", err)
@@ -480,11 +482,11 @@ func (m *Mirror) remove(dir string, h *held) bool {
 		m.o.Log.Warn("refresh lock's owner file names another process; left alone", "dir", dir, "pid", owner.PID)
 		return false
 	case owner != nil:
-		if err := os.Remove(filepath.Join(dir, OwnerName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := p.RemoveOwner(); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			m.o.Log.Warn("cannot remove the refresh lock's owner file", "dir", dir, "error", err)
 		}
 	}
-	if err := os.Remove(lock); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := p.RemoveLock(); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		// Not empty (someone put something in it) or not ours to remove.
 		if !errors.Is(err, syscall.ENOTEMPTY) {
 			m.o.Log.Warn("cannot remove a mirrored refresh lock", "dir", dir, "error", err)

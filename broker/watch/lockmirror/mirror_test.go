@@ -98,7 +98,7 @@ func TestTakenMirroredReleasedFannedOutRemoved(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := float64(id.born/1e9)*1e3 + float64(id.born%1e9)/1e6; o.LockBirthtimeMs != want || want <= 0 {
+		if want := float64(id.Born/1e9)*1e3 + float64(id.Born%1e9)/1e6; o.LockBirthtimeMs != want || want <= 0 {
 			t.Errorf("lockBirthtimeMs = %v, want the lock's birth time %v", o.LockBirthtimeMs, want)
 		}
 	}
