@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"context"
 	"path/filepath"
 	"time"
 
@@ -21,6 +22,15 @@ type RefreshLockMirroring interface {
 // watcher watches for it is the keychain database.
 type RefreshLockDirectory interface {
 	RefreshLockDir() string
+}
+
+// RefreshLockPlace is implemented by copies whose directory is not on this
+// host (a volume copy, reached through the engine's resident agent): the
+// refresh lock is mirrored into and out of it through place, under name
+// (never a path on this host), and events says when its lock may have
+// changed.
+type RefreshLockPlace interface {
+	RefreshLockPlace() (name string, place lockmirror.Place, events <-chan struct{})
 }
 
 // LockMirrorState is what status shows of refresh-lock mirroring.
@@ -50,7 +60,7 @@ type lockMirrors struct {
 // installMirrors builds a Mirror for each Claude group with at least two
 // directories on this host: the source's (unless it opts out) and each
 // directory copy's.
-func (w *watcher) installMirrors(b *broker.Broker) {
+func (w *watcher) installMirrors(ctx context.Context, b *broker.Broker) {
 	w.mirrors = lockMirrors{byGroup: map[string]*lockmirror.Mirror{}, byDir: map[string]string{}}
 	if w.o.NoLockMirror {
 		return
@@ -62,7 +72,19 @@ func (w *watcher) installMirrors(b *broker.Broker) {
 			continue
 		}
 		var dirs []string
+		places := map[string]lockmirror.Place{}
+		feeds := map[string]<-chan struct{}{}
 		add := func(v any) {
+			if rp, ok := v.(RefreshLockPlace); ok {
+				name, place, events := rp.RefreshLockPlace()
+				name = filepath.Clean(name)
+				if _, taken := w.mirrors.byDir[name]; !taken {
+					w.mirrors.byDir[name] = s.Name()
+					dirs = append(dirs, name)
+					places[name], feeds[name] = place, events
+				}
+				return
+			}
 			f, ok := v.(broker.WatchedFiles)
 			if !ok {
 				return
@@ -105,15 +127,43 @@ func (w *watcher) installMirrors(b *broker.Broker) {
 			continue
 		}
 		total += len(dirs)
-		if n := lockmirror.RemoveLeftovers(dirs, self); n > 0 {
+		var local []string
+		for _, d := range dirs {
+			if places[d] == nil {
+				local = append(local, d)
+			}
+		}
+		for name, events := range feeds {
+			w.wg.Add(1)
+			go w.feedLockEvents(ctx, name, events)
+		}
+		if n := lockmirror.RemoveLeftovers(local, self); n > 0 {
 			w.log.Info("removed refresh locks left by a process that is gone (an mc-broker killed while mirroring?)", "source", s.Name(), "locks", n)
 		}
 		w.mirrors.byGroup[s.Name()] = lockmirror.New(lockmirror.Options{
-			Dirs: dirs, Trusted: trusted, Bound: w.o.LockMirrorBound, Self: self, Now: w.o.Now,
+			Dirs: dirs, Trusted: trusted, Places: places, Bound: w.o.LockMirrorBound, Self: self, Now: w.o.Now,
 			Log: w.log.With("source", s.Name()),
 		})
 	}
 	w.state.lockMirrorDirs(total)
+}
+
+// feedLockEvents hands a place's lock events to the main goroutine, as
+// inotify's are for directories here, until ctx ends.
+func (w *watcher) feedLockEvents(ctx context.Context, name string, events <-chan struct{}) {
+	defer w.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-events:
+		}
+		select {
+		case w.main <- func() { w.mirrorEvent(filepath.Join(name, lockmirror.LockName)) }:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // mirrorEvent handles an event on a refresh lock; it reports whether p was

@@ -227,7 +227,7 @@ func (w *watcher) install(b *broker.Broker) {
 			w.track(sw, c.Sink)
 		}
 	}
-	w.installMirrors(b)
+	w.installMirrors(ctx, b)
 	w.rewatch()
 	w.started = false
 	w.ready = make(chan struct{})

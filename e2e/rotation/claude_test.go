@@ -124,3 +124,80 @@ func containerWritesClaudeLogin(t *testing.T, vol, source string, gen int) time.
 	}
 	return took
 }
+
+// TestClaudeRefreshLockIsMirroredIntoAndOutOfAVolume: a Claude Code in a
+// container takes its refresh lock in the volume it has as ~/.claude; under
+// mc-broker watch the host's config directory holds a mirror of it at
+// once (so a Claude Code there waits rather than refresh with the same
+// token), and loses it after the release; a lock taken on the host is
+// mirrored into the volume the same way.
+func TestClaudeRefreshLockIsMirroredIntoAndOutOfAVolume(t *testing.T) {
+	_, e := volumetest.NeedEngine(t)
+	vol := volumetest.UniqueVolume(t, e)
+	f := &fleet{t: t, log: &syncBuffer{}}
+	f.engine = e
+	f.root = t.TempDir()
+	f.home = filepath.Join(f.root, "home")
+	f.state = filepath.Join(f.root, "state")
+	source := filepath.Join(f.home, ".claude", ".credentials.json")
+	if err := os.MkdirAll(filepath.Dir(source), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(source, claudeLogin(1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(f.root, "config.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("sources:\n  claude:\n    path: %s\nsinks:\n  - source: claude\n    volume: %s\n", source, vol)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.startWatch(cfg)
+	defer f.stopWatch()
+	waitFor(t, 30*time.Second, "the volume copy", func() (bool, string) {
+		out, _ := exec.Command("docker", "run", "--rm", "--network", "none", "-v", vol+":/d", volumetest.Image, "cat", "/d/.credentials.json").Output()
+		return claudeAccessToken(out) == claudeAccessToken(claudeLogin(1)), "not written yet"
+	})
+	ctr, err := exec.Command("docker", "run", "-d", "--rm", "--network", "none", "-v", vol+":/d", volumetest.Image, "sleep", "600").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := string(bytes.TrimSpace(ctr))
+	defer exec.Command("docker", "rm", "-f", id).Run()
+	sh := func(script string) string {
+		out, err := exec.Command("docker", "exec", id, "sh", "-c", script).CombinedOutput()
+		if err != nil {
+			t.Fatalf("docker exec %q: %v\n%s", script, err, out)
+		}
+		return string(bytes.TrimSpace(out))
+	}
+	hostLock := filepath.Join(filepath.Dir(source), ".oauth_refresh.lock")
+	// Give the agent its start (the first pass has written the copy).
+	time.Sleep(2 * time.Second)
+
+	sh("mkdir /d/.oauth_refresh.lock")
+	took := waitFor(t, 10*time.Second, "the container's lock to be mirrored on the host", func() (bool, string) {
+		_, err := os.Lstat(hostLock)
+		return err == nil, "no lock on the host"
+	})
+	t.Logf("a lock taken in the volume was mirrored on the host in %v", took)
+	sh("rmdir /d/.oauth_refresh.lock")
+	waitFor(t, 10*time.Second, "the host's mirror to go", func() (bool, string) {
+		_, err := os.Lstat(hostLock)
+		return err != nil, "the mirror is still there"
+	})
+
+	// Past the budget for locks from containers' directories: a host lock
+	// is trusted and mirrored at once anyway.
+	if err := os.Mkdir(hostLock, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	took = waitFor(t, 10*time.Second, "the host's lock to be mirrored into the volume", func() (bool, string) {
+		return sh("test -d /d/.oauth_refresh.lock && echo yes || echo no") == "yes", "no lock in the volume"
+	})
+	t.Logf("a lock taken on the host was mirrored into the volume in %v (including a docker exec)", took)
+	if err := os.Remove(hostLock); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the volume's mirror to go", func() (bool, string) {
+		return sh("test -d /d/.oauth_refresh.lock && echo yes || echo no") == "no", "the mirror is still there"
+	})
+}

@@ -373,14 +373,19 @@ func (a *agentSup) start(ctx context.Context, sinks []*Sink) (*agentRun, error) 
 		att.close()
 		return nil, h.classify(e, fmt.Errorf("start the resident agent: %w", err))
 	}
-	conn, err := newAgentConn(ctx, stdout, att.w, att.close, func(i int) {
-		if i < len(run.bySlot) {
-			a.mu.Lock()
-			sub := a.subs[run.bySlot[i]]
-			a.mu.Unlock()
-			if sub != nil {
-				sub.notify()
-			}
+	conn, err := newAgentConn(ctx, stdout, att.w, att.close, func(ev string, i int) {
+		if i >= len(run.bySlot) {
+			return
+		}
+		if ev == "lock" {
+			run.bySlot[i].lockChanged()
+			return
+		}
+		a.mu.Lock()
+		sub := a.subs[run.bySlot[i]]
+		a.mu.Unlock()
+		if sub != nil {
+			sub.notify()
 		}
 	})
 	if err != nil {

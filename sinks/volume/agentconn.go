@@ -45,14 +45,15 @@ type agentConn struct {
 	done    chan struct{}
 
 	files  int
-	events func(file int)
+	events func(event string, file int)
 }
 
 // newAgentConn starts reading r, waits for the agent's hello, and returns
 // the connection; close ends the transport (it must make r's reads end).
 // events is called (on the reading goroutine; it must not block) with each
-// file the agent says changed.
-func newAgentConn(ctx context.Context, r io.Reader, w io.Writer, close func(), events func(int)) (*agentConn, error) {
+// event the agent sends: "changed" (the file) or "lock" (Claude's refresh
+// lock beside it).
+func newAgentConn(ctx context.Context, r io.Reader, w io.Writer, close func(), events func(event string, file int)) (*agentConn, error) {
 	c := &agentConn{w: w, close: close, waiting: map[int]chan resident.Reply{}, done: make(chan struct{}), events: events}
 	hello := make(chan resident.Reply, 1)
 	go c.loop(r, hello)
@@ -139,9 +140,9 @@ func (c *agentConn) loop(r io.Reader, hello chan<- resident.Reply) {
 			}
 			first = false
 			hello <- rep
-		case rep.Event == "changed":
+		case rep.Event == "changed" || rep.Event == "lock":
 			if c.events != nil && rep.File >= 0 && rep.File < c.files {
-				c.events(rep.File)
+				c.events(rep.Event, rep.File)
 			}
 		case rep.ID > 0:
 			c.mu.Lock()

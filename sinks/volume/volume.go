@@ -129,6 +129,10 @@ type Sink struct {
 	// Changes was called (agent.go).
 	supMu sync.Mutex
 	sup   *agentSup
+
+	// locks signals that Claude's refresh lock beside the login may have
+	// changed (lockplace.go).
+	locks chan struct{}
 }
 
 var (
@@ -141,7 +145,7 @@ var (
 // New returns the sink for o. Options are checked when the sink is used.
 func New(o Options) *Sink {
 	o.Path = cleanPath(o.Path)
-	return &Sink{o: o}
+	return &Sink{o: o, locks: make(chan struct{}, 1)}
 }
 
 func cleanPath(p string) string {

@@ -33,8 +33,12 @@ const MaxLine = 2 << 20
 
 // Request is one line from the host.
 type Request struct {
-	ID int    `json:"id"`
-	Op string `json:"op"` // "read", "write", "add"
+	ID int `json:"id"`
+	// Op is "read", "write", "add", or one on Claude's refresh lock in
+	// the file's directory (lockmirror.Local does them): "lockstat",
+	// "lockmk", "lockrm", "ownerw" (Data: the owner's JSON), "ownerr",
+	// "ownerrm".
+	Op string `json:"op"`
 	// File is the index of the login file (the order of --file).
 	File int `json:"file"`
 	// Data is what to write (write, add).
@@ -72,6 +76,20 @@ type Reply struct {
 	// it holds now: decide again.
 	Written bool `json:"written,omitempty"`
 	Changed bool `json:"changed,omitempty"`
+	// Exist is set when Err is because something is there already
+	// (lockmk).
+	Exist bool `json:"exist,omitempty"`
+	// Lock is the refresh lock directory beside the file (lockstat); nil
+	// when there is none.
+	Lock *Lock `json:"lock,omitempty"`
+}
+
+// Lock identifies Claude's refresh lock directory (lockmirror.LockID), and
+// says whether it is a directory.
+type Lock struct {
+	Dev, Ino    uint64
+	Ctime, Born int64
+	IsDir       bool
 }
 
 // Sum is Request.Expect for a file holding data.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/mc-broker/mc-broker/broker/watch/lockmirror"
 	"github.com/mc-broker/mc-broker/sinks/dir"
 )
 
@@ -112,7 +113,61 @@ func handle(ctx context.Context, sinks []*dir.Sink, req Request) Reply {
 		}
 		return Reply{File: req.File, Written: ok}
 	}
+	if rep, ok := handleLock(filepath.Dir(s.Location()), req); ok {
+		rep.File = req.File
+		return rep
+	}
 	return Reply{File: req.File, Err: fmt.Sprintf("unknown request %q", req.Op)}
+}
+
+// handleLock does a refresh-lock request in dir, as the watcher's lock
+// mirroring does in a directory on the host.
+func handleLock(dir string, req Request) (Reply, bool) {
+	l := lockmirror.Local(dir)
+	var err error
+	switch req.Op {
+	case "lockstat":
+		id, isDir, err := l.StatLock()
+		if errors.Is(err, fs.ErrNotExist) {
+			return Reply{}, true
+		}
+		if err != nil {
+			return lockFailed(err), true
+		}
+		return Reply{Lock: &Lock{Dev: id.Dev, Ino: id.Ino, Ctime: id.Ctime, Born: id.Born, IsDir: isDir}}, true
+	case "lockmk":
+		err = l.MkdirLock()
+	case "lockrm":
+		err = l.RemoveLock()
+	case "ownerw":
+		var o lockmirror.Owner
+		if err := json.Unmarshal(req.Data, &o); err != nil {
+			return lockFailed(err), true
+		}
+		err = l.WriteOwner(o)
+	case "ownerr":
+		o, err := l.ReadOwner()
+		if err != nil {
+			return lockFailed(err), true
+		}
+		if o == nil {
+			return Reply{}, true
+		}
+		data, _ := json.Marshal(o)
+		return Reply{Exists: true, Data: data}, true
+	case "ownerrm":
+		err = l.RemoveOwner()
+	default:
+		return Reply{}, false
+	}
+	if err != nil {
+		return lockFailed(err), true
+	}
+	return Reply{Written: true}, true
+}
+
+func lockFailed(err error) Reply {
+	return Reply{Err: err.Error(), NotExist: errors.Is(err, fs.ErrNotExist), Exist: errors.Is(err, fs.ErrExist)}
 }
 
 func failed(file int, err error) Reply {
@@ -207,6 +262,7 @@ func watchFiles(ctx context.Context, files []FileSpec, w *writer) {
 	}
 	complete := addDirs()
 	pending := make([]bool, len(files))
+	locks := make([]bool, len(files)) // Claude's refresh lock beside it
 	var mu sync.Mutex
 	nudge := make(chan struct{}, 1)
 	go func() {
@@ -217,16 +273,22 @@ func watchFiles(ctx context.Context, files []FileSpec, w *writer) {
 			case <-nudge:
 			}
 			mu.Lock()
-			var due []int
-			for i, p := range pending {
-				if p {
-					due = append(due, i)
+			var due []Reply
+			for i := range pending {
+				// A lock first: a waiting Claude Code elsewhere is held
+				// back as soon as possible.
+				if locks[i] {
+					due = append(due, Reply{Event: "lock", File: i})
+					locks[i] = false
+				}
+				if pending[i] {
+					due = append(due, Reply{Event: "changed", File: i})
 					pending[i] = false
 				}
 			}
 			mu.Unlock()
-			for _, i := range due {
-				if w.send(Reply{Event: "changed", File: i}) != nil {
+			for _, r := range due {
+				if w.send(r) != nil {
 					return
 				}
 			}
@@ -261,8 +323,11 @@ func watchFiles(ctx context.Context, files []FileSpec, w *writer) {
 			hit := false
 			mu.Lock()
 			for _, i := range byDir[d] {
-				if filepath.Base(files[i].Path) == name {
+				switch name {
+				case filepath.Base(files[i].Path):
 					pending[i], hit = true, true
+				case lockmirror.LockName:
+					locks[i], hit = true, true
 				}
 			}
 			mu.Unlock()

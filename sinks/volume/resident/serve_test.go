@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -120,5 +121,55 @@ func TestReportsChanges(t *testing.T) {
 		}
 	case <-time.After(2 * time.Second):
 		t.Fatal("no changed event for a rename over the file")
+	}
+}
+
+func TestLockRequestsAndEvents(t *testing.T) {
+	dir := t.TempDir()
+	c := serve(t, []FileSpec{{Path: filepath.Join(dir, ".credentials.json")}}, true)
+	<-c.ev
+	if r := c.call(Request{ID: 1, Op: "lockstat"}); r.Lock != nil || r.Err != "" {
+		t.Fatalf("lockstat of nothing = %+v", r)
+	}
+	if r := c.call(Request{ID: 2, Op: "lockmk"}); !r.Written {
+		t.Fatalf("lockmk = %+v", r)
+	}
+	if r := c.call(Request{ID: 3, Op: "lockmk"}); !r.Exist {
+		t.Fatalf("second lockmk = %+v", r)
+	}
+	if r := c.call(Request{ID: 4, Op: "lockstat"}); r.Lock == nil || !r.Lock.IsDir || r.Lock.Ino == 0 {
+		t.Fatalf("lockstat = %+v", r)
+	}
+	if r := c.call(Request{ID: 5, Op: "ownerw", Data: []byte(`{"pid":7,"pidDomain":"d","pidSpace":"s","lockBirthtimeMs":1}`)}); !r.Written {
+		t.Fatalf("ownerw = %+v", r)
+	}
+	if r := c.call(Request{ID: 6, Op: "ownerr"}); !r.Exists || !strings.Contains(string(r.Data), `"pid":7`) {
+		t.Fatalf("ownerr = %+v", r)
+	}
+	for i, op := range []string{"ownerrm", "lockrm"} {
+		if r := c.call(Request{ID: 7 + i, Op: op}); !r.Written {
+			t.Fatalf("%s = %+v", op, r)
+		}
+	}
+	// A Claude Code in the container takes its lock: the agent says so.
+	drainEvents(c)
+	os.Mkdir(filepath.Join(dir, ".oauth_refresh.lock"), 0o755)
+	select {
+	case r := <-c.ev:
+		if r.Event != "lock" {
+			t.Fatalf("event %+v, want lock", r)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("no lock event")
+	}
+}
+
+func drainEvents(c *client) {
+	for {
+		select {
+		case <-c.ev:
+		case <-time.After(100 * time.Millisecond):
+			return
+		}
 	}
 }
