@@ -5,11 +5,12 @@ import (
 	"io"
 
 	"github.com/mc-broker/mc-broker/broker"
+	"github.com/mc-broker/mc-broker/broker/watch"
 )
 
 // lockMirrorNotes says where Claude's refresh lock cannot be mirrored: into
-// copies that are not directories on this host (Docker volumes), whose
-// inside cannot be watched or locked from here.
+// copies that are neither directories on this host nor reached by a
+// resident agent (Docker volumes are, while watch's agent runs).
 func lockMirrorNotes(b *broker.Broker) []string {
 	var notes []string
 	for _, s := range b.Sources {
@@ -18,12 +19,14 @@ func lockMirrorNotes(b *broker.Broker) []string {
 		}
 		n := 0
 		for _, c := range b.Copies {
-			if _, files := c.Sink.(broker.WatchedFiles); c.Source == s.Name() && !files {
+			_, files := c.Sink.(broker.WatchedFiles)
+			_, place := c.Sink.(watch.RefreshLockPlace)
+			if c.Source == s.Name() && !files && !place {
 				n++
 			}
 		}
 		if n > 0 {
-			notes = append(notes, fmt.Sprintf("%s is shared with %d copies that are not directories on this host (Docker volumes): Claude's refresh lock cannot be mirrored into them, so two of them refreshing at once can log one out; use directory copies for a login several containers share (docs/LOCKMIRROR.md)", s.Name(), n))
+			notes = append(notes, fmt.Sprintf("%s is shared with %d copies that are not directories on this host: Claude's refresh lock cannot be mirrored into them, so two of them refreshing at once can log one out; use directory copies or volumes for a login several containers share (docs/LOCKMIRROR.md)", s.Name(), n))
 		}
 	}
 	return notes

@@ -13,6 +13,7 @@ import (
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/watch"
 	"github.com/mc-broker/mc-broker/sinks/dir"
+	"github.com/mc-broker/mc-broker/sinks/volume"
 	"github.com/mc-broker/mc-broker/sources/file"
 )
 
@@ -57,7 +58,8 @@ func TestStatusShowsLockMirroring(t *testing.T) {
 	}
 }
 
-// volumeSink stands for a copy that is not a directory on this host.
+// volumeSink stands for a copy that is not a directory on this host and
+// has no resident agent (a Kubernetes Secret).
 type volumeSink struct{}
 
 func (volumeSink) Location() string                            { return "volume:claude-auth" }
@@ -76,5 +78,10 @@ func TestStatusNotesVolumeCopiesOfAClaudeLogin(t *testing.T) {
 	notes := lockMirrorNotes(b)
 	if len(notes) != 1 || !strings.Contains(notes[0], "claude is shared with 2 copies that are not directories on this host") || !strings.Contains(notes[0], "use directory copies") {
 		t.Errorf("notes %q", notes)
+	}
+	// Volume copies: mirrored through the resident agent.
+	b.Copies = []broker.Copy{{Source: "claude", Sink: volume.New(volume.Options{Volume: "mc-claude-auth", FileName: ".credentials.json"})}}
+	if notes := lockMirrorNotes(b); len(notes) != 0 {
+		t.Errorf("volume copies: notes %q", notes)
 	}
 }
