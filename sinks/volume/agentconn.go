@@ -63,9 +63,8 @@ func newAgentConn(ctx context.Context, r io.Reader, w io.Writer, close func(), e
 	case h := <-hello:
 		if h.Version != resident.Version {
 			c.fail(fmt.Errorf("the agent speaks protocol %d, not %d", h.Version, resident.Version))
-			return nil, c.err
+			return nil, c.Err()
 		}
-		c.files = h.Files
 		return c, nil
 	case <-c.done:
 		return nil, c.Err()
@@ -139,6 +138,7 @@ func (c *agentConn) loop(r io.Reader, hello chan<- resident.Reply) {
 				return
 			}
 			first = false
+			c.files = rep.Files // read only by this goroutine
 			hello <- rep
 		case rep.Event == "changed" || rep.Event == "lock":
 			if c.events != nil && rep.File >= 0 && rep.File < c.files {

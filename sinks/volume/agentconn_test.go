@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,10 +107,10 @@ func TestAgentConnNeedsHello(t *testing.T) {
 			if first != "" {
 				go io.WriteString(aw, first)
 			}
-			closed := false
-			_, err := newAgentConn(context.Background(), hr, hw, func() { closed = true; hr.Close() }, nil)
-			if err == nil || !closed {
-				t.Fatalf("err %v closed %v, want a refused, closed connection", err, closed)
+			var closed atomic.Bool
+			_, err := newAgentConn(context.Background(), hr, hw, func() { closed.Store(true); hr.Close() }, nil)
+			if err == nil || !closed.Load() {
+				t.Fatalf("err %v closed %v, want a refused, closed connection", err, closed.Load())
 			}
 		})
 	}
