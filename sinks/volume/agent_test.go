@@ -278,14 +278,26 @@ func testAgentOn(t *testing.T, e *volumetest.Engine) {
 		if got, err := s.Read(context.Background()); err != nil || string(got) != "2" {
 			t.Fatalf("Read = %q, %v", got, err)
 		}
-		err := s.Update(context.Background(), func(current []byte, exists bool) ([]byte, bool) {
-			if string(current) != "2" {
-				t.Errorf("decide got %q", current)
+		// Through the agent: no helper container (one would mean the
+		// agent could not write and the helper did). Podman's events do
+		// not say (the count stays 0 whatever happens); there the CLI's
+		// lock files, which only the agent takes, tell.
+		creates := volumetest.CountCreates(t, e.Engine, []string{vol}, func() {
+			err := s.Update(context.Background(), func(current []byte, exists bool) ([]byte, bool) {
+				if string(current) != "2" {
+					t.Errorf("decide got %q", current)
+				}
+				return []byte("3"), true
+			})
+			if err != nil {
+				t.Fatal(err)
 			}
-			return []byte("3"), true
 		})
-		if err != nil {
-			t.Fatal(err)
+		if creates != 0 {
+			t.Errorf("the update created %d containers, want none (through the agent)", creates)
+		}
+		if got := e.Run(t, vol, "ls /d/home/.codex/auth.lock /d/home/.codex/auth.json.lock"); !strings.Contains(got, "auth.json.lock") {
+			t.Errorf("no lock files beside the login: the agent did not write it (%q)", got)
 		}
 		if got := e.Run(t, vol, "cat /d/home/.codex/auth.json; echo; stat -c '%a %u %g' /d/home/.codex/auth.json"); got != "3\n600 1000 1000\n" {
 			t.Errorf("a container reads %q, want 3, mode 600, owner 1000:1000", got)
