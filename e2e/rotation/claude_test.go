@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mc-broker/mc-broker/sinks/volume"
 	"github.com/mc-broker/mc-broker/sinks/volume/volumetest"
 )
 
@@ -53,30 +54,8 @@ func claudeAccessToken(data []byte) string {
 // it within 100 ms, every time: the volumes' resident agent sees the
 // rename with inotify (docs/VOLUMES.md).
 func TestClaudeLoginWrittenInAVolumeReachesTheHostWithin100ms(t *testing.T) {
-	_, e := volumetest.NeedEngine(t)
-	vol := volumetest.UniqueVolume(t, e)
-	f := &fleet{t: t, log: &syncBuffer{}}
-	f.engine = e
-	f.root = t.TempDir()
-	f.home = filepath.Join(f.root, "home")
-	f.state = filepath.Join(f.root, "state")
-	source := filepath.Join(f.home, ".claude", ".credentials.json")
-	if err := os.MkdirAll(filepath.Dir(source), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(source, claudeLogin(1), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(f.root, "config.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("sources:\n  claude:\n    path: %s\nsinks:\n  - source: claude\n    volume: %s\n", source, vol)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f.startWatch(cfg)
+	f, vol, source, _ := claudeVolumeFleet(t)
 	defer f.stopWatch()
-	waitFor(t, 30*time.Second, "the volume copy", func() (bool, string) {
-		out, _ := exec.Command("docker", "run", "--rm", "--network", "none", "-v", vol+":/d", volumetest.Image, "cat", "/d/.credentials.json").Output()
-		return claudeAccessToken(out) == claudeAccessToken(claudeLogin(1)), "not written yet"
-	})
 
 	var took []time.Duration
 	for gen := 2; gen <= 6; gen++ {
@@ -88,6 +67,67 @@ func TestClaudeLoginWrittenInAVolumeReachesTheHostWithin100ms(t *testing.T) {
 	}
 	slices.Sort(took)
 	t.Logf("a login written in the volume reached the host in %v (median), %v (slowest) of %d", took[len(took)/2], took[len(took)-1], len(took))
+}
+
+// claudeVolumeFleet runs mc-broker watch over a host Claude login (at
+// source) and one volume copy (vol), configured in cfg, and waits until
+// the volume holds the login.
+func claudeVolumeFleet(t *testing.T) (f *fleet, vol, source, cfg string) {
+	t.Helper()
+	_, e := volumetest.NeedEngine(t)
+	vol = volumetest.UniqueVolume(t, e)
+	f = &fleet{t: t, log: &syncBuffer{}}
+	f.engine = e
+	f.root = t.TempDir()
+	f.home = filepath.Join(f.root, "home")
+	f.state = filepath.Join(f.root, "state")
+	source = filepath.Join(f.home, ".claude", ".credentials.json")
+	if err := os.MkdirAll(filepath.Dir(source), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(source, claudeLogin(1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg = filepath.Join(f.root, "config.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("sources:\n  claude:\n    path: %s\nsinks:\n  - source: claude\n    volume: %s\n", source, vol)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.startWatch(cfg)
+	waitFor(t, 30*time.Second, "the volume copy", func() (bool, string) {
+		out, _ := exec.Command("docker", "run", "--rm", "--network", "none", "-v", vol+":/d", volumetest.Image, "cat", "/d/.credentials.json").Output()
+		return claudeAccessToken(out) == claudeAccessToken(claudeLogin(1)), "not written yet"
+	})
+	return f, vol, source, cfg
+}
+
+// TestSyncWithAWatcherRunningCreatesNoContainer: while mc-broker watch runs
+// (and with it the volumes' resident agent), mc-broker sync reaches the
+// volume through docker exec in the agent's container: with nothing to
+// write it creates no container. Once the watcher stops, the volume can be
+// removed (the agent is gone).
+func TestSyncWithAWatcherRunningCreatesNoContainer(t *testing.T) {
+	f, vol, _, cfg := claudeVolumeFleet(t)
+	e := f.engine
+	waitFor(t, 30*time.Second, "the resident agent", func() (bool, string) {
+		return len(volumetest.Helpers(t, e, volume.LabelAgent)) > 0, "no agent container"
+	})
+	sync := func() {
+		cmd := exec.Command(mcBroker(t), "sync", "--config", cfg)
+		cmd.Env = []string{"HOME=" + f.home, "PATH=" + os.Getenv("PATH"), "XDG_STATE_HOME=" + f.state, "DOCKER_HOST=" + e.Endpoint.Host}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("sync: %v\n%s", err, out)
+		}
+		assertNoSecret(t, "sync", string(out))
+	}
+	sync() // the engine's first use by this run: helper image, leftovers
+	if n := volumetest.CountCreates(t, e, []string{vol}, sync); n != 0 {
+		t.Errorf("a sync with nothing to write created %d containers while the watcher's agent ran, want 0", n)
+	}
+	f.stopWatch()
+	if out, err := exec.Command("docker", "volume", "rm", vol).CombinedOutput(); err != nil {
+		t.Errorf("docker volume rm after the watcher stopped: %v\n%s", err, out)
+	}
 }
 
 // containerWritesClaudeLogin stages login gen in the volume, then has a
@@ -132,30 +172,8 @@ func containerWritesClaudeLogin(t *testing.T, vol, source string, gen int) time.
 // token), and loses it after the release; a lock taken on the host is
 // mirrored into the volume the same way.
 func TestClaudeRefreshLockIsMirroredIntoAndOutOfAVolume(t *testing.T) {
-	_, e := volumetest.NeedEngine(t)
-	vol := volumetest.UniqueVolume(t, e)
-	f := &fleet{t: t, log: &syncBuffer{}}
-	f.engine = e
-	f.root = t.TempDir()
-	f.home = filepath.Join(f.root, "home")
-	f.state = filepath.Join(f.root, "state")
-	source := filepath.Join(f.home, ".claude", ".credentials.json")
-	if err := os.MkdirAll(filepath.Dir(source), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(source, claudeLogin(1), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(f.root, "config.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("sources:\n  claude:\n    path: %s\nsinks:\n  - source: claude\n    volume: %s\n", source, vol)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	f.startWatch(cfg)
+	f, vol, source, _ := claudeVolumeFleet(t)
 	defer f.stopWatch()
-	waitFor(t, 30*time.Second, "the volume copy", func() (bool, string) {
-		out, _ := exec.Command("docker", "run", "--rm", "--network", "none", "-v", vol+":/d", volumetest.Image, "cat", "/d/.credentials.json").Output()
-		return claudeAccessToken(out) == claudeAccessToken(claudeLogin(1)), "not written yet"
-	})
 	ctr, err := exec.Command("docker", "run", "-d", "--rm", "--network", "none", "-v", vol+":/d", volumetest.Image, "sleep", "600").Output()
 	if err != nil {
 		t.Fatal(err)

@@ -150,9 +150,13 @@ func (a *agentSup) remove(s *Sink, sub *agentSub) <-chan struct{} {
 	if cur := a.subs[s]; cur == sub || sub == nil {
 		delete(a.subs, s)
 	}
-	if len(a.subs) == 0 && a.stop != nil {
-		a.stop()
-		a.stop = nil
+	if len(a.subs) == 0 {
+		// Also when the last follower's context ended first: Close still
+		// waits for the container to go.
+		if a.stop != nil {
+			a.stop()
+			a.stop = nil
+		}
 		return a.stopped
 	}
 	a.poke()
