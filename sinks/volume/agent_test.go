@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -302,5 +303,62 @@ func testAgentOn(t *testing.T, e *volumetest.Engine) {
 		if got := e.Run(t, vol, "cat /d/home/.codex/auth.json; echo; stat -c '%a %u %g' /d/home/.codex/auth.json"); got != "3\n600 1000 1000\n" {
 			t.Errorf("a container reads %q, want 3, mode 600, owner 1000:1000", got)
 		}
+	}
+}
+
+// TestAgentNeverLosesANewerLoginUnderLoad: a container writes ever newer
+// logins (1, 2, 3, …, 300) into the copy, each by rename, every few
+// milliseconds; meanwhile the host updates the copy over and over to login
+// 150 wherever it holds an older one (newest wins). Once the container has
+// written 151 or later, finding 150 there would mean a fan-out overwrote a
+// newer login: through the agent it never does. (Through helper
+// containers, whose read and write are apart, it does: run with
+// MC_BROKER_TEST_AGENT_OFF=1 to see it.)
+func TestAgentNeverLosesANewerLoginUnderLoad(t *testing.T) {
+	volumetest.AgentBinary(t)
+	sh, e := volumetest.NeedEngine(t)
+	vol := volumetest.UniqueVolume(t, e)
+	s := volume.New(volume.Options{Volume: vol, FileName: "auth.json", LockDir: t.TempDir(), Shared: sh})
+	if err := s.Update(context.Background(), always([]byte("0"))); err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv("MC_BROKER_TEST_AGENT_OFF") == "" {
+		following(t, s)
+	}
+	ctr := startContainer(t, vol)
+	gen := func(b []byte) int { n, _ := strconv.Atoi(strings.TrimSpace(string(b))); return n }
+	stop := make(chan struct{})
+	var updates, writes int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			updates++
+			s.Update(context.Background(), func(current []byte, exists bool) ([]byte, bool) {
+				if exists && gen(current) >= 150 {
+					return nil, false
+				}
+				writes++
+				return []byte("150"), true
+			})
+		}
+	}()
+	// Before each write the container reads the copy: it may hold the
+	// host's 150 over one of the container's older logins, never over
+	// 151 or later.
+	out := containerExec(t, ctr, `prev=0; i=1; while [ $i -le 300 ]; do v=$(cat /d/auth.json 2>/dev/null); if [ "$v" = 150 ] && [ $prev -gt 150 ]; then echo LOST after $prev; fi; printf $i > /d/.t && mv /d/.t /d/auth.json; prev=$i; i=$((i+1)); usleep 5000; done; echo end`)
+	close(stop)
+	<-done
+	if strings.Contains(out, "LOST") {
+		t.Errorf("a newer login was overwritten by an older one: %s", out)
+	}
+	t.Logf("%d updates (%d decided to write) while the container wrote 300 logins", updates, writes)
+	if got := containerExec(t, ctr, "cat /d/auth.json"); got != "300" {
+		t.Errorf("the copy ends with %q, want the container's last, 300", got)
 	}
 }
