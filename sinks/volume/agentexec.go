@@ -4,6 +4,7 @@ import (
 	"context"
 	"path"
 	"strconv"
+	"strings"
 
 	"github.com/moby/moby/client"
 
@@ -38,6 +39,12 @@ func (s *Sink) execAgent(ctx context.Context) (conn *agentConn, file int, releas
 		return nil, 0, nil, false
 	}
 	for _, ctr := range list.Items {
+		// Anyone who may use the engine may label a container (and read
+		// every volume anyway); this only keeps other containers out by
+		// mistake.
+		if !strings.Contains(ctr.Image, AgentImageRepo+":") {
+			continue
+		}
 		for _, m := range ctr.Mounts {
 			if m.Name != s.o.Volume || m.Destination == "" || !m.RW {
 				continue
