@@ -362,3 +362,55 @@ func TestAgentNeverLosesANewerLoginUnderLoad(t *testing.T) {
 		t.Errorf("the copy ends with %q, want the container's last, 300", got)
 	}
 }
+
+// TestAnAgentThatFailsLeavesTheCopyOnHelpers: an agent binary that does not
+// speak the protocol (busybox, which answers "applet not found" and exits)
+// is reported and restarted with backoff; meanwhile the copy is read and
+// written through helper containers as before, without waiting on it, and
+// nothing is left behind.
+func TestAnAgentThatFailsLeavesTheCopyOnHelpers(t *testing.T) {
+	const busybox = "/bin/busybox" // static, from busybox-static (scripts/docker-env.sh)
+	if _, err := os.Stat(busybox); err != nil {
+		t.Skip("no static busybox")
+	}
+	sh, e := volumetest.NeedEngine(t)
+	t.Setenv(volume.AgentBinaryEnv, busybox)
+	vol := volumetest.UniqueVolume(t, e)
+	s := volume.New(volume.Options{Volume: vol, FileName: "auth.json", LockDir: t.TempDir(), Shared: sh})
+	if err := s.Update(context.Background(), always([]byte("1"))); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 16)
+	s.Changes(ctx, func(err error) {
+		select {
+		case errs <- err:
+		default:
+		}
+	})
+	select {
+	case err := <-errs:
+		if !strings.Contains(err.Error(), "did not start") {
+			t.Errorf("error %v, want the agent did not start", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no error reported for an agent that cannot start")
+	}
+	if s.Pushing() {
+		t.Fatal("a copy is pushed by an agent that never started")
+	}
+	start := time.Now()
+	if err := s.Update(context.Background(), always([]byte("2"))); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Read(context.Background()); err != nil || string(got) != "2" {
+		t.Fatalf("Read = %q, %v", got, err)
+	}
+	s.EndPass(context.Background())
+	t.Logf("update and read through helpers in %v", time.Since(start))
+	cancel()
+	s.Close()
+	if ids := volumetest.Helpers(t, e, volume.LabelVolume+"="+vol); len(ids) != 0 {
+		t.Errorf("%d containers left behind", len(ids))
+	}
+}
