@@ -30,6 +30,10 @@ func following(t *testing.T, s *volume.Sink) <-chan struct{} {
 		mu.Unlock()
 	})
 	t.Cleanup(func() { cancel(); s.Close() })
+	start := time.Now()
+	defer func() {
+		t.Logf("the agent served %s %v after Changes", s.Location(), time.Since(start).Round(time.Millisecond))
+	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for !s.Pushing() {
 		if time.Now().After(deadline) {
