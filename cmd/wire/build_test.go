@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,6 +142,29 @@ func TestDefaultVolumesGetCompanions(t *testing.T) {
 	for _, c := range b.Copies {
 		if c.Source == "claude" && len(c.Companions) == 0 {
 			t.Errorf("%s: no companions", c.Sink.Location())
+		}
+	}
+}
+
+// engine: must be an address mc-broker can reach; the error names the copy
+// and its line, and never shows a password.
+func TestEngineAddressesAreChecked(t *testing.T) {
+	for _, tt := range []struct{ engine, want string }{
+		{"box", `cfg.yaml:4: sinks[0].engine: "box" is not an address like unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host`},
+		{"'npipe:////./pipe/x'", "only unix://, tcp:// and ssh:// engines"},
+		{"'ssh://me:pw@box'", "ssh://me:xxxxx@box holds a password"},
+	} {
+		cfg, err := config.Parse("cfg.yaml", []byte("sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, engine: "+tt.engine+"}\n"), testEnv(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Build(cfg, testEnv(nil), nil)
+		var ce *config.Error
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("engine %s: %v, want a config error saying %q", tt.engine, err, tt.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "pw@") {
+			t.Errorf("engine %s: the password is in %q", tt.engine, err)
 		}
 	}
 }
