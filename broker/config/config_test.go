@@ -181,24 +181,6 @@ func TestDefaultVolumes(t *testing.T) {
 	}
 }
 
-func TestVolumeCopies(t *testing.T) {
-	cfg, err := Parse("cfg.yaml", []byte(`
-sources:
-  claude: {}
-  codex: {}
-sinks:
-  - {source: claude, volume: mc-claude-auth, uid: 1000, gid: 1000}
-  - {source: codex, volume: shared_auth.v2, path: /home/.codex}
-  - {source: codex, dir: ~/auth/codex}
-`), testEnv(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if k := cfg.Sinks[1]; k.Volume != "shared_auth.v2" || k.Path != "/home/.codex" || k.Dir != "" {
-		t.Errorf("volume sink: %+v", k)
-	}
-}
-
 func TestOnProblemAndNotify(t *testing.T) {
 	env := Env{Home: "/h", Getenv: func(string) string { return "" }}
 	cfg, err := Parse("c.yaml", []byte("on_problem: ~/bin/tell-me --json\nnotify: true\nsources:\n  claude: {}\n"), env)
