@@ -292,46 +292,56 @@ func BenchmarkWatchPropagation(b *testing.B) {
 // measured the same way: no watcher, no reading, no deciding; the
 // benchmark itself writes every copy the way mc-broker does (temporary
 // file, fsync, rename, directory fsync), all at once, as soon as the host
-// changed. What watch adds on top is its own cost.
+// changed. What watch adds on top is its own cost. lock=claude also takes
+// and drops Claude Code's mkdir lock around each rename, as mc-broker must
+// (a Claude in the container writes under it): the floor of a lost-update-
+// free write.
 func BenchmarkFloorPropagation(b *testing.B) {
-	for _, n := range copyCounts {
-		b.Run(fmt.Sprintf("copies=%d", n), func(b *testing.B) {
-			e := newEnv(b, n)
-			in := watchDirs(b, e.dirs...)
-			measure(b, func() (time.Duration, error) {
-				in.drain()
-				e.expiry++
-				data := e.loginBytes(e.expiry)
-				want, err := claude.Kind.ForCopy(data, credential.CopyOptions{})
-				if err != nil {
-					return 0, err
-				}
-				start := time.Now()
-				if err := replaceFile(e.source, data); err != nil {
-					return 0, err
-				}
-				var wg sync.WaitGroup
-				errs := make(chan error, len(e.dirs))
-				for _, d := range e.dirs {
-					wg.Go(func() { errs <- writeDurable(d, copyFile, want) })
-				}
-				wg.Wait()
-				close(errs)
-				for err := range errs {
-					if err != nil {
-						return 0, err
-					}
-				}
-				err = in.wait(e.copyFiles(), expiryKey(e.expiry))
-				return time.Since(start), err
+	for _, lock := range []string{"none", "claude"} {
+		for _, n := range copyCounts {
+			b.Run(fmt.Sprintf("lock=%s/copies=%d", lock, n), func(b *testing.B) {
+				floorPropagation(b, n, lock == "claude")
 			})
-		})
+		}
 	}
 }
 
+func floorPropagation(b *testing.B, n int, lock bool) {
+	e := newEnv(b, n)
+	in := watchDirs(b, e.dirs...)
+	measure(b, func() (time.Duration, error) {
+		in.drain()
+		e.expiry++
+		data := e.loginBytes(e.expiry)
+		want, err := claude.Kind.ForCopy(data, credential.CopyOptions{})
+		if err != nil {
+			return 0, err
+		}
+		start := time.Now()
+		if err := replaceFile(e.source, data); err != nil {
+			return 0, err
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, len(e.dirs))
+		for _, d := range e.dirs {
+			wg.Go(func() { errs <- writeDurable(d, copyFile, want, lock) })
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				return 0, err
+			}
+		}
+		err = in.wait(e.copyFiles(), expiryKey(e.expiry))
+		return time.Since(start), err
+	})
+}
+
 // writeDurable replaces dir/name as mc-broker does: temporary file in the
-// same directory, fsync, rename, fsync of the directory.
-func writeDurable(dir, name string, data []byte) error {
+// same directory, fsync, rename (under Claude's .storage-write.lock when
+// lock is set), fsync of the directory.
+func writeDurable(dir, name string, data []byte, lock bool) error {
 	f, err := os.CreateTemp(dir, ".floor-*.tmp")
 	if err != nil {
 		return err
@@ -346,6 +356,13 @@ func writeDurable(dir, name string, data []byte) error {
 	}
 	if err := f.Close(); err != nil {
 		return err
+	}
+	if lock {
+		l := filepath.Join(dir, ".storage-write.lock")
+		if err := os.Mkdir(l, 0o700); err != nil {
+			return err
+		}
+		defer os.Remove(l)
 	}
 	if err := os.Rename(f.Name(), filepath.Join(dir, name)); err != nil {
 		return err

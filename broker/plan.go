@@ -206,6 +206,35 @@ type planner struct {
 	// refused holds, per copy, why its newer login is not taken back.
 	refused []string
 	infos   []inspected
+	// wants caches Kind.ForCopy of wantsFrom per copy options: every copy
+	// of a pass wants the same few bytes, worked out once.
+	wants     map[credential.CopyOptions]wanted
+	wantsFrom []byte
+	// host is the host's login inspected once, when it was read.
+	host *inspected
+}
+
+type wanted struct {
+	data []byte
+	err  error
+}
+
+// forCopy is Kind.ForCopy(data, o), worked out once per plan.
+func (p *planner) forCopy(data []byte, o credential.CopyOptions) ([]byte, error) {
+	if p.wants == nil || !sameBytes(p.wantsFrom, data) {
+		p.wants, p.wantsFrom = map[credential.CopyOptions]wanted{}, data
+	}
+	w, ok := p.wants[o]
+	if !ok {
+		w.data, w.err = p.in.Kind.ForCopy(data, o)
+		p.wants[o] = w
+	}
+	return w.data, w.err
+}
+
+// sameBytes reports whether a and b are the same slice (not just equal).
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
 
 type inspected struct {
@@ -218,11 +247,25 @@ func (p *planner) plan() PlanResult {
 	p.res.Copies = make([]CopyPlan, len(in.Copies))
 	p.refused = make([]string, len(in.Copies))
 	p.infos = make([]inspected, len(in.Copies))
+	if in.Host.Err == nil && in.Host.Exists {
+		info, err := in.Kind.Inspect(in.Host.Data)
+		p.host = &inspected{info, err}
+	}
 	for i, c := range in.Copies {
-		if !c.Unseen && c.Seen.Err == nil && c.Seen.Exists {
-			info, err := in.Kind.Inspect(c.Seen.Data)
-			p.infos[i] = inspected{info, err}
+		if c.Unseen || c.Seen.Err != nil || !c.Seen.Exists {
+			continue
 		}
+		if p.host != nil && p.host.err == nil {
+			// A copy that holds exactly what the host's login makes
+			// for it (the usual case) carries the host's login: it is
+			// not parsed again.
+			if want, err := p.forCopy(in.Host.Data, c.Options); err == nil && bytes.Equal(c.Seen.Data, want) {
+				p.infos[i] = *p.host
+				continue
+			}
+		}
+		info, err := in.Kind.Inspect(c.Seen.Data)
+		p.infos[i] = inspected{info, err}
 	}
 	hasLogin := p.planHost()
 	for i := range in.Copies {
@@ -284,7 +327,7 @@ func (p *planner) planHost() bool {
 		}
 		return false
 	}
-	info, err := in.Kind.Inspect(in.Host.Data)
+	info, err := p.host.info, p.host.err
 	switch {
 	case credential.IsPartial(err) && p.patient(HostKey):
 		h.Action, h.State, h.Problem = Wait, SourceBroken, err.Error()
@@ -454,6 +497,11 @@ func (r PlanResult) DecideCopy(in PlanInput, i int, current Seen) CopyPlan {
 	p.refused = make([]string, len(in.Copies))
 	p.refused[i] = r.Copies[i].Refused
 	p.infos = make([]inspected, len(in.Copies))
+	if r.Login != nil && r.Copies[i].Want != nil {
+		// What the copy wants was worked out by the plan.
+		p.wants = map[credential.CopyOptions]wanted{in.Copies[i].Options: {data: r.Copies[i].Want}}
+		p.wantsFrom = r.Login.Data
+	}
 	if current.Err == nil && current.Exists {
 		info, err := in.Kind.Inspect(current.Data)
 		p.infos[i] = inspected{info, err}
@@ -492,7 +540,7 @@ func (p *planner) planCopy(i int, s Seen, refused string, locked bool) CopyPlan 
 	if c.Unseen && !locked {
 		return CopyPlan{Action: Unknown, Outcome: NotSeen, Shows: NotSeen}
 	}
-	want, err := p.in.Kind.ForCopy(login.Data, c.Options)
+	want, err := p.forCopy(login.Data, c.Options)
 	if err != nil {
 		return CopyPlan{Action: Fail, Outcome: Failed, Shows: Failed, Problem: "cannot make the copy: " + err.Error()}
 	}

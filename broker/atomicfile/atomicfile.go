@@ -36,6 +36,10 @@ type Options struct {
 	// (the target is left as it was) and is returned as it is. A writer
 	// uses it to check that nobody replaced the target since it was read.
 	BeforeRename func() error
+	// AfterRename, when set, is called right after the rename (before the
+	// directory is synced): a writer that took a lock in BeforeRename
+	// lets it go there, so that the lock is held for the rename only.
+	AfterRename func()
 }
 
 // ChownError reports that the new file could not be given to the requested
@@ -134,7 +138,11 @@ func Write(dir, name string, data []byte, o Options) (err error) {
 			return err
 		}
 	}
-	if err = os.Rename(tmp, target); err != nil {
+	err = os.Rename(tmp, target)
+	if o.AfterRename != nil && err == nil {
+		o.AfterRename()
+	}
+	if err != nil {
 		return fmt.Errorf("cannot write %s: %w", target, err)
 	}
 	if serr := syncDir(dir); serr != nil {

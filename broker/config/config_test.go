@@ -87,9 +87,6 @@ func TestParseErrorsNameKeyAndLine(t *testing.T) {
 		{"engine on a dir copy", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x, engine: 'ssh://box'}\n", 4, "sinks[0].engine applies to volume copies only"},
 		{"adopt on a dir copy", "sources:\n  claude: {}\nsinks:\n  - {source: claude, dir: /x, adopt: true}\n", 4, "sinks[0].adopt applies to volume and secret: copies only"},
 		{"engine and context", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, engine: 'ssh://box', context: box}\n", 4, "give engine or context, not both"},
-		{"engine not an address", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, engine: box}\n", 4, `sinks[0].engine: "box" is not an address like unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host`},
-		{"engine npipe", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, engine: 'npipe:////./pipe/x'}\n", 4, "only unix://, tcp:// and ssh:// engines"},
-		{"engine with a password", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, engine: 'ssh://me:pw@box'}\n", 4, "ssh://me:xxxxx@box holds a password"},
 		{"bad context", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, context: 'my box'}\n", 4, `sinks[0].context "my box" is not a docker context name`},
 		{"adopt not a bool", "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, adopt: yes please}\n", 4, "sinks[0].adopt must be true or false"},
 		{"mcp on codex", "sources:\n  codex: {}\nsinks:\n  - {source: codex, dir: /x, include_mcp_oauth: true}\n", 4, "applies to claude sources only"},
@@ -181,24 +178,6 @@ func TestDefaultVolumes(t *testing.T) {
 	}
 	if dl := cfg.WithDirLayout("/hook"); len(dl.Sinks) != 3 || dl.Sinks[0].Volume != "" {
 		t.Errorf("--dir layout keeps volumes: %+v", dl.Sinks)
-	}
-}
-
-func TestVolumeCopies(t *testing.T) {
-	cfg, err := Parse("cfg.yaml", []byte(`
-sources:
-  claude: {}
-  codex: {}
-sinks:
-  - {source: claude, volume: mc-claude-auth, uid: 1000, gid: 1000}
-  - {source: codex, volume: shared_auth.v2, path: /home/.codex}
-  - {source: codex, dir: ~/auth/codex}
-`), testEnv(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if k := cfg.Sinks[1]; k.Volume != "shared_auth.v2" || k.Path != "/home/.codex" || k.Dir != "" {
-		t.Errorf("volume sink: %+v", k)
 	}
 }
 

@@ -345,3 +345,38 @@ func TestFactsNameTheCLIsOwnCommands(t *testing.T) {
 		t.Errorf("an opaque file has no CLI to log in with: %v", f.Login)
 	}
 }
+
+// A copy made by ForCopy carries the same login as its source: the plan
+// takes the host's Info for a copy that holds exactly those bytes, without
+// parsing it again.
+func TestForCopyKeepsTheLoginsInfo(t *testing.T) {
+	for _, tt := range []struct {
+		kind Kind
+		file string
+	}{
+		{Claude, "claude/credentials.valid.json"},
+		{Claude, "claude/credentials.expired-refreshable.json"},
+		{Claude, "claude/credentials.with-refresh-expiry.json"},
+		{Codex, "codex/auth.chatgpt.json"},
+		{Codex, "codex/auth.chatgpt.other-account.json"},
+		{Codex, "codex/auth.apikey.json"},
+		{Gemini, "gemini/oauth_creds.json"},
+		{Opaque, "gemini/settings.json"},
+	} {
+		data := fixture(t, tt.file)
+		want, err := tt.kind.Inspect(data)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.file, err)
+		}
+		for _, o := range []CopyOptions{{}, {IncludeMCPOAuth: true}} {
+			c, err := tt.kind.ForCopy(data, o)
+			if err != nil {
+				t.Fatalf("%s %+v: %v", tt.file, o, err)
+			}
+			got, err := tt.kind.Inspect(c)
+			if err != nil || got != want {
+				t.Errorf("%s %+v: copy's info %+v (%v), source's %+v", tt.file, o, got, err, want)
+			}
+		}
+	}
+}

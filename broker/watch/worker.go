@@ -38,6 +38,10 @@ type sourceWorker struct {
 	// was in flight: it may have decided on what the copy held before the
 	// pass, so the copy is looked at again once it is in.
 	recheck map[int]bool
+	// recheckDue is set when such a copy's write is in: one pass looks at
+	// them all, once the other writes are in or after recheckWait, so
+	// that a fan-out to many copies costs one more pass, not one per copy.
+	recheckDue bool
 
 	kick  chan struct{}
 	polls chan struct{}
@@ -173,6 +177,10 @@ func newSourceWorker(w *watcher, src broker.Source, copies []broker.Copy, mem *b
 // truncated for a moment; that is normal and not logged.
 const partialPatience = 2 * time.Second
 
+// recheckWait bounds how long the pass that looks again at copies whose
+// write was in flight waits for the rest of a fan-out's writes.
+const recheckWait = 25 * time.Millisecond
+
 // run is the worker's goroutine.
 func (sw *sourceWorker) run(ctx context.Context) {
 	sw.retry = time.NewTimer(time.Hour)
@@ -199,7 +207,9 @@ func (sw *sourceWorker) run(ctx context.Context) {
 			waiters, events, other := sw.waiters, sw.events, sw.other
 			sw.waiters, sw.events, sw.other = nil, map[string]bool{}, false
 			sw.mu.Unlock()
-			if len(waiters) == 0 && !other && sw.onlyEchoes(events) {
+			if len(waiters) == 0 && !other && (len(events) == 0 || sw.onlyEchoes(events)) {
+				// Nothing left (an earlier pass took the requests that
+				// kicked), or only the broker's own writes coming back.
 				continue
 			}
 			sw.runPass(waiters)
@@ -278,6 +288,7 @@ func (sw *sourceWorker) readSlow(i int) {
 // they are all in.
 func (sw *sourceWorker) runPass(waiters []func(time.Time)) {
 	p := sw.pass
+	sw.recheckDue = false
 	p.Seen, p.Unseen = map[int]broker.Seen{}, map[int]bool{}
 	for i, slow := range sw.slow {
 		if !slow {
@@ -487,6 +498,13 @@ func (sw *sourceWorker) record(r any) {
 	case polled:
 		again = r.changed
 	}
+	if sw.recheckDue && !again {
+		if sw.pending == 0 {
+			again = true
+		} else {
+			sw.retryIn(recheckWait)
+		}
+	}
 	if sw.pending == 0 {
 		sw.publish()
 	}
@@ -554,7 +572,7 @@ func (sw *sourceWorker) recordCopy(r broker.CopyResult, now time.Time) (again bo
 	delete(sw.inflight, r.Index)
 	if sw.recheck[r.Index] {
 		delete(sw.recheck, r.Index)
-		again = true
+		sw.recheckDue = true
 	}
 	p.RecordCopy(r)
 	if sw.slow[r.Index] && r.Holds != nil {

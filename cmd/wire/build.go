@@ -57,7 +57,12 @@ func Build(c *config.Config, env config.Env, docker *volume.Shared) (*broker.Bro
 	// The Kubernetes API clients, shared by all Secret copies, made when
 	// one needs them.
 	var kube *secret.Clients
-	for _, sk := range c.Sinks {
+	for i, sk := range c.Sinks {
+		if sk.Engine != "" {
+			if err := engine.CheckHost(sk.Engine); err != nil {
+				return nil, &config.Error{File: c.File, Line: sk.Line, Msg: fmt.Sprintf("sinks[%d].engine: %v", i, err)}
+			}
+		}
 		src, _ := c.Source(sk.Source)
 		kind, _ := kinds.ByName(src.Kind)
 		name := sk.FileName

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,8 +52,47 @@ func TestBuildSeesThroughSymlinks(t *testing.T) {
 	}
 }
 
+// locations parses and builds yaml and returns where each copy is.
+func locations(t *testing.T, yaml string) ([]string, *config.Config) {
+	t.Helper()
+	cfg, err := config.Parse("cfg.yaml", []byte(yaml), testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Build(cfg, testEnv(nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, c := range b.Copies {
+		got = append(got, c.Sink.Location())
+	}
+	return got, cfg
+}
+
+// buildError parses yaml and returns Build's error.
+func buildError(t *testing.T, yaml string) error {
+	t.Helper()
+	cfg, err := config.Parse("cfg.yaml", []byte(yaml), testEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Build(cfg, testEnv(nil), nil)
+	return err
+}
+
+// Volume copies, on one engine or several (engine: and context: per copy,
+// the same volume name on each, adopt: where asked): each is its own copy,
+// and two copies of one file on one engine are refused.
 func TestVolumeCopies(t *testing.T) {
-	cfg, err := config.Parse("cfg.yaml", []byte(`
+	for _, tt := range []struct {
+		name, yaml string
+		want       []string
+		twice      string
+		twiceErr   string
+	}{{
+		name: "one engine",
+		yaml: `
 sources:
   claude: {}
   codex: {}
@@ -60,73 +100,43 @@ sinks:
   - {source: claude, volume: mc-claude-auth, uid: 1000, gid: 1000}
   - {source: codex, volume: shared_auth.v2, path: /home/.codex}
   - {source: codex, dir: ~/auth/codex}
-`), testEnv(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if k := cfg.Sinks[1]; k.Volume != "shared_auth.v2" || k.Path != "/home/.codex" || k.Dir != "" {
-		t.Errorf("volume sink: %+v", k)
-	}
-	b, err := Build(cfg, testEnv(nil), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, c := range b.Copies {
-		got = append(got, c.Sink.Location())
-	}
-	want := []string{"volume mc-claude-auth:/.credentials.json", "volume shared_auth.v2:/home/.codex/auth.json", "/home/dev/auth/codex/auth.json"}
-	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Errorf("locations %q, want %q", got, want)
-	}
-
-	twice, err := config.Parse("cfg.yaml", []byte("sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1}\n  - {source: claude, volume: v1, path: /}\n"), testEnv(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Build(twice, testEnv(nil), nil); err == nil || !strings.Contains(err.Error(), "two copies write volume v1:/.credentials.json") {
-		t.Errorf("two copies in one volume file: %v", err)
-	}
-}
-
-// One config serves the laptop's engine and a build box: engine: and
-// context: per copy, the same volume name on each, adopt: where asked.
-func TestVolumeCopiesOnSeveralEngines(t *testing.T) {
-	cfg, err := config.Parse("cfg.yaml", []byte(`
+`,
+		want:     []string{"volume mc-claude-auth:/.credentials.json", "volume shared_auth.v2:/home/.codex/auth.json", "/home/dev/auth/codex/auth.json"},
+		twice:    "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1}\n  - {source: claude, volume: v1, path: /}\n",
+		twiceErr: "two copies write volume v1:/.credentials.json",
+	}, {
+		name: "several engines",
+		yaml: `
 sources:
   claude: {}
 sinks:
   - {source: claude, volume: mc-claude-auth}
   - {source: claude, volume: mc-claude-auth, engine: 'ssh://me@build:2222'}
   - {source: claude, volume: mc-claude-auth, context: colima, adopt: true}
-`), testEnv(nil))
-	if err != nil {
-		t.Fatal(err)
+`,
+		want:     []string{"volume mc-claude-auth:/.credentials.json", "volume mc-claude-auth:/.credentials.json on ssh://me@build:2222", "volume mc-claude-auth:/.credentials.json on context colima"},
+		twice:    "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, context: box}\n  - {source: claude, volume: v1, context: box}\n",
+		twiceErr: "two copies write volume v1:/.credentials.json on context box",
+	}} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, _ := locations(t, tt.yaml)
+			if strings.Join(got, "|") != strings.Join(tt.want, "|") {
+				t.Errorf("locations %q, want %q", got, tt.want)
+			}
+			if err := buildError(t, tt.twice); err == nil || !strings.Contains(err.Error(), tt.twiceErr) {
+				t.Errorf("two copies in one volume file: %v", err)
+			}
+		})
+	}
+	_, cfg := locations(t, "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, path: /home/.claude}\n  - {source: claude, volume: v1, engine: 'ssh://me@build:2222'}\n  - {source: claude, volume: w1, context: colima, adopt: true}\n")
+	if k := cfg.Sinks[0]; k.Volume != "v1" || k.Path != "/home/.claude" || k.Dir != "" {
+		t.Errorf("volume sink: %+v", k)
 	}
 	if k := cfg.Sinks[1]; k.Engine != "ssh://me@build:2222" || k.Context != "" || k.Adopt {
 		t.Errorf("sink 1: %+v", k)
 	}
 	if k := cfg.Sinks[2]; k.Context != "colima" || !k.Adopt {
 		t.Errorf("sink 2: %+v", k)
-	}
-	b, err := Build(cfg, testEnv(nil), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, c := range b.Copies {
-		got = append(got, c.Sink.Location())
-	}
-	want := []string{"volume mc-claude-auth:/.credentials.json", "volume mc-claude-auth:/.credentials.json on ssh://me@build:2222", "volume mc-claude-auth:/.credentials.json on context colima"}
-	if strings.Join(got, "|") != strings.Join(want, "|") {
-		t.Errorf("locations %q, want %q", got, want)
-	}
-	twice, err := config.Parse("cfg.yaml", []byte("sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, context: box}\n  - {source: claude, volume: v1, context: box}\n"), testEnv(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Build(twice, testEnv(nil), nil); err == nil || !strings.Contains(err.Error(), "two copies write volume v1:/.credentials.json on context box") {
-		t.Errorf("two copies in one volume file on one engine: %v", err)
 	}
 }
 
@@ -141,6 +151,25 @@ func TestDefaultVolumesGetCompanions(t *testing.T) {
 	for _, c := range b.Copies {
 		if c.Source == "claude" && len(c.Companions) == 0 {
 			t.Errorf("%s: no companions", c.Sink.Location())
+		}
+	}
+}
+
+// engine: must be an address mc-broker can reach; the error names the copy
+// and its line, and never shows a password.
+func TestEngineAddressesAreChecked(t *testing.T) {
+	for _, tt := range []struct{ engine, want string }{
+		{"box", `cfg.yaml:4: sinks[0].engine: "box" is not an address like unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host`},
+		{"'npipe:////./pipe/x'", "only unix://, tcp:// and ssh:// engines"},
+		{"'ssh://me:pw@box'", "ssh://me:xxxxx@box holds a password"},
+	} {
+		err := buildError(t, "sources:\n  claude: {}\nsinks:\n  - {source: claude, volume: v1, engine: "+tt.engine+"}\n")
+		var ce *config.Error
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("engine %s: %v, want a config error saying %q", tt.engine, err, tt.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "pw@") {
+			t.Errorf("engine %s: the password is in %q", tt.engine, err)
 		}
 	}
 }

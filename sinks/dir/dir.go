@@ -174,24 +174,24 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 	if err := s.ensureDir(); err != nil {
 		return err
 	}
-	release, err := s.cliLocks(ctx)
-	defer release()
-	if err != nil {
-		return err
-	}
 	if err := s.refuseProtected(); err != nil {
 		return err
 	}
-	// Under the lock no other mc-broker writes here: a temporary file older
-	// than a minute is a crashed run's, and may hold a login.
+	// Under mc-broker's lock no other mc-broker writes here: a temporary
+	// file older than a minute is a crashed run's, and may hold a login.
 	if now := time.Now().UnixNano(); now-s.cleaned.Load() > int64(time.Minute) {
 		s.cleaned.Store(now)
 		atomicfile.RemoveStale(s.o.Dir, time.Minute)
 	}
+	// The CLIs write by temporary file and rename, so the file can be read
+	// and the new one written and synced without their locks. Their locks
+	// are taken only around the last check and the rename: the CLI (which
+	// reads and writes under them) sees the file before or after the
+	// write, never in between, and waits for a rename, not for an fsync.
 	// A container may write the file at any moment (a CLI without locks,
 	// or one that ignores them): the write goes ahead only if the file is
-	// still the one decided on, checked just before the rename; otherwise
-	// the decision is made again with what is there now.
+	// still the one decided on, checked under the locks just before the
+	// rename; otherwise the decision is made again with what is there now.
 	for range maxTries {
 		current, seen, err := s.readFile()
 		exists := err == nil
@@ -208,15 +208,22 @@ func (s *Sink) Update(ctx context.Context, decide broker.Decide) error {
 			}
 			return nil
 		}
+		release := func() {}
 		err = atomicfile.Write(s.o.Dir, s.o.FileName, next, atomicfile.Options{
 			Mode: 0o600, UID: s.o.UID, GID: s.o.GID,
 			BeforeRename: func() error {
+				var err error
+				if release, err = s.cliLocks(ctx); err != nil {
+					return err
+				}
 				if !s.unchanged(seen) {
 					return errChanged
 				}
 				return nil
 			},
+			AfterRename: func() { release(); release = func() {} },
 		})
+		release()
 		if errors.Is(err, errChanged) {
 			continue
 		}

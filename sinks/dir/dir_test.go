@@ -367,8 +367,9 @@ func TestSymlinkedLockFileRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "symlink") {
 		t.Fatalf("err = %v, want a symlink refusal", err)
 	}
-	if called {
-		t.Fatal("decide called")
+	_ = called // decide runs before the locks are taken; nothing is written
+	if _, err := os.Lstat(filepath.Join(d, "auth.json")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the copy was written: %v", err)
 	}
 	if _, err := os.Lstat(target); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("symlink target created: %v", err)
@@ -499,8 +500,9 @@ func TestConcurrentReaders(t *testing.T) {
 	}
 }
 
-// TestWaitsForCLILock: a CLI holding its lock in the copy dir holds Update
-// back until it lets go; with a short LockTimeout Update gives up with
+// TestWaitsForCLILock: a CLI holding its lock in the copy dir holds
+// Update's rename back until it lets go (the new file may be prepared
+// meanwhile); with a short LockTimeout Update gives up with
 // *filelock.TimeoutError.
 func TestWaitsForCLILock(t *testing.T) {
 	d, locks := setup(t)
@@ -547,6 +549,9 @@ func TestWaitsForCLILock(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(d, "auth.json.lock")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("second lock taken before the first: %v", err)
 	}
+	if _, err := os.Lstat(filepath.Join(d, "auth.json")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the copy was written while the CLI held its lock: %v", err)
+	}
 	event("released")
 	cliHolder.Release(t)
 	if err := <-done; err != nil {
@@ -555,8 +560,8 @@ func TestWaitsForCLILock(t *testing.T) {
 	mu.Lock()
 	got := slices.Clone(events)
 	mu.Unlock()
-	if !slices.Equal(got, []string{"released", "decide"}) {
-		t.Fatalf("events = %v, want [released decide]", got)
+	if len(got) == 0 || got[len(got)-1] == "decide" && !slices.Contains(got, "released") {
+		t.Fatalf("events = %v, want a decision and the release", got)
 	}
 	if b, _ := os.ReadFile(s.Location()); string(b) != `{"v":1}` {
 		t.Fatalf("content = %q", b)
@@ -566,17 +571,13 @@ func TestWaitsForCLILock(t *testing.T) {
 	jsonHolder := testenv.HoldLock(t, filepath.Join(d, "auth.json.lock"))
 	defer jsonHolder.Release(t)
 	s = dir.New(dir.Options{Dir: d, FileName: "auth.json", LockDir: locks, LockFiles: []string{"auth.lock", "auth.json.lock"}, CLILockTimeout: 50 * time.Millisecond})
-	called := false
-	err := s.Update(ctx, func([]byte, bool) ([]byte, bool) { called = true; return []byte(`{"v":2}`), true })
+	err := s.Update(ctx, func([]byte, bool) ([]byte, bool) { return []byte(`{"v":2}`), true })
 	var te *filelock.TimeoutError
 	if !errors.As(err, &te) {
 		t.Fatalf("err = %v, want *filelock.TimeoutError", err)
 	}
 	if te.Path != filepath.Join(d, "auth.json.lock") || te.Waited != 50*time.Millisecond {
 		t.Fatalf("TimeoutError = %+v", te)
-	}
-	if called {
-		t.Fatal("decide called without the lock")
 	}
 	if b, _ := os.ReadFile(s.Location()); string(b) != `{"v":1}` {
 		t.Fatalf("content = %q", b)
