@@ -8,10 +8,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/mc-broker/mc-broker/broker/testenv"
 	"github.com/mc-broker/mc-broker/broker/watch"
 	"github.com/mc-broker/mc-broker/sinks/secret"
 	"github.com/mc-broker/mc-broker/sinks/secret/kube"
@@ -125,24 +125,6 @@ type takeBack struct {
 	secret  chan secretEvent // what the benchmark's own API watch saw
 }
 
-// syncBuffer is a process's stderr, read while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type secretEvent struct {
 	at   time.Time
 	data []byte
@@ -179,7 +161,7 @@ func newTakeBack(tb testing.TB) *takeBack {
 	}
 	background := func(ready func(cmd *exec.Cmd, logs string) bool, args ...string) {
 		cmd := run(args...)
-		var logs syncBuffer
+		var logs testenv.Buffer
 		cmd.Stderr = &logs
 		if err := cmd.Start(); err != nil {
 			tb.Fatal(err)

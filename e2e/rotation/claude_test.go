@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mc-broker/mc-broker/broker/testenv"
 	"github.com/mc-broker/mc-broker/sinks/volume"
 	"github.com/mc-broker/mc-broker/sinks/volume/volumetest"
 )
@@ -76,7 +77,7 @@ func claudeVolumeFleet(t *testing.T) (f *fleet, vol, source, cfg string) {
 	t.Helper()
 	_, e := volumetest.NeedEngine(t)
 	vol = volumetest.UniqueVolume(t, e)
-	f = &fleet{t: t, log: &syncBuffer{}}
+	f = &fleet{t: t, log: &testenv.Buffer{}}
 	f.engine = e
 	f.root = t.TempDir()
 	f.home = filepath.Join(f.root, "home")

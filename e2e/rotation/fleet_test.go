@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mc-broker/mc-broker/broker/testenv"
 	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 	"github.com/mc-broker/mc-broker/sinks/volume/volumetest"
 )
@@ -83,7 +84,7 @@ type fleet struct {
 	engine *engine.Engine
 	holder []*holder
 	watch  *exec.Cmd
-	log    *syncBuffer
+	log    *testenv.Buffer
 	proto  *protoBroker
 }
 
@@ -193,7 +194,7 @@ func codexBinary(t testing.TB) string {
 // mc-broker watch, ready.
 func newFleet(t *testing.T, spec fleetSpec) *fleet {
 	t.Helper()
-	f := &fleet{t: t, spec: spec, codex: codexBinary(t), log: &syncBuffer{}}
+	f := &fleet{t: t, spec: spec, codex: codexBinary(t), log: &testenv.Buffer{}}
 	f.root = t.TempDir()
 	f.home = filepath.Join(f.root, "home")
 	f.state = filepath.Join(f.root, "state")
@@ -533,24 +534,6 @@ func (s fleetSpec) name() string {
 		how = string(s.broker)
 	}
 	return fmt.Sprintf("%s (%s, %v, fresh %v)", strings.Join(parts, " + "), how, s.duration, s.fresh)
-}
-
-// syncBuffer collects a process's output; safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // secrets are substrings of every token the fake server issues.
