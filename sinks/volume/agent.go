@@ -722,7 +722,7 @@ func (s *Sink) stopFollowing() {
 // readViaAgent reads the copy through the running agent; ok is false when
 // none serves it or the agent failed (the helper path then reads).
 func (s *Sink) readViaAgent(ctx context.Context) (data []byte, exists, ok bool) {
-	conn, i, release, ok := s.transport(ctx)
+	conn, i, release, ok := s.transport(ctx, false)
 	if !ok {
 		return nil, false, false
 	}
@@ -747,7 +747,7 @@ const agentTries = 4
 // it. ok is false when no agent serves the copy, or the agent failed
 // before anything was written (the helper path then does the update).
 func (s *Sink) updateViaAgent(ctx context.Context, decide broker.Decide, companions map[string][]byte) (done map[string]bool, ok bool, err error) {
-	conn, i, release, ok := s.transport(ctx)
+	conn, i, release, ok := s.transport(ctx, true)
 	if !ok {
 		return nil, false, nil
 	}

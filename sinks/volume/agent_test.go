@@ -319,6 +319,18 @@ func testAgentOn(t *testing.T, e *volumetest.Engine) {
 // containers, whose read and write are apart, it does: run with
 // MC_BROKER_TEST_AGENT_OFF=1 to see it.)
 func TestAgentNeverLosesANewerLoginUnderLoad(t *testing.T) {
+	neverLosesUnderLoad(t, os.Getenv("MC_BROKER_TEST_AGENT_OFF") == "")
+}
+
+// TestOneShotAgentNeverLosesANewerLogin: the same with no watcher's agent
+// (a sync before `docker compose up`): each write starts an agent for the
+// copy alone, which writes as the resident one does, and leaves nothing
+// behind.
+func TestOneShotAgentNeverLosesANewerLogin(t *testing.T) {
+	neverLosesUnderLoad(t, false)
+}
+
+func neverLosesUnderLoad(t *testing.T, follow bool) {
 	volumetest.AgentBinary(t)
 	sh, e := volumetest.NeedEngine(t)
 	vol := volumetest.UniqueVolume(t, e)
@@ -326,7 +338,7 @@ func TestAgentNeverLosesANewerLoginUnderLoad(t *testing.T) {
 	if err := s.Update(context.Background(), always([]byte("0"))); err != nil {
 		t.Fatal(err)
 	}
-	if os.Getenv("MC_BROKER_TEST_AGENT_OFF") == "" {
+	if follow {
 		following(t, s)
 	}
 	ctr := startContainer(t, vol)
@@ -364,6 +376,11 @@ func TestAgentNeverLosesANewerLoginUnderLoad(t *testing.T) {
 	t.Logf("%d updates (%d decided to write) while the container wrote 300 logins", updates, writes)
 	if got := containerExec(t, ctr, "cat /d/auth.json"); got != "300" {
 		t.Errorf("the copy ends with %q, want the container's last, 300", got)
+	}
+	if !follow {
+		if ids := volumetest.Helpers(t, e, volume.LabelVolume+"="+vol); len(ids) != 0 {
+			t.Errorf("%d containers left behind", len(ids))
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package volume
 
 import (
 	"context"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -93,11 +94,55 @@ func execConn(ctx context.Context, e *engine.Engine, id string, spec resident.Fi
 }
 
 // transport is how the copy is reached without a helper container: the
-// resident agent this process runs, else one another process runs (exec);
-// ok is false when neither serves it.
-func (s *Sink) transport(ctx context.Context) (conn *agentConn, file int, release func(), ok bool) {
+// resident agent this process runs, else one another process runs (exec),
+// else, for a write (oneShot), an agent started for this copy alone; ok
+// is false when none serves it.
+func (s *Sink) transport(ctx context.Context, oneShot bool) (conn *agentConn, file int, release func(), ok bool) {
 	if conn, i := s.agent(); conn != nil {
 		return conn, i, func() {}, true
 	}
-	return s.execAgent(ctx)
+	if conn, i, release, ok := s.execAgent(ctx); ok || !oneShot {
+		return conn, i, release, ok
+	}
+	return s.oneShotAgent(ctx)
+}
+
+// oneShotAgent starts an agent for this copy alone, for one write when no
+// agent runs (a sync with no watcher): the copy is then written as a
+// watcher's agent writes it, by temporary file and rename under the CLI's
+// locks and only if it still holds what was decided on, so that a
+// container's login written between the read and the write is never
+// lost, as it could be through a helper container. release stops it (its
+// container is removed). ok is false when no agent can run here (no static
+// binary, a volume that does not exist yet or is not this user's): the
+// helper containers then write, as before.
+func (s *Sink) oneShotAgent(ctx context.Context) (conn *agentConn, file int, release func(), ok bool) {
+	if !anyAgentBinary() {
+		// Spare the engine the calls: no agent can start here.
+		return nil, 0, nil, false
+	}
+	a := &agentSup{sh: s.o.Shared, key: agentKey{sel: s.o.Engine, uid: s.uid(), gid: s.gid()}, subs: map[*Sink]*agentSub{}, wake: make(chan struct{}, 1)}
+	run, err := a.start(ctx, []*Sink{s})
+	if err != nil || run == nil {
+		return nil, 0, nil, false
+	}
+	return run.conn, run.files[s], func() {
+		run.conn.Close()
+		_ = removeHelper(context.WithoutCancel(ctx), run.c, run.id)
+	}, true
+}
+
+// anyAgentBinary reports whether an agent binary may be found for some
+// engine: $MC_BROKER_AGENT_BINARY is set, or findAgentBinary finds one for
+// amd64 or arm64.
+func anyAgentBinary() bool {
+	if os.Getenv(AgentBinaryEnv) != "" {
+		return true
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		if _, err := findAgentBinary(arch); err == nil {
+			return true
+		}
+	}
+	return false
 }
