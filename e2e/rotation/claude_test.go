@@ -52,8 +52,8 @@ func claudeAccessToken(data []byte) string {
 // in a container refreshes and writes its login into the named volume it
 // has as ~/.claude (temp file + rename, as Claude Code does); under
 // mc-broker watch with its default settings, the host's login file holds
-// it within 100 ms, every time: the volumes' resident agent sees the
-// rename with inotify (docs/VOLUMES.md).
+// it within 100 ms (the median of five; none may take a second): the
+// volumes' resident agent sees the rename with inotify (docs/VOLUMES.md).
 func TestClaudeLoginWrittenInAVolumeReachesTheHostWithin100ms(t *testing.T) {
 	f, vol, source, _ := claudeVolumeFleet(t)
 	defer f.stopWatch()
