@@ -395,35 +395,63 @@ func TestScenarios(t *testing.T) {
 	}
 }
 
+// A built mc-broker binary, once per test process.
+type built struct {
+	once sync.Once
+	path string
+	err  error
+}
+
 var (
-	buildOnce sync.Once
-	binDir    string
-	binErr    error
+	static, dynamic built
+	binDirs         []string
+	binDirsMu       sync.Mutex
 )
 
-// mcBroker builds the real binary once per test process.
+// mcBroker builds the real binary once per test process, static
+// (CGO_ENABLED=0) as `make build` builds it on Linux: it is also the
+// volume copies' resident agent, which only a static binary can be.
 func mcBroker(tb testing.TB) string {
 	tb.Helper()
-	buildOnce.Do(func() {
-		binDir, binErr = os.MkdirTemp("", "mc-broker-bench-")
-		if binErr != nil {
+	return static.build(tb, "0")
+}
+
+// mcBrokerDynamic is the binary a plain `go build` or `go install` makes
+// where cgo is on: dynamically linked, so it cannot be the resident agent
+// and its watcher polls volume copies (docs/VOLUMES.md).
+func mcBrokerDynamic(tb testing.TB) string {
+	tb.Helper()
+	return dynamic.build(tb, "1")
+}
+
+func (b *built) build(tb testing.TB, cgo string) string {
+	tb.Helper()
+	b.once.Do(func() {
+		dir, err := os.MkdirTemp("", "mc-broker-bench-")
+		if err != nil {
+			b.err = err
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, "mc-broker"), "github.com/mc-broker/mc-broker/cmd/mc-broker")
+		binDirsMu.Lock()
+		binDirs = append(binDirs, dir)
+		binDirsMu.Unlock()
+		b.path = filepath.Join(dir, "mc-broker")
+		cmd := exec.Command("go", "build", "-o", b.path, "github.com/mc-broker/mc-broker/cmd/mc-broker")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED="+cgo)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("building mc-broker: %v\n%s", err, out)
+			b.err = fmt.Errorf("building mc-broker (CGO_ENABLED=%s): %v\n%s", cgo, err, out)
 		}
 	})
-	if binErr != nil {
-		tb.Fatal(binErr)
+	if b.err != nil {
+		tb.Fatal(b.err)
 	}
-	return filepath.Join(binDir, "mc-broker")
+	return b.path
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
+	for _, d := range binDirs {
+		os.RemoveAll(d)
 	}
 	os.Exit(code)
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,24 +38,45 @@ const watchTimeout = 10 * time.Second
 // first pass is done (the state file names its pid).
 func startWatch(tb testing.TB, e *env) *exec.Cmd {
 	tb.Helper()
-	cmd := exec.Command(mcBroker(tb), "watch", "--config", e.configFile(tb), "--log-format", "json")
+	cmd, _ := startWatchWith(tb, mcBroker(tb), e, e.configFile(tb))
+	return cmd
+}
+
+// startWatchWith is startWatch with another binary, config file and extra
+// arguments and environment ("KEY=VALUE" among args goes to the
+// environment); it also returns the watcher's log (stderr).
+func startWatchWith(tb testing.TB, bin string, e *env, cfg string, args ...string) (*exec.Cmd, *logBuffer) {
+	tb.Helper()
+	cmd := exec.Command(bin, "watch", "--config", cfg, "--log-format", "json")
 	cmd.Env = []string{"HOME=" + e.home, "PATH=" + os.Getenv("PATH"), "XDG_STATE_HOME=" + e.state}
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") {
+			cmd.Args = append(cmd.Args, a)
+		} else {
+			cmd.Env = append(cmd.Env, a)
+		}
+	}
+	logs := &logBuffer{}
+	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	tb.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
 	})
 	deadline := time.Now().Add(watchTimeout)
 	for {
 		st, _ := watch.ReadState(filepath.Join(e.state, "mc-broker"))
 		if st != nil && st.PID == cmd.Process.Pid {
-			return cmd
+			return cmd, logs
 		}
 		select {
 		case <-exited:
@@ -68,10 +90,30 @@ func startWatch(tb testing.TB, e *env) *exec.Cmd {
 	}
 }
 
+// logBuffer is a watcher's stderr, readable while it runs.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
 // arrivals watches the copies' directories with inotify, so that the
 // benchmark learns that a copy changed without polling it.
 type arrivals struct {
 	fsw *fsnotify.Watcher
+	// timeout bounds one wait; watchTimeout when zero.
+	timeout time.Duration
 }
 
 func watchDirs(tb testing.TB, dirs ...string) *arrivals {
@@ -97,7 +139,11 @@ func (a *arrivals) wait(files []string, want []byte) error {
 			pending[f] = true
 		}
 	}
-	timeout := time.NewTimer(watchTimeout)
+	limit := a.timeout
+	if limit == 0 {
+		limit = watchTimeout
+	}
+	timeout := time.NewTimer(limit)
 	defer timeout.Stop()
 	for len(pending) > 0 {
 		select {
@@ -112,7 +158,7 @@ func (a *arrivals) wait(files []string, want []byte) error {
 		case err := <-a.fsw.Errors:
 			return err
 		case <-timeout.C:
-			return fmt.Errorf("%d of %d files still without %s after %v", len(pending), len(files), want, watchTimeout)
+			return fmt.Errorf("%d of %d files still without %s after %v", len(pending), len(files), want, limit)
 		}
 	}
 	return nil
