@@ -19,6 +19,7 @@ import (
 
 	"github.com/mc-broker/mc-broker/broker/credential"
 	"github.com/mc-broker/mc-broker/broker/kinds/claude"
+	"github.com/mc-broker/mc-broker/broker/testenv"
 	"github.com/mc-broker/mc-broker/sinks/volume"
 	"github.com/mc-broker/mc-broker/sinks/volume/volumetest"
 )
@@ -44,7 +45,7 @@ type volWatch struct {
 	files []string // each volume's login file, through its Mountpoint
 	in    *arrivals
 	cmd   *exec.Cmd
-	logs  *logBuffer
+	logs  *testenv.Buffer
 	next  int
 	// poll is set when the watcher has no agent: copies are polled.
 	poll bool

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mc-broker/mc-broker/broker/kinds/claude"
+	"github.com/mc-broker/mc-broker/broker/testenv"
 
 	"github.com/fsnotify/fsnotify"
 
@@ -45,7 +46,7 @@ func startWatch(tb testing.TB, e *env) *exec.Cmd {
 // startWatchWith is startWatch with another binary, config file and extra
 // arguments and environment ("KEY=VALUE" among args goes to the
 // environment); it also returns the watcher's log (stderr).
-func startWatchWith(tb testing.TB, bin string, e *env, cfg string, args ...string) (*exec.Cmd, *logBuffer) {
+func startWatchWith(tb testing.TB, bin string, e *env, cfg string, args ...string) (*exec.Cmd, *testenv.Buffer) {
 	tb.Helper()
 	cmd := exec.Command(bin, "watch", "--config", cfg, "--log-format", "json")
 	cmd.Env = []string{"HOME=" + e.home, "PATH=" + os.Getenv("PATH"), "XDG_STATE_HOME=" + e.state}
@@ -56,7 +57,7 @@ func startWatchWith(tb testing.TB, bin string, e *env, cfg string, args ...strin
 			cmd.Env = append(cmd.Env, a)
 		}
 	}
-	logs := &logBuffer{}
+	logs := &testenv.Buffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
@@ -88,24 +89,6 @@ func startWatchWith(tb testing.TB, bin string, e *env, cfg string, args ...strin
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-// logBuffer is a watcher's stderr, readable while it runs.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 // arrivals watches the copies' directories with inotify, so that the
