@@ -28,7 +28,8 @@ if ! engine_up; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io busybox-static docker-compose >&2
   fi
   say "starting dockerd (log: /tmp/dockerd.log)"
-  dockerd >/tmp/dockerd.log 2>&1 &
+  # From /: a daemon started in a clone keeps it as its working directory.
+  env -C / dockerd >/tmp/dockerd.log 2>&1 &
   for _ in $(seq 1 300); do
     if [ -S /var/run/docker.sock ] && engine_up; then break; fi
     sleep 0.1

@@ -49,7 +49,9 @@ wait_for() {
 if ! answers "$ROOTFUL"; then
   say "starting rootful podman system service on $ROOTFUL (log: /tmp/podman-service.log)"
   mkdir -p "$(dirname "$ROOTFUL")"
-  setsid podman system service --time=0 "unix://$ROOTFUL" >/tmp/podman-service.log 2>&1 </dev/null &
+  # From /: a service started in a clone would break (conmon cannot get
+  # its working directory) once that clone is removed.
+  setsid env -C / podman system service --time=0 "unix://$ROOTFUL" >/tmp/podman-service.log 2>&1 </dev/null &
   wait_for "$ROOTFUL" /tmp/podman-service.log
 fi
 if ! has_image "$ROOTFUL"; then
