@@ -83,7 +83,11 @@ type CopyResult struct {
 	Plan CopyPlan
 	// Holds is what the copy holds after the write, when known to agree
 	// with the login given; Info describes that login.
-	Holds      []byte
+	Holds []byte
+	// Current is what the copy holds once decided under its locks (after
+	// the write, when written); nil when the update failed before that. A
+	// watcher that keeps a slow store's last read takes it as a fresh one.
+	Current    *Seen
 	Info       credential.Info
 	Companions []string
 	Err        error
@@ -322,8 +326,10 @@ func (p *Pass) writeCopy(ctx context.Context, in PlanInput, plan PlanResult, i i
 			in.Revoked = p.Revocations.At(p.Source.Name())
 		}
 		res.Plan = plan.DecideCopy(in, i, Seen{Exists: exists, Data: current})
+		res.Current = &Seen{Exists: exists, Data: current}
 		switch res.Plan.Action {
 		case Write:
+			res.Current = &Seen{Exists: true, Data: res.Plan.Want}
 			return res.Plan.Want, true
 		case Keep:
 			if res.Plan.Outcome == Unchanged {
@@ -333,7 +339,7 @@ func (p *Pass) writeCopy(ctx context.Context, in PlanInput, plan PlanResult, i i
 		return nil, false
 	})
 	if err != nil {
-		res.Err = err
+		res.Err, res.Current = err, nil
 		res.Plan.Action, res.Plan.Outcome = Fail, Failed
 		res.Plan.Problem = err.Error()
 		return res

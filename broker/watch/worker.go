@@ -278,7 +278,7 @@ func (sw *sourceWorker) onlyEchoes(events map[string]bool) bool {
 // readSlow asks a slow store's worker for a fresh read.
 func (sw *sourceWorker) readSlow(i int) {
 	c := sw.pass.Copies[i]
-	sw.submit(sw.copies[i], func(ctx context.Context) any {
+	sw.submitKind(sw.copies[i], jobRead, func(ctx context.Context) any {
 		defer broker.EndPass(ctx, []broker.Copy{c})
 		return seenResult{index: i, seen: broker.ReadCopy(ctx, c.Sink)}
 	})
@@ -393,18 +393,21 @@ func (d dispatcher) Copy(i int, job func(context.Context) broker.CopyResult) {
 	d.sw.submit(d.sw.copies[i], func(ctx context.Context) any { return copyDone{job(ctx)} })
 }
 
-// submit gives a store's worker a job; a job it had not started yet is
-// replaced (only the newest decision matters) and counts as done.
+// submit gives a store's worker a write (or a write-back); a job it had
+// not started yet is replaced (only the newest decision matters) and
+// counts as done.
 func (sw *sourceWorker) submit(s *storeWorker, job func(context.Context) any) {
-	if !s.submit(job, false) {
-		sw.pending++
-	}
+	sw.submitKind(s, jobWrite, job)
 }
 
-// submitIdle gives a store's worker a job only when it has none waiting: a
-// change check never displaces a write.
+// submitIdle gives a store's worker a change check, only when it has
+// nothing waiting.
 func (sw *sourceWorker) submitIdle(s *storeWorker, job func(context.Context) any) {
-	if s.submit(job, true) {
+	sw.submitKind(s, jobCheck, job)
+}
+
+func (sw *sourceWorker) submitKind(s *storeWorker, kind jobKind, job func(context.Context) any) {
+	if set, replaced := s.submit(kind, job); set && !replaced {
 		sw.pending++
 	}
 }
@@ -575,8 +578,10 @@ func (sw *sourceWorker) recordCopy(r broker.CopyResult, now time.Time) (again bo
 		sw.recheckDue = true
 	}
 	p.RecordCopy(r)
-	if sw.slow[r.Index] && r.Holds != nil {
-		sw.slowSeen[r.Index] = broker.Seen{Exists: true, Data: r.Holds}
+	if sw.slow[r.Index] && r.Current != nil {
+		// Read under its locks: as fresh as a read (reads asked for
+		// while this write waited were not run, see jobRead).
+		sw.slowSeen[r.Index] = *r.Current
 	}
 	sw.w.state.copyResult(sw.name, loc, r, now)
 	prev, wasFailing := sw.failing[loc]
@@ -738,11 +743,12 @@ func expiry(t time.Time) any {
 // the store's own deadline. A job submitted while another waits replaces it:
 // only the newest decision matters.
 type storeWorker struct {
-	sw   *sourceWorker
-	name string
-	mu   sync.Mutex
-	next func(context.Context) any
-	wake chan struct{}
+	sw       *sourceWorker
+	name     string
+	mu       sync.Mutex
+	next     func(context.Context) any
+	nextKind jobKind
+	wake     chan struct{}
 	// slots, when set, bounds how many such workers run a job at once.
 	slots chan struct{}
 }
@@ -751,26 +757,44 @@ func newStoreWorker(sw *sourceWorker, name string) *storeWorker {
 	return &storeWorker{sw: sw, name: name, wake: make(chan struct{}, 1)}
 }
 
-// submit sets the next job. With ifIdle it does nothing when a job is
-// waiting and reports whether it set it; otherwise it reports whether it
-// replaced a job that had not started.
-func (s *storeWorker) submit(job func(context.Context) any, ifIdle bool) bool {
+// jobKind is what a store worker's job does, which decides what may take
+// the place of a job that has not started yet.
+type jobKind int
+
+const (
+	// jobWrite decides under the store's locks and writes; it reports what
+	// the store then holds, so it stands for a read too. The newest
+	// replaces any job waiting.
+	jobWrite jobKind = iota
+	// jobRead reads a slow store. It never replaces a waiting write or
+	// read: either reports what the store holds when it runs. A read that
+	// took a write's place once lost that write (the plan that follows
+	// sees it as in flight and does not ask for it again).
+	jobRead
+	// jobCheck asks whether the store changed (a poll); only when nothing
+	// waits.
+	jobCheck
+)
+
+// submit sets the next job, by kind (see jobKind). set is whether it was
+// set; replaced, whether it took the place of a job that had not started,
+// which then counts as done.
+func (s *storeWorker) submit(kind jobKind, job func(context.Context) any) (set, replaced bool) {
 	s.mu.Lock()
 	waiting := s.next != nil
-	if ifIdle && waiting {
+	switch {
+	case !waiting:
+	case kind == jobCheck, kind == jobRead && s.nextKind != jobCheck:
 		s.mu.Unlock()
-		return false
+		return false, false
 	}
-	s.next = job
+	s.next, s.nextKind = job, kind
 	s.mu.Unlock()
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
-	if ifIdle {
-		return true
-	}
-	return waiting
+	return true, waiting
 }
 
 func (s *storeWorker) run(ctx context.Context, work context.Context) {

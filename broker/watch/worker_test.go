@@ -247,3 +247,141 @@ func TestWatchCountsATakeBackBeforeDecidingTheNext(t *testing.T) {
 		t.Error("a token reached the log")
 	}
 }
+
+// pushedSink is a copy the watcher cannot see as files on this host and
+// that pushes its changes (as a Docker volume copy with its resident agent
+// does): a directory copy with WatchedFiles hidden, whose pushes the test
+// sends, and whose reads can be held so that its store worker is busy.
+type pushedSink struct {
+	d      *dir.Sink
+	pushes chan struct{}
+	// hold, when it carries a channel, makes the next Read wait for it.
+	hold chan chan struct{}
+	// reading is told each time a Read starts.
+	reading chan struct{}
+}
+
+func newPushedSink(d *dir.Sink) *pushedSink {
+	return &pushedSink{d: d, pushes: make(chan struct{}, 1), hold: make(chan chan struct{}, 1), reading: make(chan struct{}, 16)}
+}
+
+func (p *pushedSink) Location() string { return p.d.Location() }
+
+func (p *pushedSink) Read(ctx context.Context) ([]byte, error) {
+	select {
+	case p.reading <- struct{}{}:
+	default:
+	}
+	select {
+	case wait := <-p.hold:
+		<-wait
+	default:
+	}
+	return p.d.Read(ctx)
+}
+
+func (p *pushedSink) Update(ctx context.Context, decide broker.Decide) error {
+	return p.d.Update(ctx, decide)
+}
+
+func (p *pushedSink) Changes(ctx context.Context, _ func(error)) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	ch <- struct{}{} // the first when watching starts
+	go func() {
+		defer close(ch)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.pushes:
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return ch
+}
+
+func (p *pushedSink) push() { p.pushes <- struct{}{} }
+
+// readingSource is the host's file, telling each read.
+type readingSource struct {
+	*file.Source
+	reads chan []byte
+}
+
+func (s *readingSource) Read(ctx context.Context) ([]byte, error) {
+	data, err := s.Source.Read(ctx)
+	select {
+	case s.reads <- data:
+	default:
+	}
+	return data, err
+}
+
+// TestWatchAPushDuringAWaitingWriteDoesNotCancelIt: a host change is
+// planned while a pushed copy's worker is still busy reading it, so the
+// write waits; then the copy pushes a change (a volume agent that just
+// started says "read me"). The read that push asks for must not take the
+// waiting write's place: the copy must get the host's new login now, not
+// at the host's next change. (Seen as the first host change after a
+// volume agent started reaching no volume.)
+func TestWatchAPushDuringAWaitingWriteDoesNotCancelIt(t *testing.T) {
+	b, source, copies, stateDir := newBroker(t, 1)
+	cp := newPushedSink(b.Copies[0].Sink.(*dir.Sink))
+	b.Copies[0].Sink = cp
+	host := &readingSource{Source: b.Sources[0].(*file.Source), reads: make(chan []byte, 64)}
+	b.Sources[0] = host
+	first := mirrorLogin(1, hoursAhead(4))
+	if err := os.WriteFile(source, first, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runWatcher(t, b, Options{StateDir: stateDir})
+	holds := func(want []byte) bool { got, _ := os.ReadFile(copies[0]); return bytes.Equal(got, want) }
+	waitFor(t, "the copy to hold the host's login", func() bool { return holds(first) })
+
+	// The copy's worker is kept busy by a read that waits.
+	release := make(chan struct{})
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	for len(cp.reading) > 0 {
+		<-cp.reading
+	}
+	cp.hold <- release
+	cp.push()
+	select {
+	case <-cp.reading:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the push did not make the watcher read the copy")
+	}
+
+	// The host changes: the pass plans a write, which waits behind the read.
+	second := mirrorLogin(2, hoursAhead(5))
+	for len(host.reads) > 0 {
+		<-host.reads
+	}
+	writeLogin(t, filepath.Dir(source), second)
+	for deadline := time.After(5 * time.Second); ; {
+		select {
+		case got := <-host.reads:
+			if !bytes.Equal(got, second) {
+				continue
+			}
+		case <-deadline:
+			t.Fatal("no pass read the host's change")
+		}
+		break
+	}
+	// The pass that read it has dispatched its write: a push now is taken
+	// after it.
+	cp.push()
+	close(release)
+	waitFor(t, "the copy to get the host's new login", func() bool { return holds(second) })
+}
