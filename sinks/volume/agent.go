@@ -261,14 +261,21 @@ func (a *agentSup) supervise(ctx context.Context, stopped chan struct{}) {
 		// lost.
 		a.notifyAll()
 		var restart bool
-		select {
-		case <-ctx.Done():
-		case <-run.conn.Done():
-			if err := run.conn.Err(); err != nil && !errors.Is(err, errAgentGone) {
-				a.tell(fmt.Errorf("the resident agent ended (%v); starting it again", err))
+	running:
+		for {
+			select {
+			case <-ctx.Done():
+			case <-run.conn.Done():
+				if err := run.conn.Err(); err != nil && !errors.Is(err, errAgentGone) {
+					a.tell(fmt.Errorf("the resident agent ended (%v); starting it again", err))
+				}
+				restart = true
+			case <-a.wake:
+				if !a.stale(ctx, run) {
+					continue
+				}
 			}
-			restart = true
-		case <-a.wake:
+			break running
 		}
 		a.mu.Lock()
 		a.run = nil
@@ -318,17 +325,11 @@ func (a *agentSup) start(ctx context.Context, sinks []*Sink) (*agentRun, error) 
 		run    = &agentRun{c: c, files: map[*Sink]int{}}
 	)
 	for _, s := range sinks {
-		if s.check() != nil {
-			continue
-		}
-		labels, exists, err := s.inspectVolume(ctx, c)
+		ok, err := s.servable(ctx, c)
 		if err != nil {
 			return nil, h.classify(e, err)
 		}
-		// Not there yet (the first write makes it and wakes the agent), not
-		// this user's, or not made by mc-broker and not adopted (its
-		// contents are checked through a helper): such a copy is polled.
-		if !exists || s.checkOwner(labels) != nil || needsContentCheck(labels, s.o.Adopt) {
+		if !ok {
 			continue
 		}
 		n, ok := vols[s.o.Volume]
@@ -402,6 +403,50 @@ func (a *agentSup) start(ctx context.Context, sinks []*Sink) (*agentRun, error) 
 	run.conn = conn
 	ok = true
 	return run, nil
+}
+
+// servable reports whether the agent can serve the copy now. Not when its
+// volume is not there yet (the first write makes it and wakes the agent),
+// is not this user's, or was not made by mc-broker and not adopted (its
+// contents are checked through a helper): such a copy is polled.
+func (s *Sink) servable(ctx context.Context, c *client.Client) (bool, error) {
+	if s.check() != nil {
+		return false, nil
+	}
+	labels, exists, err := s.inspectVolume(ctx, c)
+	if err != nil {
+		return false, err
+	}
+	return exists && s.checkOwner(labels) == nil && !needsContentCheck(labels, s.o.Adopt), nil
+}
+
+// stale reports whether run no longer serves the copies it should: one
+// stopped following, or one it does not serve could be served now (its
+// volume was created). A wake that changes nothing (a volume created while
+// the agent was starting, which it mounts already) must not restart it:
+// a restart has every copy read again and, meanwhile, writes take the
+// slow path.
+func (a *agentSup) stale(ctx context.Context, run *agentRun) bool {
+	a.mu.Lock()
+	subs := make([]*Sink, 0, len(a.subs))
+	for s := range a.subs {
+		subs = append(subs, s)
+	}
+	a.mu.Unlock()
+	for s := range run.files {
+		if !slices.Contains(subs, s) {
+			return true
+		}
+	}
+	for _, s := range subs {
+		if _, ok := run.files[s]; ok {
+			continue
+		}
+		if ok, err := s.servable(ctx, run.c); ok || err != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // create makes the agent's container: mc-broker's binary from the empty

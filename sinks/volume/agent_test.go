@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/moby/moby/client"
 
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/sinks/volume"
@@ -163,6 +166,56 @@ func TestAgentIsGoneWhenNothingFollows(t *testing.T) {
 	}
 	if out, err := exec.Command("docker", "volume", "rm", vol).CombinedOutput(); err != nil {
 		t.Fatalf("docker volume rm after the watcher stopped: %v\n%s", err, out)
+	}
+}
+
+// TestAgentKeepsRunningWhenNothingItServesChanged: a copy's volume created
+// while its agent was starting is mounted by that agent already; the wake
+// that creation left must not restart the agent. A restart has every copy
+// read again, and meanwhile writes take the slow path: that is how the
+// first host change after a watcher started once reached no volume.
+func TestAgentKeepsRunningWhenNothingItServesChanged(t *testing.T) {
+	volumetest.AgentBinary(t)
+	sh, e := volumetest.NeedEngine(t)
+	vol := volumetest.UniqueVolume(t, e)
+	s := volume.New(volume.Options{Volume: vol, FileName: ".credentials.json", LockDir: t.TempDir(), Shared: sh, WriteLock: ".storage-write.lock"})
+	if err := s.Update(context.Background(), always([]byte(`{"gen":1}`))); err != nil {
+		t.Fatal(err)
+	}
+	ch := following(t, s)
+	agents := func() []string {
+		list, err := e.Client().ContainerList(context.Background(), client.ContainerListOptions{
+			Filters: make(client.Filters).Add("label", volume.LabelAgent+"=true").Add("label", volume.LabelVolume+"="+vol),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, c := range list.Items {
+			ids = append(ids, c.ID)
+		}
+		return ids
+	}
+	before := agents()
+	if len(before) != 1 {
+		t.Fatalf("%d agents serve %s, want 1", len(before), vol)
+	}
+	ctr := startContainer(t, vol)
+	volume.WakeAgent(s)
+	// A container's write, told by the agent: by then a restart would have
+	// removed the agent's container (before it says "read every copy").
+	containerExec(t, ctr, `printf '{"gen":2}' > /d/.tmp.x && mv /d/.tmp.x /d/.credentials.json`)
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the container's write was not told within 5 s")
+	}
+	if after := agents(); !slices.Equal(after, before) || !s.Pushing() {
+		t.Fatalf("the agent was restarted by a wake that changed nothing (agents %v, then %v; serving: %v)", before, after, s.Pushing())
+	}
+	got, err := s.Read(context.Background())
+	if err != nil || string(got) != `{"gen":2}` {
+		t.Fatalf("Read = %q, %v; want the container's write", got, err)
 	}
 }
 

@@ -16,3 +16,14 @@ func WriteDockerStyleOnPodman() (restore func()) {
 	dockerStyleOnPodman = true
 	return func() { dockerStyleOnPodman = false }
 }
+
+// WakeAgent wakes the supervisor of the agent that serves s, as a volume
+// created while that agent started does.
+func WakeAgent(s *Sink) {
+	s.supMu.Lock()
+	a := s.sup
+	s.supMu.Unlock()
+	if a != nil {
+		a.poke()
+	}
+}
