@@ -17,6 +17,7 @@ import (
 
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/sinks/volume"
+	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 	"github.com/mc-broker/mc-broker/sinks/volume/volumetest"
 )
 
@@ -60,18 +61,25 @@ func drain(ch <-chan struct{}) {
 	}
 }
 
+// followedCopy is a Claude copy in a new volume holding {"gen":1},
+// served by its resident agent; ch has its changes.
+func followedCopy(t *testing.T) (s *volume.Sink, e *engine.Engine, vol string, ch <-chan struct{}) {
+	t.Helper()
+	volumetest.AgentBinary(t)
+	sh, e := volumetest.NeedEngine(t)
+	vol = volumetest.UniqueVolume(t, e)
+	s = volume.New(volume.Options{Volume: vol, FileName: ".credentials.json", LockDir: t.TempDir(), Shared: sh, WriteLock: ".storage-write.lock"})
+	if err := s.Update(context.Background(), always([]byte(`{"gen":1}`))); err != nil {
+		t.Fatal(err)
+	}
+	return s, e, vol, following(t, s)
+}
+
 // TestAgentSeesAContainersWriteAtOnce: a container renames a new login over
 // the copy (as Claude Code does); the resident agent says so within
 // milliseconds, and a Read through it returns the new bytes.
 func TestAgentSeesAContainersWriteAtOnce(t *testing.T) {
-	volumetest.AgentBinary(t)
-	sh, e := volumetest.NeedEngine(t)
-	vol := volumetest.UniqueVolume(t, e)
-	s := volume.New(volume.Options{Volume: vol, FileName: ".credentials.json", LockDir: t.TempDir(), Shared: sh, WriteLock: ".storage-write.lock"})
-	if err := s.Update(context.Background(), always([]byte(`{"gen":1}`))); err != nil {
-		t.Fatal(err)
-	}
-	ch := following(t, s)
+	s, _, vol, ch := followedCopy(t)
 	// A long-lived container so that only the rename is timed.
 	ctr := startContainer(t, vol)
 	for gen := 2; gen <= 6; gen++ {
@@ -175,14 +183,7 @@ func TestAgentIsGoneWhenNothingFollows(t *testing.T) {
 // read again, and meanwhile writes take the slow path: that is how the
 // first host change after a watcher started once reached no volume.
 func TestAgentKeepsRunningWhenNothingItServesChanged(t *testing.T) {
-	volumetest.AgentBinary(t)
-	sh, e := volumetest.NeedEngine(t)
-	vol := volumetest.UniqueVolume(t, e)
-	s := volume.New(volume.Options{Volume: vol, FileName: ".credentials.json", LockDir: t.TempDir(), Shared: sh, WriteLock: ".storage-write.lock"})
-	if err := s.Update(context.Background(), always([]byte(`{"gen":1}`))); err != nil {
-		t.Fatal(err)
-	}
-	ch := following(t, s)
+	s, e, vol, ch := followedCopy(t)
 	agents := func() []string {
 		list, err := e.Client().ContainerList(context.Background(), client.ContainerListOptions{
 			Filters: make(client.Filters).Add("label", volume.LabelAgent+"=true").Add("label", volume.LabelVolume+"="+vol),
