@@ -468,6 +468,7 @@ func (a *agentSup) create(ctx context.Context, c *client.Client, image string, p
 		CapDrop:        []string{"ALL"},
 		SecurityOpt:    []string{"no-new-privileges"},
 		AutoRemove:     true,
+		Resources:      agentResources(),
 	}
 	if podman {
 		// Rootful Podman asks for more open files than an engine without
@@ -485,11 +486,14 @@ func (a *agentSup) create(ctx context.Context, c *client.Client, image string, p
 				Cmd:             cmd,
 				User:            user,
 				NetworkDisabled: true,
-				OpenStdin:       true,
-				StdinOnce:       true,
-				AttachStdin:     true,
-				AttachStdout:    true,
-				AttachStderr:    true,
+				// The agent's work is small: a few threads and a few MiB
+				// whatever the host's size; the limits above hold it there.
+				Env:          []string{"GOMAXPROCS=2", "GOMEMLIMIT=" + strconv.Itoa(agentMemory*3/4>>20) + "MiB"},
+				OpenStdin:    true,
+				StdinOnce:    true,
+				AttachStdin:  true,
+				AttachStdout: true,
+				AttachStderr: true,
 				Labels: map[string]string{
 					LabelManaged:   "true",
 					LabelHelper:    "agent",
@@ -506,6 +510,20 @@ func (a *agentSup) create(ctx context.Context, c *client.Client, image string, p
 		return res.ID, err
 	}
 	return create()
+}
+
+// agentMemory and agentPids bound the agent's container: it holds a few
+// logins of at most resident.MaxLine bytes and one goroutine per file, so
+// a runaway agent (a bug, or a container feeding it events) cannot take
+// the engine's memory or process table.
+const (
+	agentMemory = 64 << 20
+	agentPids   = 64
+)
+
+func agentResources() container.Resources {
+	pids := int64(agentPids)
+	return container.Resources{Memory: agentMemory, MemorySwap: agentMemory, PidsLimit: &pids}
 }
 
 // LabelAgentImage marks the agent's images.

@@ -361,6 +361,61 @@ func testAgentOn(t *testing.T, e *volumetest.Engine) {
 		if got := e.Run(t, vol, "cat /d/home/.codex/auth.json; echo; stat -c '%a %u %g' /d/home/.codex/auth.json"); got != "3\n600 1000 1000\n" {
 			t.Errorf("a container reads %q, want 3, mode 600, owner 1000:1000", got)
 		}
+		checkAgentConfined(t, e, vol)
+	}
+}
+
+// checkAgentConfined checks, as the engine reports it, that the agent
+// serving vol runs confined: no network, read-only root, no capabilities,
+// no new privileges, as the copy's user, and bounded in memory and
+// processes.
+func checkAgentConfined(t *testing.T, e *volumetest.Engine, vol string) {
+	t.Helper()
+	list, err := e.Client().ContainerList(context.Background(), client.ContainerListOptions{
+		Filters: make(client.Filters).Add("label", volume.LabelAgent+"=true").Add("label", volume.LabelVolume+"="+vol),
+	})
+	if err != nil || len(list.Items) != 1 {
+		t.Fatalf("agents serving %s: %d, %v; want 1", vol, len(list.Items), err)
+	}
+	res, err := e.Client().ContainerInspect(context.Background(), list.Items[0].ID, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc, cfg := res.Container.HostConfig, res.Container.Config
+	var problems []string
+	if hc.NetworkMode != "none" {
+		problems = append(problems, "network "+string(hc.NetworkMode))
+	}
+	if !hc.ReadonlyRootfs {
+		problems = append(problems, "root file system writable")
+	}
+	if !slices.ContainsFunc(hc.CapDrop, func(c string) bool { return strings.EqualFold(strings.TrimPrefix(c, "CAP_"), "ALL") }) && len(hc.CapDrop) < 10 {
+		problems = append(problems, fmt.Sprintf("capabilities not dropped (%v)", hc.CapDrop))
+	}
+	if !slices.ContainsFunc(hc.SecurityOpt, func(o string) bool { return strings.HasPrefix(o, "no-new-privileges") }) {
+		problems = append(problems, fmt.Sprintf("new privileges allowed (%v)", hc.SecurityOpt))
+	}
+	if cfg.User != "1000:1000" {
+		problems = append(problems, "user "+cfg.User)
+	}
+	info, err := e.Client().Info(context.Background(), client.InfoOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Name == "podman-rootless" && info.Info.CgroupVersion == "1" {
+		// Rootless Podman cannot set limits on cgroups v1 and ignores
+		// them (docs/VOLUMES.md).
+		t.Logf("rootless Podman on cgroups v1: the agent runs without memory and pids limits (memory %d)", hc.Memory)
+	} else {
+		if hc.Memory == 0 || hc.Memory > 64<<20 {
+			problems = append(problems, fmt.Sprintf("memory limit %d", hc.Memory))
+		}
+		if hc.PidsLimit == nil || *hc.PidsLimit <= 0 || *hc.PidsLimit > 64 {
+			problems = append(problems, "no pids limit of at most 64")
+		}
+	}
+	if len(problems) > 0 {
+		t.Errorf("the agent serving %s is not confined: %s", vol, strings.Join(problems, "; "))
 	}
 }
 
