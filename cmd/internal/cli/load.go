@@ -39,11 +39,7 @@ func (s *selection) addFlags(fs *pflag.FlagSet) {
 
 // load resolves the config and builds the broker.
 func (s *selection) load(ctx context.Context, f *Factory) (*broker.Broker, *config.Config, error) {
-	env, err := f.Env()
-	if err != nil {
-		return nil, nil, &ExitError{Code: broker.ExitUsage, Err: err}
-	}
-	cfg, err := s.config(f, env)
+	env, cfg, err := s.loadConfig(f)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -96,6 +92,22 @@ func withDefaultVolumes(ctx context.Context, f *Factory, cfg *config.Config, laz
 	}
 	fmt.Fprintf(f.Stderr, "mc-broker: note: %s; volume copies skipped\n", msg)
 	return cfg
+}
+
+// loadConfig resolves the environment and reads the config the selection
+// names, without building a broker: for commands that only read the config
+// (compose, kube manifest) as much as for load. An environment that cannot
+// be resolved (no home directory) is bad usage, exit 2.
+func (s *selection) loadConfig(f *Factory) (config.Env, *config.Config, error) {
+	env, err := f.Env()
+	if err != nil {
+		return config.Env{}, nil, &ExitError{Code: broker.ExitUsage, Err: err}
+	}
+	cfg, err := s.config(f, env)
+	if err != nil {
+		return config.Env{}, nil, err
+	}
+	return env, cfg, nil
 }
 
 func (s *selection) config(f *Factory, env config.Env) (*config.Config, error) {
