@@ -37,11 +37,13 @@ func (s *selection) addFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&s.Only, "only", nil, "only these sources (comma-separated `NAME`s); a named source that is not logged in is an error (exit 3)")
 }
 
-// load resolves the config and builds the broker.
-func (s *selection) load(ctx context.Context, f *Factory) (*broker.Broker, *config.Config, error) {
+// load resolves the config and builds the broker. It also returns the
+// environment it resolved, so that a command that goes on to use it does
+// not resolve it again.
+func (s *selection) load(ctx context.Context, f *Factory) (*broker.Broker, *config.Config, config.Env, error) {
 	env, cfg, err := s.loadConfig(f)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, config.Env{}, err
 	}
 	// One engine handle per run: the probe below and every volume copy
 	// share its connection.
@@ -51,30 +53,30 @@ func (s *selection) load(ctx context.Context, f *Factory) (*broker.Broker, *conf
 	}
 	for _, name := range s.Only {
 		if _, ok := cfg.Source(name); !ok {
-			return nil, nil, usageError("--only: no source called %q (sources: %s)", name, cfg.SourceNames())
+			return nil, nil, config.Env{}, usageError("--only: no source called %q (sources: %s)", name, cfg.SourceNames())
 		}
 	}
 	if s.Dir != "" {
 		abs, err := filepath.Abs(s.Dir)
 		if err != nil {
-			return nil, nil, usageError("--dir: %v", err)
+			return nil, nil, config.Env{}, usageError("--dir: %v", err)
 		}
 		if s.writes {
 			if err := prepareDirLayout(abs, f.Stderr); err != nil {
-				return nil, nil, &ExitError{Code: broker.ExitCopyFailed, Err: err}
+				return nil, nil, config.Env{}, &ExitError{Code: broker.ExitCopyFailed, Err: err}
 			}
 		}
 		cfg = cfg.WithDirLayout(abs)
 	}
 	b, err := wire.Build(cfg, env, docker)
 	if err != nil && s.Dir != "" {
-		return nil, nil, &ExitError{Code: broker.ExitUsage, Err: err, Hint: "choose another --dir"}
+		return nil, nil, config.Env{}, &ExitError{Code: broker.ExitUsage, Err: err, Hint: "choose another --dir"}
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, config.Env{}, err
 	}
 	b.Now = f.Now
-	return b, cfg, nil
+	return b, cfg, env, nil
 }
 
 // withDefaultVolumes gives the built-in defaults their named volumes when
