@@ -294,63 +294,57 @@ func staticELF(bin string) error {
 	return nil
 }
 
+// benchVolWatch times step, a volWatch's propagate or adopt, with each
+// of volumeWatchCounts volume copies kept in mode. A watcher's steps go
+// through w.measure, which also counts the helper containers; the docker
+// run loop's containers are its own way of working, so its steps are
+// only timed.
+func benchVolWatch(b *testing.B, mode volWatchMode, step func(*volWatch) (time.Duration, error)) {
+	for _, n := range volumeWatchCounts {
+		b.Run(fmt.Sprintf("copies=%d", n), func(b *testing.B) {
+			w := newVolWatch(b, n, mode)
+			timed := func() (time.Duration, error) { return step(w) }
+			if mode == dockerRunLoop {
+				measure(b, timed)
+				return
+			}
+			w.measure(b, timed)
+		})
+	}
+}
+
 // BenchmarkWatchVolumePropagation: the host's login replaced by rename,
 // until every volume copy holds it, under `mc-broker watch` with its
 // resident agent.
 func BenchmarkWatchVolumePropagation(b *testing.B) {
-	for _, n := range volumeWatchCounts {
-		b.Run(fmt.Sprintf("copies=%d", n), func(b *testing.B) {
-			w := newVolWatch(b, n, withAgent)
-			w.measure(b, w.propagate)
-		})
-	}
+	benchVolWatch(b, withAgent, (*volWatch).propagate)
 }
 
 // BenchmarkWatchVolumeAdoption: a newer login renamed into one volume, until
 // the host's file and every other volume hold it, under `mc-broker watch`
 // with its resident agent.
 func BenchmarkWatchVolumeAdoption(b *testing.B) {
-	for _, n := range volumeWatchCounts {
-		b.Run(fmt.Sprintf("copies=%d", n), func(b *testing.B) {
-			w := newVolWatch(b, n, withAgent)
-			w.measure(b, w.adopt)
-		})
-	}
+	benchVolWatch(b, withAgent, (*volWatch).adopt)
 }
 
 // BenchmarkPollVolumePropagation is BenchmarkWatchVolumePropagation without
 // the agent (a dynamically linked mc-broker): the watcher writes each
 // volume through helper containers.
 func BenchmarkPollVolumePropagation(b *testing.B) {
-	for _, n := range volumeWatchCounts {
-		b.Run(fmt.Sprintf("copies=%d", n), func(b *testing.B) {
-			w := newVolWatch(b, n, withoutAgent)
-			w.measure(b, w.propagate)
-		})
-	}
+	benchVolWatch(b, withoutAgent, (*volWatch).propagate)
 }
 
 // BenchmarkPollVolumeAdoption is BenchmarkWatchVolumeAdoption without the
 // agent: the watcher learns of the change at its next poll (every
 // second here; 30 s by default).
 func BenchmarkPollVolumeAdoption(b *testing.B) {
-	for _, n := range volumeWatchCounts {
-		b.Run(fmt.Sprintf("copies=%d", n), func(b *testing.B) {
-			w := newVolWatch(b, n, withoutAgent)
-			w.measure(b, w.adopt)
-		})
-	}
+	benchVolWatch(b, withoutAgent, (*volWatch).adopt)
 }
 
 // BenchmarkDockerRunLoopPropagation: the host's change under the user's
 // loop, one `docker run ... cat > FILE` per volume every second.
 func BenchmarkDockerRunLoopPropagation(b *testing.B) {
-	for _, n := range volumeWatchCounts {
-		b.Run(fmt.Sprintf("copies=%d", n), func(b *testing.B) {
-			w := newVolWatch(b, n, dockerRunLoop)
-			measure(b, w.propagate)
-		})
-	}
+	benchVolWatch(b, dockerRunLoop, (*volWatch).propagate)
 }
 
 // TestWatchVolumeScenarios runs the agent benchmarks' steps a few times

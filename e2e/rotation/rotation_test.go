@@ -72,42 +72,55 @@ func checkRotation(t *testing.T, r result, d time.Duration) {
 	}
 }
 
-// TestCodexDirectoryCopiesStayLoggedIn: the host's codex and four holders
-// on directory copies (two codex processes on the host, two in containers
-// with the copy bind-mounted) use one ChatGPT login for a minute, through
-// a dozen refreshes, under mc-broker watch. Refreshes collide (codex sends
-// its refresh request before it takes any lock, so even processes sharing
-// one directory do), but the winner's login reaches every copy within
-// milliseconds: nobody ends logged out.
-func TestCodexDirectoryCopiesStayLoggedIn(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs about 80 s")
-	}
-	d := runDuration(t)
-	f := newFleet(t, fleetSpec{kinds: []kind{onHost, inDir, inDir, inBind, inBind}, broker: watch, duration: d, fresh: fresh})
-	r := f.run()
-	record(t, r)
-	checkRotation(t, r, d)
-}
-
-// TestCodexVolumeCopiesCollideNoMoreThanDirectories: the same with two of
-// the copies in named volumes, in one run: volume copies must end no more
+// TestCodexCopiesStayLoggedIn: the host's codex and four holders share one
+// ChatGPT login for a minute, through a dozen refreshes, under mc-broker
+// watch, once per way of keeping the copies; each case is a fleet of its
+// own and checkRotation holds for each.
+//
+// DirectoryCopies: four holders on directory copies (two codex processes
+// on the host, two in containers with the copy bind-mounted). Refreshes
+// collide (codex sends its refresh request before it takes any lock, so
+// even processes sharing one directory do), but the winner's login reaches
+// every copy within milliseconds: nobody ends logged out.
+//
+// VolumeCopiesCollideNoMoreThanDirectories: the same with two of the
+// copies in named volumes, in one run: volume copies must end no more
 // logged out and collide no more than directory copies. The volumes'
 // resident agent reports a container's refresh within milliseconds, as
 // inotify does for directories (docs/VOLUMES.md).
-func TestCodexVolumeCopiesCollideNoMoreThanDirectories(t *testing.T) {
+func TestCodexCopiesStayLoggedIn(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs about 80 s")
+		t.Skip("runs about 80 s a case")
 	}
 	d := runDuration(t)
-	f := newFleet(t, fleetSpec{kinds: []kind{onHost, inDir, inBind, inVolume, inVolume}, broker: watch, duration: d, fresh: fresh})
-	r := f.run()
-	record(t, r)
-	checkRotation(t, r, d)
-	dirs, vols := r.reusesPerHolder(onHost, inDir, inBind), r.reusesPerHolder(inVolume)
-	// Collisions are random: allow half as many again, and one.
-	if vols > 1.5*dirs+1 {
-		t.Errorf("volume copies collide more than directory copies: %.1f refresh-token reuses per volume holder, %.1f per directory holder", vols, dirs)
+	for _, tc := range []struct {
+		name  string
+		kinds []kind
+		// check is what the case asserts beyond checkRotation.
+		check func(t *testing.T, r result)
+	}{
+		{name: "DirectoryCopies", kinds: []kind{onHost, inDir, inDir, inBind, inBind}},
+		{
+			name:  "VolumeCopiesCollideNoMoreThanDirectories",
+			kinds: []kind{onHost, inDir, inBind, inVolume, inVolume},
+			check: func(t *testing.T, r result) {
+				dirs, vols := r.reusesPerHolder(onHost, inDir, inBind), r.reusesPerHolder(inVolume)
+				// Collisions are random: allow half as many again, and one.
+				if vols > 1.5*dirs+1 {
+					t.Errorf("volume copies collide more than directory copies: %.1f refresh-token reuses per volume holder, %.1f per directory holder", vols, dirs)
+				}
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFleet(t, fleetSpec{kinds: tc.kinds, broker: watch, duration: d, fresh: fresh})
+			r := f.run()
+			record(t, r)
+			checkRotation(t, r, d)
+			if tc.check != nil {
+				tc.check(t, r)
+			}
+		})
 	}
 }
 

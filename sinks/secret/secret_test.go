@@ -22,12 +22,6 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // newSink is a Secret copy reaching the test server through its admin
 // kubeconfig, as a config's kubeconfig: key would.
 func newSink(srv *kubetest.Server, ns, name, key string, adopt bool) *secret.Sink {
@@ -49,7 +43,7 @@ func TestUpdateCreatesALabelledSecret(t *testing.T) {
 	srv := kubetest.Require(t)
 	ns := srv.Namespace(t)
 	s := newSink(srv, ns, "logins", ".credentials.json", false)
-	ctx := ctxT(t)
+	ctx := kubetest.Context(t)
 
 	if _, err := s.Read(ctx); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("Read of a missing Secret: %v, want fs.ErrNotExist", err)
@@ -85,7 +79,7 @@ func TestUpdateDeclinedWritesNothing(t *testing.T) {
 	srv := kubetest.Require(t)
 	ns := srv.Namespace(t)
 	s := newSink(srv, ns, "logins", "auth.json", false)
-	ctx := ctxT(t)
+	ctx := kubetest.Context(t)
 	if err := s.Update(ctx, func([]byte, bool) ([]byte, bool) { return nil, false }); err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +91,7 @@ func TestUpdateDeclinedWritesNothing(t *testing.T) {
 func TestKeysShareASecretAndKeepEachOther(t *testing.T) {
 	srv := kubetest.Require(t)
 	ns := srv.Namespace(t)
-	ctx := ctxT(t)
+	ctx := kubetest.Context(t)
 	claude := newSink(srv, ns, "logins", ".credentials.json", false)
 	codex := newSink(srv, ns, "logins", "auth.json", false)
 	if err := claude.Update(ctx, put("claude-1")); err != nil {
@@ -120,7 +114,7 @@ func TestKeysShareASecretAndKeepEachOther(t *testing.T) {
 func TestUpdateAfterAConflictDecidesAgainOnFreshContent(t *testing.T) {
 	srv := kubetest.Require(t)
 	ns := srv.Namespace(t)
-	ctx := ctxT(t)
+	ctx := kubetest.Context(t)
 	admin := srv.Admin()
 	s := newSink(srv, ns, "logins", "k", false)
 	if err := s.Update(ctx, put("v1")); err != nil {
@@ -160,7 +154,7 @@ func TestUpdateAfterAConflictDecidesAgainOnFreshContent(t *testing.T) {
 func TestConcurrentWritersLoseNoUpdate(t *testing.T) {
 	srv := kubetest.Require(t)
 	ns := srv.Namespace(t)
-	ctx := ctxT(t)
+	ctx := kubetest.Context(t)
 	const writers, each = 4, 5
 	var wg sync.WaitGroup
 	errs := make(chan error, writers*each)
@@ -193,7 +187,7 @@ func TestConcurrentWritersLoseNoUpdate(t *testing.T) {
 func TestSomebodyElsesSecretIsRefusedUnlessAdopted(t *testing.T) {
 	srv := kubetest.Require(t)
 	ns := srv.Namespace(t)
-	ctx := ctxT(t)
+	ctx := kubetest.Context(t)
 	admin := srv.Admin()
 	if _, err := admin.CreateSecret(ctx, &kube.Secret{Namespace: ns, Name: "app", Data: map[string][]byte{"db-password": []byte("FAKE-db")}}); err != nil {
 		t.Fatal(err)
@@ -225,7 +219,7 @@ func TestSomebodyElsesSecretIsRefusedUnlessAdopted(t *testing.T) {
 func TestUnlabelledSecretHoldingOnlyTheLoginIsTakenOver(t *testing.T) {
 	srv := kubetest.Require(t)
 	ns := srv.Namespace(t)
-	ctx := ctxT(t)
+	ctx := kubetest.Context(t)
 	// kubectl create secret generic logins --from-file=.credentials.json
 	if _, err := srv.Admin().CreateSecret(ctx, &kube.Secret{Namespace: ns, Name: "logins", Data: map[string][]byte{".credentials.json": []byte("old")}}); err != nil {
 		t.Fatal(err)
@@ -242,7 +236,7 @@ func TestUnlabelledSecretHoldingOnlyTheLoginIsTakenOver(t *testing.T) {
 func TestReadOfAMissingKeyIsNotExist(t *testing.T) {
 	srv := kubetest.Require(t)
 	ns := srv.Namespace(t)
-	ctx := ctxT(t)
+	ctx := kubetest.Context(t)
 	if err := newSink(srv, ns, "logins", "auth.json", false).Update(ctx, put("codex")); err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +251,7 @@ func TestReadOfAMissingKeyIsNotExist(t *testing.T) {
 func TestForbiddenSaysWhichRights(t *testing.T) {
 	srv := kubetest.Require(t)
 	ns := srv.Namespace(t)
-	ctx := ctxT(t)
+	ctx := kubetest.Context(t)
 	token, err := srv.ServiceAccountToken(ctx, ns, "nobody")
 	if err != nil {
 		t.Fatal(err)
@@ -311,7 +305,7 @@ func recv(t *testing.T, ch <-chan struct{}, what string) {
 func TestChangesFollowTheKeyThroughTheAPIWatch(t *testing.T) {
 	srv := kubetest.Require(t)
 	ns := srv.Namespace(t)
-	ctx, cancel := context.WithCancel(ctxT(t))
+	ctx, cancel := context.WithCancel(kubetest.Context(t))
 	s := newSink(srv, ns, "logins", "k", false)
 	var errMu sync.Mutex
 	var watchErrs []error
@@ -360,7 +354,7 @@ func TestChangesFollowTheKeyThroughTheAPIWatch(t *testing.T) {
 func TestChangedReportsWhatTheWatchSaw(t *testing.T) {
 	srv := kubetest.Require(t)
 	ns := srv.Namespace(t)
-	ctx := ctxT(t)
+	ctx := kubetest.Context(t)
 	s := newSink(srv, ns, "logins", "k", false)
 	defer s.Close()
 	waitChanged := func(what string) {
@@ -395,7 +389,7 @@ func TestChangedReportsWhatTheWatchSaw(t *testing.T) {
 func TestErase(t *testing.T) {
 	srv := kubetest.Require(t)
 	ns := srv.Namespace(t)
-	ctx := ctxT(t)
+	ctx := kubetest.Context(t)
 	claude := newSink(srv, ns, "logins", ".credentials.json", false)
 	codex := newSink(srv, ns, "logins", "auth.json", false)
 	for _, s := range []*secret.Sink{claude, codex} {

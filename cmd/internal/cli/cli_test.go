@@ -33,6 +33,23 @@ func testFactory(t *testing.T, vars map[string]string) (*Factory, *bytes.Buffer,
 	}, &out, &errb
 }
 
+// checkUsageError runs the command line args and checks that it is bad
+// usage: exit 2, want on stderr, and nothing on stdout (no override or
+// manifest printed anyway).
+func checkUsageError(t *testing.T, args []string, want string) {
+	t.Helper()
+	f, out, errb := testFactory(t, nil)
+	if code := Main(args, f); code != 2 {
+		t.Errorf("exit %d, want 2 (stderr %q)", code, errb)
+	}
+	if !strings.Contains(errb.String(), want) {
+		t.Errorf("stderr %q lacks %q", errb, want)
+	}
+	if out.Len() != 0 {
+		t.Errorf("printed on stdout anyway: %q", out)
+	}
+}
+
 func TestSyncFlagsReachOptions(t *testing.T) {
 	f, _, _ := testFactory(t, nil)
 	var got *SyncOptions

@@ -149,12 +149,8 @@ func composeRun(opts *ComposeOptions) error {
 
 // composeConfig is the config sync would use, with --dir's layout applied.
 func composeConfig(f *Factory, file, dir string) (*config.Config, error) {
-	env, err := f.Env()
-	if err != nil {
-		return nil, &ExitError{Code: broker.ExitUsage, Err: err}
-	}
 	sel := selection{ConfigFile: file}
-	cfg, err := sel.config(f, env)
+	_, cfg, err := sel.loadConfig(f)
 	if err != nil {
 		return nil, err
 	}

@@ -47,18 +47,7 @@ func TestComposeUsageErrors(t *testing.T) {
 		{[]string{"compose", "--service", "app=notes", "--config", twoCopies}, "only claude, codex and gemini logins"},
 		{[]string{"compose", "check", filepath.Join(dir, "absent.yaml")}, "cannot load"},
 	} {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			f, out, errb := testFactory(t, nil)
-			if code := Main(tt.args, f); code != 2 {
-				t.Errorf("exit %d, want 2", code)
-			}
-			if !strings.Contains(errb.String(), tt.want) {
-				t.Errorf("stderr %q lacks %q", errb, tt.want)
-			}
-			if out.Len() != 0 {
-				t.Errorf("printed an override anyway: %q", out)
-			}
-		})
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) { checkUsageError(t, tt.args, tt.want) })
 	}
 }
 

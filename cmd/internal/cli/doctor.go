@@ -92,7 +92,7 @@ func doctorRun(ctx context.Context, opts *DoctorOptions) error {
 	}
 	in.Engine, in.Service, in.Compose = probes.engine, probes.service, probes.compose
 	sel := &selection{ConfigFile: opts.ConfigFile}
-	b, cfg, err := sel.load(ctx, f)
+	b, cfg, env, err := sel.load(ctx, f)
 	if err != nil {
 		in.ConfigErr = err
 		var exit *ExitError
@@ -107,9 +107,7 @@ func doctorRun(ctx context.Context, opts *DoctorOptions) error {
 			}
 		}
 		in.VolumeCopies = volumeCopies(cfg)
-		if env, err := f.Env(); err == nil {
-			in.Overrides = overrideSources(f, cfg, env)
-		}
+		in.Overrides = overrideSources(f, cfg, env)
 	}
 	if env, err := f.Env(); err == nil {
 		in.WatcherRunning = watch.Running(env.StateDir())

@@ -125,12 +125,8 @@ func kubeManifestRun(opts *KubeManifestOptions) error {
 	if len(opts.CLIs) == 0 {
 		return usageError("name the CLIs the workload runs: --cli claude[,codex]")
 	}
-	env, err := opts.f.Env()
-	if err != nil {
-		return &ExitError{Code: broker.ExitUsage, Err: err}
-	}
 	sel := selection{ConfigFile: opts.ConfigFile}
-	cfg, err := sel.config(opts.f, env)
+	_, cfg, err := sel.loadConfig(opts.f)
 	if err != nil {
 		return err
 	}

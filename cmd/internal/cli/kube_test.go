@@ -50,18 +50,7 @@ func TestKubeManifestUsageErrors(t *testing.T) {
 		{[]string{"agent", "--cli", "claude=/x"}, "name the Secret"},
 		{[]string{"agent", "--secret", "a/s"}, "name at least one login"},
 	} {
-		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			f, out, errb := testFactory(t, nil)
-			if code := Main(tt.args, f); code != 2 {
-				t.Errorf("exit %d, want 2 (stderr %q)", code, errb)
-			}
-			if !strings.Contains(errb.String(), tt.want) {
-				t.Errorf("stderr %q lacks %q", errb, tt.want)
-			}
-			if out.Len() != 0 {
-				t.Errorf("printed a manifest anyway: %q", out)
-			}
-		})
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) { checkUsageError(t, tt.args, tt.want) })
 	}
 }
 

@@ -37,15 +37,13 @@ func (s *selection) addFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&s.Only, "only", nil, "only these sources (comma-separated `NAME`s); a named source that is not logged in is an error (exit 3)")
 }
 
-// load resolves the config and builds the broker.
-func (s *selection) load(ctx context.Context, f *Factory) (*broker.Broker, *config.Config, error) {
-	env, err := f.Env()
+// load resolves the config and builds the broker. It also returns the
+// environment it resolved, so that a command that goes on to use it does
+// not resolve it again.
+func (s *selection) load(ctx context.Context, f *Factory) (*broker.Broker, *config.Config, config.Env, error) {
+	env, cfg, err := s.loadConfig(f)
 	if err != nil {
-		return nil, nil, &ExitError{Code: broker.ExitUsage, Err: err}
-	}
-	cfg, err := s.config(f, env)
-	if err != nil {
-		return nil, nil, err
+		return nil, nil, config.Env{}, err
 	}
 	// One engine handle per run: the probe below and every volume copy
 	// share its connection.
@@ -55,30 +53,30 @@ func (s *selection) load(ctx context.Context, f *Factory) (*broker.Broker, *conf
 	}
 	for _, name := range s.Only {
 		if _, ok := cfg.Source(name); !ok {
-			return nil, nil, usageError("--only: no source called %q (sources: %s)", name, cfg.SourceNames())
+			return nil, nil, config.Env{}, usageError("--only: no source called %q (sources: %s)", name, cfg.SourceNames())
 		}
 	}
 	if s.Dir != "" {
 		abs, err := filepath.Abs(s.Dir)
 		if err != nil {
-			return nil, nil, usageError("--dir: %v", err)
+			return nil, nil, config.Env{}, usageError("--dir: %v", err)
 		}
 		if s.writes {
 			if err := prepareDirLayout(abs, f.Stderr); err != nil {
-				return nil, nil, &ExitError{Code: broker.ExitCopyFailed, Err: err}
+				return nil, nil, config.Env{}, &ExitError{Code: broker.ExitCopyFailed, Err: err}
 			}
 		}
 		cfg = cfg.WithDirLayout(abs)
 	}
 	b, err := wire.Build(cfg, env, docker)
 	if err != nil && s.Dir != "" {
-		return nil, nil, &ExitError{Code: broker.ExitUsage, Err: err, Hint: "choose another --dir"}
+		return nil, nil, config.Env{}, &ExitError{Code: broker.ExitUsage, Err: err, Hint: "choose another --dir"}
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, config.Env{}, err
 	}
 	b.Now = f.Now
-	return b, cfg, nil
+	return b, cfg, env, nil
 }
 
 // withDefaultVolumes gives the built-in defaults their named volumes when
@@ -96,6 +94,22 @@ func withDefaultVolumes(ctx context.Context, f *Factory, cfg *config.Config, laz
 	}
 	fmt.Fprintf(f.Stderr, "mc-broker: note: %s; volume copies skipped\n", msg)
 	return cfg
+}
+
+// loadConfig resolves the environment and reads the config the selection
+// names, without building a broker: for commands that only read the config
+// (compose, kube manifest) as much as for load. An environment that cannot
+// be resolved (no home directory) is bad usage, exit 2.
+func (s *selection) loadConfig(f *Factory) (config.Env, *config.Config, error) {
+	env, err := f.Env()
+	if err != nil {
+		return config.Env{}, nil, &ExitError{Code: broker.ExitUsage, Err: err}
+	}
+	cfg, err := s.config(f, env)
+	if err != nil {
+		return config.Env{}, nil, err
+	}
+	return env, cfg, nil
 }
 
 func (s *selection) config(f *Factory, env config.Env) (*config.Config, error) {

@@ -81,13 +81,9 @@ func loginRun(ctx context.Context, opts *LoginOptions) error {
 	}
 	f := opts.f
 	sel := &selection{ConfigFile: opts.ConfigFile, Only: []string{opts.Source}}
-	b, cfg, err := sel.load(ctx, f)
+	b, cfg, env, err := sel.load(ctx, f)
 	if err != nil {
 		return reportError(f, opts.JSON, err)
-	}
-	env, err := f.Env()
-	if err != nil {
-		return err
 	}
 	src, _ := cfg.Source(opts.Source)
 	kind, _ := kinds.ByName(src.Kind)

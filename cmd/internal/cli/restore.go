@@ -79,7 +79,7 @@ func restoreRun(ctx context.Context, opts *RestoreOptions) error {
 		ctx = context.Background()
 	}
 	sel := &selection{ConfigFile: opts.ConfigFile, Dir: opts.Dir, Only: []string{opts.Source}, writes: !opts.List}
-	b, _, err := sel.load(ctx, opts.f)
+	b, _, env, err := sel.load(ctx, opts.f)
 	if err != nil {
 		return reportError(opts.f, opts.JSON, err)
 	}
@@ -139,10 +139,6 @@ func restoreRun(ctx context.Context, opts *RestoreOptions) error {
 	}
 	if pick.Problem != "" {
 		return &ExitError{Code: broker.ExitCredential, Err: fmt.Errorf("%s holds no valid login: %s", pick.Path, pick.Problem)}
-	}
-	env, err := opts.f.Env()
-	if err != nil {
-		return err
 	}
 	if watch.Running(env.StateDir()) {
 		return &ExitError{Code: broker.ExitUsage, Err: errors.New("a watcher is running: it would take the newer login back from a copy"),

@@ -88,13 +88,9 @@ func revokeRun(ctx context.Context, opts *RevokeOptions) error {
 	}
 	f := opts.f
 	sel := &selection{ConfigFile: opts.ConfigFile, Only: opts.Sources}
-	b, cfg, err := sel.load(ctx, f)
+	b, cfg, env, err := sel.load(ctx, f)
 	if err != nil {
 		return reportError(f, opts.JSON, err)
-	}
-	env, err := f.Env()
-	if err != nil {
-		return err
 	}
 	names := opts.Sources
 	if opts.All {

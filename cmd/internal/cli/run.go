@@ -108,7 +108,7 @@ func runRun(ctx context.Context, opts *RunOptions) error {
 		return err
 	}
 	sel := &selection{ConfigFile: opts.ConfigFile, Dir: opts.Dir, writes: true}
-	b, _, err := sel.load(ctx, f)
+	b, _, _, err := sel.load(ctx, f)
 	if err != nil {
 		return err
 	}

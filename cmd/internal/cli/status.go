@@ -67,15 +67,11 @@ func statusRun(ctx context.Context, opts *StatusOptions) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	b, cfg, err := opts.load(ctx, opts.f)
+	b, cfg, env, err := opts.load(ctx, opts.f)
 	if err != nil {
 		return reportError(opts.f, opts.JSON, err)
 	}
 	report := b.Status(ctx, broker.Options{Only: opts.Only})
-	env, err := opts.f.Env()
-	if err != nil {
-		return err
-	}
 	stateDir := env.StateDir()
 	if opts.Dir != "" {
 		if abs, err := filepath.Abs(opts.Dir); err == nil {

@@ -90,7 +90,7 @@ func syncRun(ctx context.Context, opts *SyncOptions) error {
 		ctx = context.Background()
 	}
 	opts.writes = !opts.DryRun
-	b, _, err := opts.load(ctx, opts.f)
+	b, _, _, err := opts.load(ctx, opts.f)
 	if err != nil {
 		return reportError(opts.f, opts.JSON, err)
 	}

@@ -234,7 +234,7 @@ func watchOptions(f *Factory, configFile, dir string, log *slog.Logger, problems
 	var noEngine bool
 	return watch.Options{
 		Load: func() (*broker.Broker, error) {
-			b, cfg, err := sel.load(context.Background(), f)
+			b, cfg, _, err := sel.load(context.Background(), f)
 			if err == nil {
 				noEngine = cfg.File == "" && !hasVolumeCopies(cfg)
 				problems.configure(cfg.OnProblem, cfg.Notify)

@@ -66,12 +66,6 @@ func (p *pod) cliWrites(t *testing.T, data []byte) {
 	}
 }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func hostWrites(t *testing.T, ctx context.Context, s *secret.Sink, data []byte) {
 	t.Helper()
 	if err := s.Update(ctx, func([]byte, bool) ([]byte, bool) { return data, true }); err != nil {
@@ -96,7 +90,7 @@ func waitFor(t *testing.T, what string, cond func() bool) time.Duration {
 func TestOnceFillsAFreshPodAndItsCompanions(t *testing.T) {
 	srv := kubetest.Require(t)
 	ns := srv.Namespace(t)
-	ctx := ctxT(t)
+	ctx := kubetest.Context(t)
 	p := newPod(t, srv, ns)
 	login := claudeLogin(4102444800000, "host")
 	hostWrites(t, ctx, p.sink, login)
@@ -126,7 +120,7 @@ func TestOnceWithoutALoginFails(t *testing.T) {
 	srv := kubetest.Require(t)
 	ns := srv.Namespace(t)
 	p := newPod(t, srv, ns)
-	err := agent.Once(ctxT(t), []agent.Login{p.login}, nil)
+	err := agent.Once(kubetest.Context(t), []agent.Login{p.login}, nil)
 	var nl *agent.NoLoginError
 	if !errors.As(err, &nl) {
 		t.Fatalf("Once with an empty Secret: %v, want a NoLoginError", err)
@@ -142,7 +136,7 @@ func TestOnceWithoutALoginFails(t *testing.T) {
 func TestRunKeepsPodAndSecretInStep(t *testing.T) {
 	srv := kubetest.Require(t)
 	ns := srv.Namespace(t)
-	ctx, cancel := context.WithCancel(ctxT(t))
+	ctx, cancel := context.WithCancel(kubetest.Context(t))
 	defer cancel()
 	p := newPod(t, srv, ns)
 	v1 := claudeLogin(1_000_000_000_000, "v1")

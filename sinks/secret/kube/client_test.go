@@ -17,17 +17,11 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(kubetest.Main(m)) }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func TestUpdateKeepsWhatItDoesNotKnow(t *testing.T) {
 	srv := kubetest.Require(t)
 	ns := srv.Namespace(t)
 	c := srv.Admin()
-	ctx := ctxT(t)
+	ctx := kubetest.Context(t)
 	obj := fmt.Sprintf(`{"apiVersion":"v1","kind":"Secret","type":"example.com/login",
 		"metadata":{"name":"s","namespace":%q,"annotations":{"team":"agents"},"finalizers":["example.com/keep"]},
 		"data":{"other":"b3RoZXI="}}`, ns)
@@ -71,7 +65,7 @@ func TestUpdateOfAStaleReadIsAConflict(t *testing.T) {
 	srv := kubetest.Require(t)
 	ns := srv.Namespace(t)
 	c := srv.Admin()
-	ctx := ctxT(t)
+	ctx := kubetest.Context(t)
 	if _, err := c.CreateSecret(ctx, &kube.Secret{Namespace: ns, Name: "s", Data: map[string][]byte{"k": []byte("1")}}); err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +96,7 @@ func TestWatchSecretSeesEveryChange(t *testing.T) {
 	srv := kubetest.Require(t)
 	ns := srv.Namespace(t)
 	c := srv.Admin()
-	ctx, cancel := context.WithCancel(ctxT(t))
+	ctx, cancel := context.WithCancel(kubetest.Context(t))
 	defer cancel()
 	events := make(chan kube.SecretEvent, 16)
 	done := make(chan error, 1)
@@ -176,7 +170,7 @@ contexts: [{name: x, context: {cluster: c, user: u}}]
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.GetSecret(ctxT(t), "default", "none"); !kube.IsNotFound(err) {
+	if _, err := c.GetSecret(kubetest.Context(t), "default", "none"); !kube.IsNotFound(err) {
 		t.Fatalf("GET with the plugin's token: %v, want not found (authenticated)", err)
 	}
 	runs, _ := os.ReadFile(count)

@@ -491,6 +491,15 @@ func Require(t testing.TB) *Server {
 	return shared
 }
 
+// Context is a test's context for calls to the server: it ends when the
+// test does, or after a minute, so that an API call that hangs fails the
+// test rather than holding it until go test's own timeout.
+func Context(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // New starts a server of the test's own, stopped when the test ends; for
 // packages whose TestMain does not call Main. Without the binaries the
 // test is skipped, or fails when CI=true.
