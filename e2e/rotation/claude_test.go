@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/mc-broker/mc-broker/broker/testenv"
-	"github.com/mc-broker/mc-broker/sinks/volume"
 	"github.com/mc-broker/mc-broker/sinks/volume/volumetest"
 )
 
@@ -118,7 +117,7 @@ func TestSyncWithAWatcherRunningCreatesNoContainer(t *testing.T) {
 	f, vol, _, cfg := claudeVolumeFleet(t)
 	e := f.engine
 	waitFor(t, 30*time.Second, "the resident agent", func() (bool, string) {
-		return len(volumetest.Helpers(t, e, volume.LabelAgent)) > 0, "no agent container"
+		return len(volumetest.Agents(t, e, vol)) > 0, "no agent container"
 	})
 	sync := func() {
 		cmd := exec.Command(mcBroker(t), "sync", "--config", cfg)
@@ -197,8 +196,11 @@ func TestClaudeRefreshLockIsMirroredIntoAndOutOfAVolume(t *testing.T) {
 		return string(bytes.TrimSpace(out))
 	}
 	hostLock := filepath.Join(filepath.Dir(source), ".oauth_refresh.lock")
-	// Give the agent its start (the first pass has written the copy).
-	time.Sleep(2 * time.Second)
+	// The lock below is taken once the agent's container runs; one taken
+	// before the agent watches is found when it starts serving.
+	waitFor(t, 30*time.Second, "the resident agent", func() (bool, string) {
+		return len(volumetest.Agents(t, f.engine, vol)) > 0, "no agent container"
+	})
 
 	sh("mkdir /d/.oauth_refresh.lock")
 	took := waitFor(t, 10*time.Second, "the container's lock to be mirrored on the host", func() (bool, string) {

@@ -257,9 +257,13 @@ func (a *agentSup) supervise(ctx context.Context, stopped chan struct{}) {
 		a.mu.Lock()
 		a.run = run
 		a.mu.Unlock()
-		// Read every copy it serves now: a change before it ran is not
-		// lost.
+		// Read every copy it serves now, and look at their refresh locks:
+		// a change or a lock taken before it ran is not lost (the agent
+		// tells only what changes once it watches).
 		a.notifyAll()
+		for s := range run.files {
+			s.lockChanged()
+		}
 		var restart bool
 	running:
 		for {

@@ -16,6 +16,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/mc-broker/mc-broker/broker"
+	"github.com/mc-broker/mc-broker/broker/watch/lockmirror"
 	"github.com/mc-broker/mc-broker/sinks/volume"
 	"github.com/mc-broker/mc-broker/sinks/volume/engine"
 	"github.com/mc-broker/mc-broker/sinks/volume/volumetest"
@@ -184,19 +185,7 @@ func TestAgentIsGoneWhenNothingFollows(t *testing.T) {
 // first host change after a watcher started once reached no volume.
 func TestAgentKeepsRunningWhenNothingItServesChanged(t *testing.T) {
 	s, e, vol, ch := followedCopy(t)
-	agents := func() []string {
-		list, err := e.Client().ContainerList(context.Background(), client.ContainerListOptions{
-			Filters: make(client.Filters).Add("label", volume.LabelAgent+"=true").Add("label", volume.LabelVolume+"="+vol),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var ids []string
-		for _, c := range list.Items {
-			ids = append(ids, c.ID)
-		}
-		return ids
-	}
+	agents := func() []string { return volumetest.Agents(t, e, vol) }
 	before := agents()
 	if len(before) != 1 {
 		t.Fatalf("%d agents serve %s, want 1", len(before), vol)
@@ -217,6 +206,33 @@ func TestAgentKeepsRunningWhenNothingItServesChanged(t *testing.T) {
 	got, err := s.Read(context.Background())
 	if err != nil || string(got) != `{"gen":2}` {
 		t.Fatalf("Read = %q, %v; want the container's write", got, err)
+	}
+}
+
+// TestAgentToldOfARefreshLockTakenBeforeItServed: Claude Code in a
+// container took its refresh lock before the agent watched the volume (a
+// watcher starting, an agent restarting). The agent reports only what
+// changes once it watches, so when it starts serving the copy the watcher
+// is told to look at the lock: the lock is mirrored now, not at its next
+// change, which may come after the refresh it guards.
+func TestAgentToldOfARefreshLockTakenBeforeItServed(t *testing.T) {
+	volumetest.AgentBinary(t)
+	sh, e := volumetest.NeedEngine(t)
+	vol := volumetest.UniqueVolume(t, e)
+	s := volume.New(volume.Options{Volume: vol, FileName: ".credentials.json", LockDir: t.TempDir(), Shared: sh, WriteLock: ".storage-write.lock"})
+	if err := s.Update(context.Background(), always([]byte(`{"gen":1}`))); err != nil {
+		t.Fatal(err)
+	}
+	_, place, events := s.RefreshLockPlace()
+	volumetest.Run(t, vol, "mkdir /d/"+lockmirror.LockName)
+	following(t, s)
+	select {
+	case <-events:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watcher was not told to look at the refresh lock when the agent started serving the copy")
+	}
+	if _, isDir, err := place.StatLock(); err != nil || !isDir {
+		t.Fatalf("the lock taken before the agent started is not seen through it: dir %v, %v", isDir, err)
 	}
 }
 
@@ -371,13 +387,11 @@ func testAgentOn(t *testing.T, e *volumetest.Engine) {
 // processes.
 func checkAgentConfined(t *testing.T, e *volumetest.Engine, vol string) {
 	t.Helper()
-	list, err := e.Client().ContainerList(context.Background(), client.ContainerListOptions{
-		Filters: make(client.Filters).Add("label", volume.LabelAgent+"=true").Add("label", volume.LabelVolume+"="+vol),
-	})
-	if err != nil || len(list.Items) != 1 {
-		t.Fatalf("agents serving %s: %d, %v; want 1", vol, len(list.Items), err)
+	ids := volumetest.Agents(t, e.Engine, vol)
+	if len(ids) != 1 {
+		t.Fatalf("%d agents serve %s, want 1", len(ids), vol)
 	}
-	res, err := e.Client().ContainerInspect(context.Background(), list.Items[0].ID, client.ContainerInspectOptions{})
+	res, err := e.Client().ContainerInspect(context.Background(), ids[0], client.ContainerInspectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -283,6 +283,26 @@ func Helpers(tb testing.TB, e *engine.Engine, labels ...string) []string {
 	return ids
 }
 
+// Agents lists the running resident agents that mount vol (of any
+// process: tests in other packages start their own on the same engine,
+// each with its own volumes).
+func Agents(tb testing.TB, e *engine.Engine, vol string) []string {
+	tb.Helper()
+	list, err := e.Client().ContainerList(context.Background(), client.ContainerListOptions{
+		Filters: make(client.Filters).Add("label", volume.LabelAgent+"=true").Add("status", "running"),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var ids []string
+	for _, c := range list.Items {
+		if slices.Contains(strings.Split(c.Labels[volume.LabelVolume], ","), vol) {
+			ids = append(ids, c.ID)
+		}
+	}
+	return ids
+}
+
 // VolumeLabels turns volume names into Helpers arguments.
 func VolumeLabels(vols ...string) []string {
 	var out []string
