@@ -17,7 +17,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -85,39 +84,58 @@ type Side struct {
 	Exists bool
 }
 
-// Decide is the rule, pure: a valid login in the directory that is newer
-// than the Secret's (or the Secret has none that is valid) goes back into
-// the Secret; otherwise a valid Secret login that is newer than the
-// directory's, or differs from it without an order (the Secret plays the
-// host's part, as a source does for a copy), or where the directory's is
-// missing or broken, goes into the directory. A broken or missing login
-// never goes anywhere; a login whose age is unknown (API keys) is never
-// taken back from the pod.
-func Decide(kind credential.Kind, sec, dir Side) (Action, credential.Info) {
-	sInfo, sErr := inspect(kind, sec)
-	dInfo, dErr := inspect(kind, dir)
-	sValid, dValid := sErr == nil, dErr == nil
-	if dValid {
-		c, ordered := dInfo.Freshness.Compare(sInfo.Freshness)
-		if !sValid || (ordered && c > 0) {
-			if !sValid && !dInfo.Freshness.Known {
-				// Nothing says the pod's login is the one to keep.
-				return Nothing, dInfo
-			}
-			return ToSecret, dInfo
-		}
+// Decision is what Decide says: what to do, the login carried, and the
+// bytes to write where it goes.
+type Decision struct {
+	Action Action
+	// Info describes the login carried, or the Secret's when nothing is.
+	Info credential.Info
+	// Data is what is written: into the Secret (ToSecret) or the
+	// directory (ToDirectory).
+	Data []byte
+	// Refused says why a newer login in the directory is not taken back
+	// (another account, implausible): the directory gets the Secret's.
+	Refused string
+}
+
+// Decide is the broker's own plan (broker.Plan) with the Secret in the
+// host's part and the pod's directory as its one copy: newest wins, a
+// broken login is never carried, and a login the pod wrote goes back into
+// the Secret only when the host would take it from a copy: the Secret's
+// account, plausible, small. A Deployment's replicas share one Secret, so
+// whatever one pod gets into it reaches the others before the host looks;
+// a replica must not be able to hand its siblings another account's login
+// (or one claiming to live for years). The directory is the Secret's copy
+// (an emptyDir made for it), so a login of another account there is
+// replaced (Rules.Force), as is one the plan refuses. A Secret that holds
+// no valid login is filled by the host, never by a pod. A login whose age
+// is unknown (API keys) is never taken back.
+func Decide(kind credential.Kind, sec, dir Side) Decision {
+	in := broker.PlanInput{
+		Kind: kind, Now: time.Now(),
+		Host:         broker.Seen{Exists: sec.Exists, Data: sec.Data},
+		HostWritable: true,
+		// The Secret holds what the host decided a copy gets: the pod's
+		// directory gets it as it is.
+		Copies: []broker.PlanCopy{{Key: "pod", Options: credential.CopyOptions{IncludeMCPOAuth: true}, Seen: broker.Seen{Exists: dir.Exists, Data: dir.Data}}},
+		Rules:  broker.Rules{Force: true},
 	}
-	if !sValid {
-		return Nothing, sInfo
+	plan := broker.Plan(in)
+	cp := plan.Copies[0]
+	d := Decision{Info: plan.Host.Info, Refused: cp.Refused}
+	switch {
+	case cp.Action == broker.Refuse:
+		d.Refused = cp.Problem
+	case cp.Action == broker.Write && cp.Shows == broker.OtherAccount:
+		d.Refused = "it holds a login of another account"
 	}
-	if !dValid {
-		return ToDirectory, sInfo
+	switch {
+	case plan.Host.Action == broker.TakeBack:
+		d.Action, d.Data, d.Info = ToSecret, plan.Host.Data, plan.Login.Info
+	case cp.Action == broker.Write:
+		d.Action, d.Data, d.Info = ToDirectory, cp.Want, plan.Login.Info
 	}
-	c, ordered := sInfo.Freshness.Compare(dInfo.Freshness)
-	if (ordered && c > 0) || ((!ordered || c == 0) && !bytes.Equal(sec.Data, dir.Data)) {
-		return ToDirectory, sInfo
-	}
-	return Nothing, sInfo
+	return d
 }
 
 func inspect(kind credential.Kind, s Side) (credential.Info, error) {
@@ -135,6 +153,8 @@ type Result struct {
 	// Problem says why nothing could be carried where something should
 	// have been: both sides broken or missing.
 	Problem string
+	// Refused says why the pod's newer login was not taken back.
+	Refused string
 }
 
 // settleTries and settleDelay: a directory login that looks caught
@@ -167,24 +187,23 @@ func Reconcile(ctx context.Context, l Login) (Result, error) {
 		return Result{}, err
 	}
 	var (
-		sec    Side
-		action Action
-		info   credential.Info
+		sec Side
+		d   Decision
 	)
 	err = l.Secret.Update(ctx, func(cur []byte, exists bool) ([]byte, bool) {
 		sec = Side{cur, exists}
-		action, info = Decide(l.Kind, sec, dir)
-		return dir.Data, action == ToSecret
+		d = Decide(l.Kind, sec, dir)
+		return d.Data, d.Action == ToSecret
 	})
 	if err != nil {
 		return Result{}, err
 	}
-	res := Result{Action: action, Info: info}
-	switch action {
+	res := Result{Action: d.Action, Info: d.Info, Refused: d.Refused}
+	switch d.Action {
 	case ToDirectory:
 		err = l.Dir.Update(ctx, func(cur []byte, exists bool) ([]byte, bool) {
-			again, _ := Decide(l.Kind, sec, Side{cur, exists})
-			return sec.Data, again == ToDirectory
+			again := Decide(l.Kind, sec, Side{cur, exists})
+			return again.Data, again.Action == ToDirectory
 		})
 		if err == nil {
 			err = writeCompanions(ctx, l)
@@ -305,6 +324,8 @@ func report(logf Logf, l Login, res Result) {
 		what += ", expires " + res.Info.Expiry.UTC().Format(time.RFC3339)
 	}
 	switch {
+	case res.Action == ToDirectory && res.Refused != "":
+		logf("%s: the login in %s is not taken back: %s; it gets the Secret's (%s)", l.Name, l.Dir.Location(), res.Refused, what)
 	case res.Action == ToDirectory:
 		logf("%s: %s -> %s (%s)", l.Name, l.Secret.Location(), l.Dir.Location(), what)
 	case res.Action == ToSecret:
@@ -441,10 +462,10 @@ func Run(ctx context.Context, logins []Login, o RunOptions) error {
 					continue
 				}
 				backoff[i] = 0
-				if res.Problem != "" && res.Problem == lastProblem[i] {
+				if said := res.Problem + res.Refused; said != "" && said == lastProblem[i] {
 					continue // said already
 				}
-				lastProblem[i] = res.Problem
+				lastProblem[i] = res.Problem + res.Refused
 				report(logf, l, res)
 			}
 			arm()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -139,7 +140,10 @@ func TestRunKeepsPodAndSecretInStep(t *testing.T) {
 	ctx, cancel := context.WithCancel(kubetest.Context(t))
 	defer cancel()
 	p := newPod(t, srv, ns)
-	v1 := claudeLogin(1_000_000_000_000, "v1")
+	// Expiries as Claude issues them: the sidecar, like the host, takes
+	// back no login that claims to live longer than any does.
+	now := time.Now()
+	v1 := claudeLogin(now.Add(time.Hour).UnixMilli(), "v1")
 	hostWrites(t, ctx, p.sink, v1)
 	if err := agent.Once(ctx, []agent.Login{p.login}, nil); err != nil {
 		t.Fatal(err)
@@ -172,12 +176,12 @@ func TestRunKeepsPodAndSecretInStep(t *testing.T) {
 		}
 	}
 
-	v2 := claudeLogin(2_000_000_000_000, "v2-pod")
+	v2 := claudeLogin(now.Add(2*time.Hour).UnixMilli(), "v2-pod")
 	p.cliWrites(t, v2)
 	took := waitFor(t, "the pod's refresh in the Secret", secretHolds(v2))
 	t.Logf("pod refresh -> Secret in %s", took)
 
-	v3 := claudeLogin(3_000_000_000_000, "v3-host")
+	v3 := claudeLogin(now.Add(3*time.Hour).UnixMilli(), "v3-host")
 	hostWrites(t, ctx, p.sink, v3)
 	took = waitFor(t, "the host's refresh in the pod", podHolds(v3))
 	t.Logf("Secret -> pod in %s", took)
@@ -206,5 +210,75 @@ func TestRunKeepsPodAndSecretInStep(t *testing.T) {
 		if bytes.Contains([]byte(l), []byte("FAKE")) {
 			t.Errorf("a log line shows a token: %q", l)
 		}
+	}
+}
+
+// A Deployment's replicas share one Secret. A pod whose agent writes
+// another account's login (or one that claims to live for a year) into its
+// directory must not get it into the Secret, where its siblings' sidecars
+// would hand it to their CLIs before the host looks: the Secret keeps the
+// host's login, the sibling keeps it too, and the pod gets it back.
+func TestRunAPodCannotHandItsSiblingsAnotherLogin(t *testing.T) {
+	srv := kubetest.Require(t)
+	ns := srv.Namespace(t)
+	ctx, cancel := context.WithCancel(kubetest.Context(t))
+	defer cancel()
+	a, b := newPod(t, srv, ns), newPod(t, srv, ns)
+	now := time.Now()
+	host := claudeLogin(now.Add(time.Hour).UnixMilli(), "host")
+	hostWrites(t, ctx, a.sink, host)
+	var logMu sync.Mutex
+	var lines []string
+	done := make(chan error, 2)
+	for _, p := range []*pod{a, b} {
+		if err := agent.Once(ctx, []agent.Login{p.login}, nil); err != nil {
+			t.Fatal(err)
+		}
+		ready := make(chan struct{})
+		go func() {
+			done <- agent.Run(ctx, []agent.Login{p.login}, agent.RunOptions{
+				Ready: func() { close(ready) },
+				Logf: func(f string, args ...any) {
+					logMu.Lock()
+					lines = append(lines, fmt.Sprintf(f, args...))
+					logMu.Unlock()
+				},
+			})
+		}()
+		<-ready
+	}
+	holds := func(p *pod, want []byte) func() bool {
+		return func() bool { got, err := os.ReadFile(p.file()); return err == nil && bytes.Equal(got, want) }
+	}
+	otherAccount := fmt.Appendf(nil, `{"claudeAiOauth":{"accessToken":"sk-ant-oat01-FAKE-x","refreshToken":"sk-ant-ort01-FAKE-x","expiresAt":%d,"scopes":["user:inference"],"subscriptionType":"pro"}}`, now.Add(2*time.Hour).UnixMilli())
+	for _, bad := range [][]byte{otherAccount, claudeLogin(now.Add(365*24*time.Hour).UnixMilli(), "year")} {
+		a.cliWrites(t, bad)
+		waitFor(t, "the pod's login replaced by the Secret's", holds(a, host))
+		if got, _ := a.sink.Read(ctx); !bytes.Equal(got, host) {
+			t.Fatalf("the Secret holds %q, want the host's login", got)
+		}
+		if !holds(b, host)() {
+			t.Fatal("the sibling pod's login changed")
+		}
+	}
+	// A genuine refresh in the pod still goes through, to the sibling too.
+	refreshed := claudeLogin(now.Add(2*time.Hour).UnixMilli(), "refreshed")
+	a.cliWrites(t, refreshed)
+	waitFor(t, "the pod's refresh in the sibling pod", holds(b, refreshed))
+
+	cancel()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	said := strings.Join(lines, "\n")
+	if !strings.Contains(said, "another account") || !strings.Contains(said, "not taken back") {
+		t.Errorf("the sidecar did not say why it refused the pod's login:\n%s", said)
+	}
+	if strings.Contains(said, "FAKE") {
+		t.Errorf("a log line shows a token:\n%s", said)
 	}
 }

@@ -1,9 +1,12 @@
 package agent_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/mc-broker/mc-broker/broker/kinds/claude"
 	"github.com/mc-broker/mc-broker/broker/kinds/codex"
@@ -45,13 +48,15 @@ func TestDecideNewestWinsAndNothingBrokenMoves(t *testing.T) {
 		{"same age, other bytes: the Secret wins, as a source does", has(older), has(sameAge), agent.ToDirectory},
 		{"a blanked pod login is repaired, never carried", has(older), has(blanked), agent.ToDirectory},
 		{"a truncated pod login is repaired, never carried", has(older), has(truncated), agent.ToDirectory},
-		{"a blanked Secret is restored from the pod", has(blanked), has(older), agent.ToSecret},
-		{"an empty Secret gets the pod's login", none, has(older), agent.ToSecret},
+		// The host fills the Secret; a pod never does (it could hand its
+		// siblings any login it likes).
+		{"a blanked Secret is left to the host", has(blanked), has(older), agent.Nothing},
+		{"an empty Secret is left to the host", none, has(older), agent.Nothing},
 		{"both broken: nothing moves", has(blanked), has(truncated), agent.Nothing},
 		{"nothing anywhere", none, none, agent.Nothing},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, _ := agent.Decide(claude.Kind, tc.secret, tc.dir)
+			got := agent.Decide(claude.Kind, tc.secret, tc.dir).Action
 			if got != tc.want {
 				t.Errorf("Decide = %s, want %s", got, tc.want)
 			}
@@ -64,10 +69,48 @@ func TestDecideNewestWinsAndNothingBrokenMoves(t *testing.T) {
 func TestDecideNeverTakesBackALoginOfUnknownAge(t *testing.T) {
 	apiKey := fixture(t, "codex/auth.apikey.json")
 	other := []byte(`{"OPENAI_API_KEY":"sk-FAKE-other-key-0002","tokens":null}`)
-	if got, _ := agent.Decide(codex.Kind, agent.Side{}, agent.Side{Data: apiKey, Exists: true}); got != agent.Nothing {
+	if got := agent.Decide(codex.Kind, agent.Side{}, agent.Side{Data: apiKey, Exists: true}).Action; got != agent.Nothing {
 		t.Errorf("empty Secret, API key in the pod: %s, want nothing", got)
 	}
-	if got, _ := agent.Decide(codex.Kind, agent.Side{Data: apiKey, Exists: true}, agent.Side{Data: other, Exists: true}); got != agent.ToDirectory {
+	if got := agent.Decide(codex.Kind, agent.Side{Data: apiKey, Exists: true}, agent.Side{Data: other, Exists: true}).Action; got != agent.ToDirectory {
 		t.Errorf("different API keys: %s, want the Secret's into the pod", got)
+	}
+}
+
+// A Deployment's replicas share one Secret: whatever one pod gets into it
+// reaches its siblings before the host looks. A login the host would not
+// take from a copy (another account's, one claiming to live for years) is
+// not taken back into the Secret; the pod gets the Secret's login instead.
+func TestDecideTakesBackOnlyWhatTheHostWould(t *testing.T) {
+	now := time.Now()
+	secret := claudeLogin(now.Add(time.Hour).UnixMilli(), "host")
+	has := func(b []byte) agent.Side { return agent.Side{Data: b, Exists: true} }
+	otherAccount := []byte(fmt.Sprintf(`{"claudeAiOauth":{"accessToken":"sk-ant-oat01-FAKE-x","refreshToken":"sk-ant-ort01-FAKE-x","expiresAt":%d,"scopes":["user:inference"],"subscriptionType":"pro"}}`, now.Add(2*time.Hour).UnixMilli()))
+	for _, tc := range []struct {
+		name    string
+		dir     []byte
+		want    agent.Action
+		refused string
+	}{
+		{"the pod refreshed: back into the Secret", claudeLogin(now.Add(2*time.Hour).UnixMilli(), "pod"), agent.ToSecret, ""},
+		{"another account's login", otherAccount, agent.ToDirectory, "another account"},
+		{"a login claiming to live for a year", claudeLogin(now.Add(365*24*time.Hour).UnixMilli(), "pod"), agent.ToDirectory, "further ahead"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := agent.Decide(claude.Kind, has(secret), has(tc.dir))
+			if d.Action != tc.want || !strings.Contains(d.Refused, tc.refused) {
+				t.Fatalf("Decide = %s (refused: %q), want %s refused for %q", d.Action, d.Refused, tc.want, tc.refused)
+			}
+			switch d.Action {
+			case agent.ToDirectory:
+				if !bytes.Equal(d.Data, secret) {
+					t.Errorf("the pod gets %q, want the Secret's login", d.Data)
+				}
+			case agent.ToSecret:
+				if !bytes.Equal(d.Data, tc.dir) {
+					t.Errorf("the Secret gets %q, want the pod's login", d.Data)
+				}
+			}
+		})
 	}
 }
