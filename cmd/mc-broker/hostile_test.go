@@ -1132,6 +1132,11 @@ func TestHostileExtraMembers(t *testing.T) {
 	if bytes.Contains(read(w.source), []byte("EVIL")) || bytes.Contains(want, []byte("EVIL")) {
 		t.Error("what the container added reached the host or the copies")
 	}
+	// The copies get the login before the host's write-back is logged
+	// (fan-out first), and the log comes through a pipe: wait for the line.
+	waitFor(t, 5*time.Second, "the take-back to be logged", func() (bool, string) {
+		return p.log.count(adoptedMsg) >= 1, "not logged yet"
+	})
 	if n := p.log.count(adoptedMsg); n != 1 {
 		t.Errorf("%d take-backs, want 1", n)
 	}
