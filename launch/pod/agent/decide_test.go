@@ -114,3 +114,20 @@ func TestDecideTakesBackOnlyWhatTheHostWould(t *testing.T) {
 		})
 	}
 }
+
+// Only the login goes back, as from any copy: members the pod's CLI added
+// (its own MCP servers' tokens) stay out of the Secret, and so out of the
+// sibling pods.
+func TestDecideCarriesOnlyTheLoginBack(t *testing.T) {
+	now := time.Now()
+	secret := claudeLogin(now.Add(time.Hour).UnixMilli(), "host")
+	refreshed := claudeLogin(now.Add(2*time.Hour).UnixMilli(), "pod")
+	withExtra := bytes.Replace(refreshed, []byte("{"), []byte(`{"mcpOAuth":{"pod-server|1":{"accessToken":"FAKE-POD-MCP"}},`), 1)
+	d := agent.Decide(claude.Kind, agent.Side{Data: secret, Exists: true}, agent.Side{Data: withExtra, Exists: true})
+	if d.Action != agent.ToSecret {
+		t.Fatalf("Decide = %s, want to-secret", d.Action)
+	}
+	if bytes.Contains(d.Data, []byte("FAKE-POD-MCP")) || !bytes.Contains(d.Data, []byte("FAKE-pod")) {
+		t.Errorf("the Secret would get %q: want the pod's login and nothing else it added", d.Data)
+	}
+}
