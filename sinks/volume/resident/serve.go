@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -239,18 +240,58 @@ func watchFiles(ctx context.Context, files []FileSpec, w *writer) {
 		d := filepath.Dir(f.Path)
 		byDir[d] = append(byDir[d], i)
 	}
-	watched := map[string]bool{}
+	// watched is each watched directory's identity when its watch was
+	// added: a directory removed, renamed or swapped since (a container
+	// can do any of that in its volume) is watched again by path, or
+	// inotify would follow the old inode and the copy would go unwatched
+	// while the host believes the agent watches it.
+	watched := map[string]dirID{}
+	complete := false
+	nudge := make(chan struct{}, 1)
+	pending := make([]bool, len(files))
+	locks := make([]bool, len(files)) // Claude's refresh lock beside it
+	var mu sync.Mutex
+	markAll := func(idx []int) {
+		mu.Lock()
+		for _, i := range idx {
+			pending[i] = true
+		}
+		mu.Unlock()
+		select {
+		case nudge <- struct{}{}:
+		default:
+		}
+	}
+	unwatch := func(d string) {
+		if _, ok := watched[d]; !ok {
+			return
+		}
+		_ = fw.Remove(d)
+		delete(watched, d)
+		complete = false
+		// Whatever is there now is read once it is watched again; until
+		// then the host reads it now.
+		markAll(byDir[d])
+	}
 	addDirs := func() bool {
 		all := true
 		for d, idx := range byDir {
-			if watched[d] {
+			if _, ok := watched[d]; ok {
 				continue
 			}
-			if fw.Add(d) != nil {
+			// A real directory only: inotify follows a symlink, which
+			// could lead into another volume this agent mounts.
+			id, ok := dirIdentity(d)
+			if !ok || fw.Add(d) != nil {
 				all = false
 				continue
 			}
-			watched[d] = true
+			if again, ok := dirIdentity(d); !ok || again != id {
+				_ = fw.Remove(d)
+				all = false
+				continue
+			}
+			watched[d] = id
 			// It may have changed while it was not watched.
 			for _, i := range idx {
 				if w.send(Reply{Event: "changed", File: i}) != nil {
@@ -260,11 +301,7 @@ func watchFiles(ctx context.Context, files []FileSpec, w *writer) {
 		}
 		return all
 	}
-	complete := addDirs()
-	pending := make([]bool, len(files))
-	locks := make([]bool, len(files)) // Claude's refresh lock beside it
-	var mu sync.Mutex
-	nudge := make(chan struct{}, 1)
+	complete = addDirs()
 	go func() {
 		for {
 			select {
@@ -301,6 +338,13 @@ func watchFiles(ctx context.Context, files []FileSpec, w *writer) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			// A parent renamed or swapped raises no event on the
+			// directory itself: its identity tells.
+			for d, id := range watched {
+				if now, ok := dirIdentity(d); !ok || now != id {
+					unwatch(d)
+				}
+			}
 			if !complete {
 				complete = addDirs()
 			}
@@ -318,6 +362,14 @@ func watchFiles(ctx context.Context, files []FileSpec, w *writer) {
 		case ev, ok := <-fw.Events:
 			if !ok {
 				return
+			}
+			if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+				if _, ok := watched[filepath.Clean(ev.Name)]; ok {
+					// The watched directory itself went.
+					unwatch(filepath.Clean(ev.Name))
+					complete = addDirs()
+					continue
+				}
 			}
 			d, name := filepath.Dir(ev.Name), filepath.Base(ev.Name)
 			hit := false
@@ -339,4 +391,20 @@ func watchFiles(ctx context.Context, files []FileSpec, w *writer) {
 			}
 		}
 	}
+}
+
+// dirID is a directory's identity: device and inode.
+type dirID struct{ dev, ino uint64 }
+
+// dirIdentity is d's identity when d is a directory, not a symlink.
+func dirIdentity(d string) (dirID, bool) {
+	fi, err := os.Lstat(d)
+	if err != nil || !fi.IsDir() {
+		return dirID{}, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return dirID{}, false
+	}
+	return dirID{uint64(st.Dev), uint64(st.Ino)}, true
 }

@@ -173,3 +173,61 @@ func drainEvents(c *client) {
 		}
 	}
 }
+
+// A container removes the copy's directory (rm -rf ~/.codex) and its CLI
+// logs in again there, or renames a parent away and puts another in its
+// place: the agent must watch the new directory, or a refresh made there
+// would never be told while the host believes the agent watches it.
+func TestWatchesADirectoryRemovedOrSwappedAgain(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "home", ".codex")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c := serve(t, []FileSpec{{Path: filepath.Join(dir, "auth.json")}}, true)
+	<-c.ev // the first: watching started
+	writeAndWait := func(what string) {
+		t.Helper()
+		tmp := filepath.Join(dir, ".tmp")
+		if err := os.WriteFile(tmp, []byte(what), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, "auth.json")); err != nil {
+			t.Fatal(err)
+		}
+		// Events the removal raised come first; the write's must follow.
+		deadline := time.After(5 * time.Second)
+		for {
+			select {
+			case r := <-c.ev:
+				if r.Event != "changed" || r.File != 0 {
+					t.Fatalf("event %+v", r)
+				}
+				if got, _ := os.ReadFile(filepath.Join(dir, "auth.json")); string(got) == what {
+					if rep := c.call(Request{ID: 9, Op: "read"}); string(rep.Data) == what {
+						return
+					}
+				}
+			case <-deadline:
+				t.Fatalf("%s: no changed event within 5 s", what)
+			}
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeAndWait("after the directory was removed and made again")
+
+	// The parent renamed away and another put in its place: no event on
+	// the watched directory itself.
+	if err := os.Rename(filepath.Join(root, "home"), filepath.Join(root, "old-home")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeAndWait("after the parent was swapped")
+}
