@@ -56,6 +56,18 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, files []FileSpec, o
 	if o.Watch {
 		go watchFiles(ctx, files, w)
 	}
+	// Requests run side by side, writes to one file one at a time: a
+	// container holding its CLI's locks delays only writes to its own
+	// copy, never a read, a refresh-lock request or another file (the
+	// watcher makes lock requests on its one goroutine).
+	var (
+		writing  = make([]sync.Mutex, len(files))
+		inFlight = make(chan struct{}, maxInFlight)
+		wg       sync.WaitGroup
+		sendErr  error
+		errOnce  sync.Once
+	)
+	defer func() { cancel(); wg.Wait() }()
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), MaxLine)
 	for sc.Scan() {
@@ -63,16 +75,37 @@ func Serve(ctx context.Context, in io.Reader, out io.Writer, files []FileSpec, o
 		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
 			return fmt.Errorf("a request that is not JSON: %w", err)
 		}
-		rep := handle(ctx, sinks, req)
-		rep.ID = req.ID
-		if err := w.send(rep); err != nil {
-			return err
+		select {
+		case inFlight <- struct{}{}:
+		case <-ctx.Done():
+			return sendErr
 		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-inFlight; wg.Done() }()
+			rep := handle(ctx, sinks, writing, req)
+			rep.ID = req.ID
+			if err := w.send(rep); err != nil {
+				errOnce.Do(func() { sendErr = err; cancel() })
+			}
+		}()
 	}
-	return sc.Err()
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	wg.Wait()
+	return sendErr
 }
 
-func handle(ctx context.Context, sinks []*dir.Sink, req Request) Reply {
+// maxInFlight bounds the requests handled at once; the host makes a few.
+const maxInFlight = 32
+
+// requestTimeout bounds one request inside the agent, below the host's 10 s
+// per request: a write that cannot get its CLI's locks fails here, and its
+// answer reaches the host, rather than the host giving up on the agent.
+const requestTimeout = 8 * time.Second
+
+func handle(ctx context.Context, sinks []*dir.Sink, writing []sync.Mutex, req Request) Reply {
 	if req.File < 0 || req.File >= len(sinks) {
 		return Reply{Err: fmt.Sprintf("no file %d", req.File)}
 	}
@@ -80,8 +113,12 @@ func handle(ctx context.Context, sinks []*dir.Sink, req Request) Reply {
 	if err := realDirs(filepath.Dir(s.Location())); err != nil {
 		return failed(req.File, err)
 	}
-	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
+	if req.Op == "write" || req.Op == "add" {
+		writing[req.File].Lock()
+		defer writing[req.File].Unlock()
+	}
 	switch req.Op {
 	case "read":
 		data, err := s.Read(rctx)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -32,7 +33,7 @@ func serve(t *testing.T, files []FileSpec, watch bool) *client {
 		outW.Close()
 	}()
 	t.Cleanup(func() { cancel(); inW.Close(); <-done })
-	c := &client{t: t, in: inW, ev: make(chan Reply, 64), rep: make(chan Reply, 1)}
+	c := &client{t: t, in: inW, ev: make(chan Reply, 64), rep: make(chan Reply, 64)}
 	go func() {
 		sc := bufio.NewScanner(outR)
 		sc.Buffer(nil, MaxLine)
@@ -230,4 +231,58 @@ func TestWatchesADirectoryRemovedOrSwappedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeAndWait("after the parent was swapped")
+}
+
+// A container holds its CLI's lock on its copy (a Codex in the middle of
+// a write, or one holding it on purpose): the agent's write to that copy
+// waits for it, but a read, a refresh-lock request, or anything for
+// another file is answered at once, not queued behind the write. (The
+// watcher makes refresh-lock requests on its one goroutine.)
+func TestALockedCopyDelaysOnlyItsOwnWrites(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	files := []FileSpec{
+		{Path: filepath.Join(a, "auth.json"), LockFiles: []string{"auth.lock"}},
+		{Path: filepath.Join(b, "auth.json"), LockFiles: []string{"auth.lock"}},
+	}
+	c := serve(t, files, false)
+	held, err := os.OpenFile(filepath.Join(a, "auth.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Released before the agent is stopped, should the test fail first.
+	t.Cleanup(func() { held.Close() })
+	if err := syscall.Flock(int(held.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	send := func(req Request) {
+		line, _ := json.Marshal(req)
+		c.in.Write(append(line, '\n'))
+	}
+	start := time.Now()
+	send(Request{ID: 1, Op: "write", File: 0, Data: []byte("x"), Expect: Absent})
+	send(Request{ID: 2, Op: "read", File: 0})
+	send(Request{ID: 3, Op: "lockstat", File: 0})
+	send(Request{ID: 4, Op: "write", File: 1, Data: []byte("y"), Expect: Absent})
+	var order []int
+	for len(order) < 4 {
+		select {
+		case r := <-c.rep:
+			order = append(order, r.ID)
+			if r.ID != 1 && time.Since(start) > time.Second {
+				t.Errorf("request %d answered after %v, behind the locked write", r.ID, time.Since(start))
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("answers %v within 15 s, want 4", order)
+		}
+		if len(order) == 3 {
+			// The rest are in: let the container's CLI finish.
+			syscall.Flock(int(held.Fd()), syscall.LOCK_UN)
+		}
+	}
+	if order[3] != 1 {
+		t.Errorf("answers in order %v: the locked copy's write should come last", order)
+	}
+	if got, _ := os.ReadFile(files[1].Path); string(got) != "y" {
+		t.Errorf("the other copy holds %q", got)
+	}
 }
