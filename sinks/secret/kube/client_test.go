@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -176,5 +178,32 @@ contexts: [{name: x, context: {cluster: c, user: u}}]
 	runs, _ := os.ReadFile(count)
 	if n := strings.Count(string(runs), "x"); n != 2 {
 		t.Errorf("plugin ran %d times, want 2 (refused token, then a new one)", n)
+	}
+}
+
+// A watch stream whose one event never ends (a broken server, or anything
+// between the watcher and it) fails the watch once the event is past what
+// any response may be, instead of being buffered without bound; the
+// caller watches again with backoff.
+func TestWatchSecretBoundsOneEvent(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"type":"MODIFIED","object":{"data":{"x":"`)
+		chunk := strings.Repeat("A", 64<<10)
+		for range (kube.MaxResponse / len(chunk)) * 4 {
+			if _, err := io.WriteString(w, chunk); err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	c, err := kube.NewClient(&kube.Config{Server: srv.URL, Token: "FAKE-TOKEN"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := 0
+	err = c.WatchSecret(context.Background(), "ns", "logins", "", func(kube.SecretEvent) error { events++; return nil })
+	if err == nil || !strings.Contains(err.Error(), "watch event of more than") || events != 0 {
+		t.Fatalf("WatchSecret over an endless event: %v (%d events), want it to fail on the event's size", err, events)
 	}
 }

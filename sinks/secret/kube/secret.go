@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -190,8 +189,14 @@ func (c *Client) WatchSecret(ctx context.Context, namespace, name, resourceVersi
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		return statusError(resp.StatusCode, body)
 	}
-	dec := json.NewDecoder(bufio.NewReader(resp.Body))
+	// Each event is bounded as one response is (Do): a server, or
+	// anything between, that streams one endless event cannot make the
+	// watcher buffer it. (The decoder reads ahead, so the bound is
+	// MaxResponse plus its buffer.)
+	budget := &eventBudget{r: resp.Body, n: MaxResponse}
+	dec := json.NewDecoder(budget)
 	for {
+		budget.n = MaxResponse
 		var ev struct {
 			Type   EventType       `json:"type"`
 			Object json.RawMessage `json:"object"`
@@ -224,6 +229,24 @@ func (c *Client) WatchSecret(ctx context.Context, namespace, name, resourceVersi
 			return err
 		}
 	}
+}
+
+// eventBudget reads at most n more bytes of a watch stream, then fails.
+type eventBudget struct {
+	r io.Reader
+	n int64
+}
+
+func (b *eventBudget) Read(p []byte) (int, error) {
+	if b.n <= 0 {
+		return 0, fmt.Errorf("a watch event of more than %d bytes", MaxResponse)
+	}
+	if int64(len(p)) > b.n {
+		p = p[:b.n]
+	}
+	k, err := b.r.Read(p)
+	b.n -= int64(k)
+	return k, err
 }
 
 // CreateNamespace creates a namespace (tests and benchmarks).
