@@ -51,11 +51,17 @@ var (
 	agentSettle = 50 * time.Millisecond
 )
 
-// agentKey is one resident agent: an engine and the user its copies are
-// written as (the agent runs as that user, so what it writes is theirs).
+// agentKey is one resident agent: an engine, the user its copies are
+// written as (the agent runs as that user, so what it writes is theirs),
+// and one volume. One agent per volume, not per user: the agent resolves
+// paths a container can change under it (a directory swapped for a
+// symlink between its check and its use), and with only that container's
+// own volume mounted, such a swap can lead nowhere the container could
+// not write anyway. Copies at several paths of one volume share it.
 type agentKey struct {
 	sel      engine.Selection
 	uid, gid int
+	volume   string
 }
 
 // agentSup supervises one resident agent: started when the first copy
@@ -724,7 +730,7 @@ func (s *Sink) Changes(ctx context.Context, onError func(error)) <-chan struct{}
 		go func() { <-ctx.Done(); sub.close() }()
 		return sub.ch
 	}
-	a := s.o.Shared.agentFor(agentKey{sel: s.o.Engine, uid: s.uid(), gid: s.gid()})
+	a := s.o.Shared.agentFor(agentKey{sel: s.o.Engine, uid: s.uid(), gid: s.gid(), volume: s.o.Volume})
 	s.supMu.Lock()
 	s.sup = a
 	s.supMu.Unlock()

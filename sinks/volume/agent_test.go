@@ -377,7 +377,28 @@ func testAgentOn(t *testing.T, e *volumetest.Engine) {
 		if got := e.Run(t, vol, "cat /d/home/.codex/auth.json; echo; stat -c '%a %u %g' /d/home/.codex/auth.json"); got != "3\n600 1000 1000\n" {
 			t.Errorf("a container reads %q, want 3, mode 600, owner 1000:1000", got)
 		}
-		checkAgentConfined(t, e, vol)
+		checkAgentConfined(t, e, vol, "1000:1000")
+	}
+}
+
+// TestEachVolumeHasItsOwnAgent: two volumes of one user on one engine are
+// served by two agents, each mounting its own volume only (a container
+// that can write one volume cannot reach the other through the agent).
+func TestEachVolumeHasItsOwnAgent(t *testing.T) {
+	volumetest.AgentBinary(t)
+	e := volumetest.Docker(t)
+	var vols []string
+	for range 2 {
+		vol := e.UniqueVolume(t)
+		s := volume.New(volume.Options{Volume: vol, FileName: ".credentials.json", LockDir: t.TempDir(), Shared: e.Shared})
+		if err := s.Update(context.Background(), always([]byte(`{"gen":1}`))); err != nil {
+			t.Fatal(err)
+		}
+		following(t, s)
+		vols = append(vols, vol)
+	}
+	for _, vol := range vols {
+		checkAgentConfined(t, e, vol, "0:0")
 	}
 }
 
@@ -385,7 +406,7 @@ func testAgentOn(t *testing.T, e *volumetest.Engine) {
 // serving vol runs confined: no network, read-only root, no capabilities,
 // no new privileges, as the copy's user, and bounded in memory and
 // processes.
-func checkAgentConfined(t *testing.T, e *volumetest.Engine, vol string) {
+func checkAgentConfined(t *testing.T, e *volumetest.Engine, vol, user string) {
 	t.Helper()
 	ids := volumetest.Agents(t, e.Engine, vol)
 	if len(ids) != 1 {
@@ -409,8 +430,19 @@ func checkAgentConfined(t *testing.T, e *volumetest.Engine, vol string) {
 	if !slices.ContainsFunc(hc.SecurityOpt, func(o string) bool { return strings.HasPrefix(o, "no-new-privileges") }) {
 		problems = append(problems, fmt.Sprintf("new privileges allowed (%v)", hc.SecurityOpt))
 	}
-	if cfg.User != "1000:1000" {
+	if cfg.User != user {
 		problems = append(problems, "user "+cfg.User)
+	}
+	// Its own volume and nothing else: a path a container swaps under the
+	// agent can lead nowhere the container could not write anyway.
+	var volumes []string
+	for _, m := range res.Container.Mounts {
+		if m.Type == "volume" {
+			volumes = append(volumes, m.Name)
+		}
+	}
+	if !slices.Equal(volumes, []string{vol}) {
+		problems = append(problems, fmt.Sprintf("volumes mounted %v, want only %s", volumes, vol))
 	}
 	info, err := e.Client().Info(context.Background(), client.InfoOptions{})
 	if err != nil {

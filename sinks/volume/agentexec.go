@@ -121,7 +121,7 @@ func (s *Sink) oneShotAgent(ctx context.Context) (conn *agentConn, file int, rel
 		// Spare the engine the calls: no agent can start here.
 		return nil, 0, nil, false
 	}
-	a := &agentSup{sh: s.o.Shared, key: agentKey{sel: s.o.Engine, uid: s.uid(), gid: s.gid()}, subs: map[*Sink]*agentSub{}, wake: make(chan struct{}, 1)}
+	a := &agentSup{sh: s.o.Shared, key: agentKey{sel: s.o.Engine, uid: s.uid(), gid: s.gid(), volume: s.o.Volume}, subs: map[*Sink]*agentSub{}, wake: make(chan struct{}, 1)}
 	run, err := a.start(ctx, []*Sink{s})
 	if err != nil || run == nil {
 		return nil, 0, nil, false

@@ -81,7 +81,7 @@ type Shared struct {
 
 	mu      sync.Mutex
 	engines map[engine.Selection]*engineHandle
-	// agents are the resident agents, per engine and user (agent.go).
+	// agents are the resident agents, per engine, user and volume (agent.go).
 	agents map[agentKey]*agentSup
 }
 
