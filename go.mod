@@ -49,3 +49,5 @@ require (
 replace github.com/distribution/reference v0.6.0 => ./third_party/reference
 
 replace github.com/opencontainers/go-digest v1.0.0 => ./third_party/go-digest
+
+replace go.yaml.in/yaml/v3 v3.0.6 => ./third_party/yaml
