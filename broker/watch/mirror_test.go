@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/mc-broker/mc-broker/broker"
 	"github.com/mc-broker/mc-broker/broker/config"
 	"github.com/mc-broker/mc-broker/broker/credential"
+	"github.com/mc-broker/mc-broker/broker/testenv"
 	"github.com/mc-broker/mc-broker/broker/watch/lockmirror"
 	"github.com/mc-broker/mc-broker/sinks/dir"
 )
@@ -33,37 +33,19 @@ func mirrorLogin(n int, expiresAt int64) []byte {
 // a copy only when it expires within what Claude ever issues.
 func hoursAhead(h int) int64 { return time.Now().Add(time.Duration(h) * time.Hour).UnixMilli() }
 
-// syncBuffer is a log sink safe for the watcher's goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // mirrorWorld is a host config dir and n copy dirs with one watcher.
 type mirrorWorld struct {
 	host   string
 	copies []string
 	state  string
-	log    *syncBuffer
+	log    *testenv.Buffer
 	stop   func()
 }
 
 func startMirrorWorld(t *testing.T, n int, o Options) *mirrorWorld {
 	t.Helper()
 	root := t.TempDir()
-	w := &mirrorWorld{host: filepath.Join(root, "home/.claude"), state: filepath.Join(root, "state"), log: &syncBuffer{}}
+	w := &mirrorWorld{host: filepath.Join(root, "home/.claude"), state: filepath.Join(root, "state"), log: &testenv.Buffer{}}
 	if err := os.MkdirAll(w.host, 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -740,8 +740,8 @@ func expiry(t time.Time) any {
 }
 
 // storeWorker runs one store's reads and writes, one at a time, each with
-// the store's own deadline. A job submitted while another waits replaces it:
-// only the newest decision matters.
+// the store's own deadline. It keeps one job waiting; which job may take
+// the waiting one's place is up to their kinds (jobKind).
 type storeWorker struct {
 	sw       *sourceWorker
 	name     string

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mc-broker/mc-broker/broker"
+	"github.com/mc-broker/mc-broker/broker/testenv"
 	"github.com/mc-broker/mc-broker/sinks/dir"
 	"github.com/mc-broker/mc-broker/sources/file"
 )
@@ -83,7 +84,7 @@ func TestWatchRepairsACopyChangedWhileItsRepairWasInFlight(t *testing.T) {
 	if err := os.WriteFile(source, host, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	stop := runWatcher(t, b, Options{StateDir: stateDir, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	holds := func(want []byte) bool { got, _ := os.ReadFile(copies[0]); return bytes.Equal(got, want) }
 	waitFor(t, "the copy to hold the host's login", func() bool { return holds(host) })
@@ -226,7 +227,7 @@ func TestWatchCountsATakeBackBeforeDecidingTheNext(t *testing.T) {
 	if err := os.WriteFile(source, mirrorLogin(1, hoursAhead(4)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	runWatcher(t, b, Options{StateDir: stateDir, Log: slog.New(slog.NewTextHandler(logs, nil))})
 	// Before the watcher stops, should the test fail first.
 	release := sync.OnceFunc(func() { close(host.gate) })

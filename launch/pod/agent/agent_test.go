@@ -8,11 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mc-broker/mc-broker/broker/kinds/claude"
+	"github.com/mc-broker/mc-broker/broker/testenv"
 
 	"github.com/mc-broker/mc-broker/launch/pod/agent"
 	"github.com/mc-broker/mc-broker/sinks/dir"
@@ -65,6 +65,20 @@ func (p *pod) cliWrites(t *testing.T, data []byte) {
 	if err := os.Rename(tmp, p.file()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// runSidecar runs the pod's sidecar (agent.Run) until ctx ends, its log
+// lines in logs and its result sent on done, and returns once it watches
+// both sides.
+func (p *pod) runSidecar(ctx context.Context, logs *testenv.Buffer, done chan<- error) {
+	ready := make(chan struct{})
+	go func() {
+		done <- agent.Run(ctx, []agent.Login{p.login}, agent.RunOptions{
+			Ready: func() { close(ready) },
+			Logf:  func(f string, a ...any) { fmt.Fprintf(logs, f+"\n", a...) },
+		})
+	}()
+	<-ready
 }
 
 func hostWrites(t *testing.T, ctx context.Context, s *secret.Sink, data []byte) {
@@ -148,21 +162,9 @@ func TestRunKeepsPodAndSecretInStep(t *testing.T) {
 	if err := agent.Once(ctx, []agent.Login{p.login}, nil); err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan struct{})
+	logs := &testenv.Buffer{}
 	done := make(chan error, 1)
-	var logMu sync.Mutex
-	var lines []string
-	go func() {
-		done <- agent.Run(ctx, []agent.Login{p.login}, agent.RunOptions{
-			Ready: func() { close(ready) },
-			Logf: func(f string, a ...any) {
-				logMu.Lock()
-				lines = append(lines, fmt.Sprintf(f, a...))
-				logMu.Unlock()
-			},
-		})
-	}()
-	<-ready
+	p.runSidecar(ctx, logs, done)
 	secretHolds := func(want []byte) func() bool {
 		return func() bool {
 			got, err := p.sink.Read(ctx)
@@ -204,10 +206,8 @@ func TestRunKeepsPodAndSecretInStep(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("Run: %v", err)
 	}
-	logMu.Lock()
-	defer logMu.Unlock()
-	for _, l := range lines {
-		if bytes.Contains([]byte(l), []byte("FAKE")) {
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, "FAKE") {
 			t.Errorf("a log line shows a token: %q", l)
 		}
 	}
@@ -227,25 +227,13 @@ func TestRunAPodCannotHandItsSiblingsAnotherLogin(t *testing.T) {
 	now := time.Now()
 	host := claudeLogin(now.Add(time.Hour).UnixMilli(), "host")
 	hostWrites(t, ctx, a.sink, host)
-	var logMu sync.Mutex
-	var lines []string
+	logs := &testenv.Buffer{}
 	done := make(chan error, 2)
 	for _, p := range []*pod{a, b} {
 		if err := agent.Once(ctx, []agent.Login{p.login}, nil); err != nil {
 			t.Fatal(err)
 		}
-		ready := make(chan struct{})
-		go func() {
-			done <- agent.Run(ctx, []agent.Login{p.login}, agent.RunOptions{
-				Ready: func() { close(ready) },
-				Logf: func(f string, args ...any) {
-					logMu.Lock()
-					lines = append(lines, fmt.Sprintf(f, args...))
-					logMu.Unlock()
-				},
-			})
-		}()
-		<-ready
+		p.runSidecar(ctx, logs, done)
 	}
 	holds := func(p *pod, want []byte) func() bool {
 		return func() bool { got, err := os.ReadFile(p.file()); return err == nil && bytes.Equal(got, want) }
@@ -272,9 +260,7 @@ func TestRunAPodCannotHandItsSiblingsAnotherLogin(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	}
-	logMu.Lock()
-	defer logMu.Unlock()
-	said := strings.Join(lines, "\n")
+	said := logs.String()
 	if !strings.Contains(said, "another account") || !strings.Contains(said, "not taken back") {
 		t.Errorf("the sidecar did not say why it refused the pod's login:\n%s", said)
 	}
