@@ -79,7 +79,6 @@ type agentSup struct {
 	wake    chan struct{}
 	stop    context.CancelFunc
 	stopped chan struct{} // closed when the supervisor goroutine ends
-	arch    string
 }
 
 type agentSub struct {
@@ -316,14 +315,11 @@ func (a *agentSup) start(ctx context.Context, sinks []*Sink) (*agentRun, error) 
 		return nil, err
 	}
 	c := e.Client()
-	if a.arch == "" {
-		arch, err := engineArch(ctx, c)
-		if err != nil {
-			return nil, h.classify(e, err)
-		}
-		a.arch = arch
+	arch, err := h.archOf(ctx, c)
+	if err != nil {
+		return nil, h.classify(e, err)
 	}
-	bin, err := findAgentBinary(a.arch)
+	bin, err := findAgentBinary(arch)
 	if err != nil {
 		return nil, err
 	}

@@ -92,6 +92,27 @@ type engineHandle struct {
 
 	mu    sync.Mutex
 	ready *engine.Engine // the engine the image and cleanup were done on
+	// arch is the engine's architecture once asked: every agent started
+	// on it (one per volume, one-shot ones per written copy) needs it.
+	arch string
+}
+
+// archOf is the engine's architecture (amd64, arm64), asked once per run.
+func (h *engineHandle) archOf(ctx context.Context, c *client.Client) (string, error) {
+	h.mu.Lock()
+	a := h.arch
+	h.mu.Unlock()
+	if a != "" {
+		return a, nil
+	}
+	a, err := engineArch(ctx, c)
+	if err != nil {
+		return "", err
+	}
+	h.mu.Lock()
+	h.arch = a
+	h.mu.Unlock()
+	return a, nil
 }
 
 // NewShared returns the handle for one run; lazy is the environment's
