@@ -460,7 +460,10 @@ func (a *agentSup) stale(ctx context.Context, run *agentRun) bool {
 // files), no capabilities, no new privileges, as the copies' user, with
 // stdin open for the host's requests and removed when it exits.
 func (a *agentSup) create(ctx context.Context, c *client.Client, image string, podman bool, mounts []mount.Mount, files []resident.FileSpec, volumes string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	// Not cancelled with the watcher: a create cut short can still make
+	// the container on the engine, and without its id nothing removes it.
+	// The caller removes it when it stops before the agent runs.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
 	defer cancel()
 	cmd := []string{agentPath, "vol-agent"}
 	for _, f := range files {
